@@ -1,0 +1,178 @@
+"""The Backend contract: everything talks to the control plane through it.
+
+Three implementations pass one contract suite (``tests/store/test_contract.py``):
+``SqlBackend`` on SQLite, ``SqlBackend`` on PostgreSQL, and ``HttpBackend`` (the
+client of ``agent server``, itself a thin shell over ``SqlBackend``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from agent.core.models import Artifact, LogLine, Queue, Task, Worker
+
+#: Seconds a claim's lease lasts unless the worker's heartbeat renews it.
+DEFAULT_LEASE_S = 60.0
+
+#: Fields of a task that ``update_task`` may change directly (status has its own call).
+UPDATABLE_FIELDS = frozenset(
+    {
+        "name", "project", "type", "parent", "tags", "comment", "script", "hyperparams",
+        "configuration", "container", "runtime", "output_uri", "status_message",
+    }
+)  # fmt: skip
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Projects, tasks, queues, workers, logs, metrics and artifact metadata."""
+
+    # -- projects ---------------------------------------------------------
+    def list_projects(self) -> list[str]:
+        """Names of the projects that hold at least one task (or were created)."""
+
+    def create_project(self, name: str) -> str:
+        """Create (idempotent) and return the project name."""
+
+    # -- tasks ------------------------------------------------------------
+    def create_task(self, task: Task) -> Task:
+        """Store a new task (status ``created``); timestamps are set by the store."""
+
+    def get_task(self, task_id: str) -> Task:
+        """The task with its artifacts. Raises NotFound."""
+
+    def update_task(self, task_id: str, **fields: Any) -> Task:
+        """Change fields of :data:`UPDATABLE_FIELDS`; dict fields replace whole.
+
+        Raises InvalidInput for other fields, NotFound for an unknown id.
+        """
+
+    def merge_runtime(self, task_id: str, values: dict[str, Any]) -> Task:
+        """Merge ``values`` into the task's runtime properties (atomic)."""
+
+    def set_status(
+        self,
+        task_id: str,
+        status: str,
+        message: str | None = None,
+        expected: Sequence[str] | None = None,
+    ) -> Task:
+        """Move the task through ``transition()``; sets started/completed times.
+
+        ``expected``: only move when the current status is one of these, else Conflict.
+        Leaving ``queued`` removes the queue entry; leaving ``in_progress`` frees the lease.
+        """
+
+    def clone_task(
+        self,
+        task_id: str,
+        name: str | None = None,
+        parent: str | None = None,
+        project: str | None = None,
+    ) -> Task:
+        """A new ``created`` task with the source's definition (not its results)."""
+
+    def query_tasks(
+        self,
+        project: str | None = None,
+        name: str | None = None,
+        status: str | Sequence[str] | None = None,
+        tag: str | None = None,
+        type: str | None = None,
+        parent: str | None = None,
+        runtime: dict[str, Any] | None = None,
+        limit: int = 1000,
+    ) -> list[Task]:
+        """Tasks matching every given filter, newest first (without artifacts)."""
+
+    def delete_task(self, task_id: str) -> None:
+        """Remove a task and everything it owns."""
+
+    # -- queues -----------------------------------------------------------
+    def create_queue(self, name: str) -> Queue:
+        """Create (idempotent) and return the queue."""
+
+    def get_queue(self, name: str) -> Queue:
+        """Raises NotFound."""
+
+    def list_queues(self) -> list[Queue]:
+        """All queues with their current length."""
+
+    def enqueue(self, task_id: str, queue: str, priority: int = 0) -> Task:
+        """Put the task on the queue (created on demand); status -> queued."""
+
+    def dequeue(self, task_id: str) -> Task:
+        """Take a queued task off its queue; status -> created."""
+
+    def queue_entries(self, queue: str) -> list[str]:
+        """Task ids waiting on the queue, in claim order."""
+
+    def claim(
+        self,
+        queues: Sequence[str],
+        worker_id: str,
+        timeout: float = 0.0,
+        lease_s: float = DEFAULT_LEASE_S,
+    ) -> Task | None:
+        """Atomically take the next task: queues in the given order, then highest
+        priority, then FIFO. The task moves to ``in_progress`` with a lease held by
+        ``worker_id``. Waits up to ``timeout`` seconds for one to arrive."""
+
+    # -- workers ----------------------------------------------------------
+    def register_worker(
+        self,
+        worker_id: str,
+        queues: Sequence[str],
+        name: str = "",
+        stats: dict[str, Any] | None = None,
+    ) -> Worker:
+        """Create or refresh a worker record."""
+
+    def heartbeat(
+        self, worker_id: str, stats: dict[str, Any] | None = None, lease_s: float = DEFAULT_LEASE_S
+    ) -> Worker:
+        """Mark the worker alive and renew the leases of its in-progress tasks."""
+
+    def unregister_worker(self, worker_id: str) -> None:
+        """Forget a worker (its running tasks keep their leases until they lapse)."""
+
+    def list_workers(self, alive_within: float | None = None) -> list[Worker]:
+        """Workers, with the tasks they run; optionally only recently seen ones."""
+
+    def reap_expired(self) -> list[str]:
+        """Fail every in-progress task whose lease lapsed ("worker lost"); return ids."""
+
+    # -- logs and metrics -------------------------------------------------
+    def append_logs(self, task_id: str, lines: Iterable[str | tuple[float, str, str]]) -> int:
+        """Append lines (text, or (ts, level, text)); return the last seq."""
+
+    def get_logs(self, task_id: str, after: int = 0, limit: int = 10000) -> list[LogLine]:
+        """Lines with seq > ``after``, oldest first."""
+
+    def report_scalars(self, task_id: str, points: Iterable[tuple[str, str, int, float]]) -> None:
+        """Store (title, series, iteration, value) points."""
+
+    def get_scalars(self, task_id: str) -> dict[str, dict[str, list[tuple[int, float]]]]:
+        """{title: {series: [(iteration, value), ...]}} ordered by iteration."""
+
+    def report_plot(
+        self, task_id: str, title: str, series: str, iteration: int, figure: dict[str, Any]
+    ) -> None:
+        """Store a plot (JSON figure); the same (title, series, iteration) replaces."""
+
+    def get_plots(self, task_id: str) -> list[dict[str, Any]]:
+        """[{title, series, iteration, figure}] in report order."""
+
+    # -- artifacts --------------------------------------------------------
+    def add_artifact(self, task_id: str, artifact: Artifact) -> Artifact:
+        """Record (or replace) an artifact of the task."""
+
+    def get_artifacts(self, task_id: str) -> dict[str, Artifact]:
+        """The task's artifacts by name."""
+
+    def find_artifact_by_hash(self, sha256: str) -> Artifact | None:
+        """Any artifact with that content hash (dedup of blobs)."""
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,790 @@
+"""SqlBackend: the control plane on SQLite (embedded default) or PostgreSQL.
+
+SQLite: WAL, one writer at a time; every write runs in ``BEGIN IMMEDIATE`` so a
+claim cannot race another. PostgreSQL: claims take the queue head with
+``FOR UPDATE SKIP LOCKED``. Claims long-poll: an enqueue through this same
+backend object wakes its waiting claimers at once; enqueues from other
+processes are seen by polling every few milliseconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, and_, create_engine, delete, event, func, insert, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from agent.core.errors import Conflict, InvalidInput, NotFound
+from agent.core.models import (
+    Artifact,
+    LogLine,
+    Queue,
+    Script,
+    Task,
+    TaskStatus,
+    TaskTypes,
+    Worker,
+    new_id,
+    now,
+    transition,
+)
+from agent.store import schema as t
+from agent.store.base import DEFAULT_LEASE_S, UPDATABLE_FIELDS
+
+#: Poll interval bounds of a long-polling claim (seconds).
+_POLL_MIN, _POLL_MAX = 0.005, 0.05
+_JSON_FIELDS = ("tags", "script", "hyperparams", "configuration", "container", "runtime")
+_TASK_TYPES = {t_.value for t_ in TaskTypes}
+
+
+def _normalize_url(url: str) -> str:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _make_engine(url: str) -> Engine:
+    url = _normalize_url(url)
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, _record):  # pragma: no cover - trivial
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn):  # pragma: no cover - trivial
+            mode = "DEFERRED" if conn.get_execution_options().get("readonly") else "IMMEDIATE"
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+class SqlBackend:
+    """The :class:`~agent.store.base.Backend` over SQLAlchemy Core."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = _make_engine(url)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._enqueued = threading.Condition()
+        self._create_schema()
+
+    def _create_schema(self) -> None:
+        for attempt in range(5):
+            try:
+                t.metadata.create_all(self.engine)
+                return
+            except (OperationalError, IntegrityError):
+                # Two processes creating the schema at once: the loser retries.
+                if attempt == 4:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+
+    # -- plumbing -----------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        # SQLite waits for the write lock (busy_timeout); PostgreSQL locks rows.
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(readonly=True) as conn:
+            with conn.begin():
+                yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- projects -----------------------------------------------------------
+    def list_projects(self) -> list[str]:
+        with self._read() as conn:
+            rows = conn.execute(select(t.projects.c.name).order_by(t.projects.c.name)).all()
+        return [r[0] for r in rows]
+
+    def create_project(self, name: str) -> str:
+        if not name or len(name) > 255:
+            raise InvalidInput("project name must be 1 to 255 characters")
+        with self._write() as conn:
+            self._ensure_project(conn, name)
+        return name
+
+    def _ensure_project(self, conn: Connection, name: str) -> None:
+        if not name:
+            return
+        exists = conn.execute(select(t.projects.c.name).where(t.projects.c.name == name)).first()
+        if not exists:
+            conn.execute(insert(t.projects).values(name=name, created=now()))
+
+    # -- tasks --------------------------------------------------------------
+    def create_task(self, task: Task) -> Task:
+        _validate_task(task)
+        stamp = now()
+        row = _task_to_row(task)
+        row.update(
+            status=TaskStatus.created.value,
+            created=stamp,
+            last_update=stamp,
+            started=None,
+            completed=None,
+            worker=None,
+            queue=None,
+            lease_expires=None,
+        )
+        with self._write() as conn:
+            if conn.execute(select(t.tasks.c.id).where(t.tasks.c.id == task.id)).first():
+                raise Conflict(f"task {task.id} already exists")
+            self._ensure_project(conn, task.project)
+            conn.execute(insert(t.tasks).values(**row))
+            self._write_tags(conn, task.id, task.tags)
+            self._write_props(conn, task.id, task.runtime)
+        return self.get_task(task.id)
+
+    def get_task(self, task_id: str) -> Task:
+        with self._read() as conn:
+            row = conn.execute(select(t.tasks).where(t.tasks.c.id == task_id)).mappings().first()
+            if row is None:
+                raise NotFound(f"no task with id '{task_id}'")
+            task = _row_to_task(row)
+            task.artifacts = self._artifacts(conn, task_id)
+        return task
+
+    def _require(self, conn: Connection, task_id: str, lock: bool = False) -> dict[str, Any]:
+        query = select(t.tasks).where(t.tasks.c.id == task_id)
+        if lock and not self.is_sqlite:
+            query = query.with_for_update()
+        row = conn.execute(query).mappings().first()
+        if row is None:
+            raise NotFound(f"no task with id '{task_id}'")
+        return dict(row)
+
+    def update_task(self, task_id: str, **fields: Any) -> Task:
+        bad = set(fields) - UPDATABLE_FIELDS
+        if bad:
+            raise InvalidInput(
+                f"cannot update field(s) {sorted(bad)}; allowed: {sorted(UPDATABLE_FIELDS)}"
+            )
+        values = _task_to_row(Task(**_defaults_for(fields)), only=fields.keys())
+        if "type" in values and values["type"] not in _TASK_TYPES:
+            raise InvalidInput(f"unknown task type '{values['type']}'")
+        values["last_update"] = now()
+        with self._write() as conn:
+            self._require(conn, task_id, lock=True)
+            if values.get("project"):
+                self._ensure_project(conn, values["project"])
+            conn.execute(update(t.tasks).where(t.tasks.c.id == task_id).values(**values))
+            if "tags" in fields:
+                self._write_tags(conn, task_id, values["tags"])
+            if "runtime" in fields:
+                self._write_props(conn, task_id, values["runtime"])
+        return self.get_task(task_id)
+
+    def merge_runtime(self, task_id: str, values: dict[str, Any]) -> Task:
+        if not isinstance(values, dict):
+            raise InvalidInput("runtime values must be an object")
+        with self._write() as conn:
+            row = self._require(conn, task_id, lock=True)
+            runtime = dict(row["runtime"] or {})
+            runtime.update(values)
+            conn.execute(
+                update(t.tasks)
+                .where(t.tasks.c.id == task_id)
+                .values(runtime=runtime, last_update=now())
+            )
+            self._write_props(conn, task_id, runtime)
+        return self.get_task(task_id)
+
+    def _write_tags(self, conn: Connection, task_id: str, tags: Iterable[str]) -> None:
+        conn.execute(delete(t.task_tags).where(t.task_tags.c.task_id == task_id))
+        unique = sorted({str(tag) for tag in tags})
+        if unique:
+            conn.execute(insert(t.task_tags), [{"task_id": task_id, "tag": tag} for tag in unique])
+
+    def _write_props(self, conn: Connection, task_id: str, runtime: dict[str, Any]) -> None:
+        conn.execute(delete(t.task_props).where(t.task_props.c.task_id == task_id))
+        rows = [{"task_id": task_id, "key": str(k), "value": _canon(v)} for k, v in runtime.items()]
+        if rows:
+            conn.execute(insert(t.task_props), rows)
+
+    def set_status(
+        self,
+        task_id: str,
+        status: str,
+        message: str | None = None,
+        expected: Sequence[str] | None = None,
+    ) -> Task:
+        with self._write() as conn:
+            row = self._require(conn, task_id, lock=True)
+            self._set_status(conn, row, status, message, expected)
+        return self.get_task(task_id)
+
+    def _set_status(
+        self,
+        conn: Connection,
+        row: dict[str, Any],
+        status: str,
+        message: str | None,
+        expected: Sequence[str] | None,
+    ) -> None:
+        current = row["status"]
+        if expected is not None and current not in {str(s) for s in expected}:
+            raise Conflict(
+                f"task {row['id']} is '{current}', expected one of {sorted(map(str, expected))}"
+            )
+        new = transition(current, status, row["id"])
+        stamp = now()
+        values: dict[str, Any] = {"status": new.value, "last_update": stamp}
+        if message is not None:
+            values["status_message"] = message
+        if new is TaskStatus.in_progress:
+            values["started"] = stamp
+            values["completed"] = None
+        elif new.is_terminal:
+            values["completed"] = stamp
+        if new is TaskStatus.created:
+            values.update(started=None, completed=None, worker=None, queue=None)
+        if current == TaskStatus.queued.value and new is not TaskStatus.in_progress:
+            conn.execute(delete(t.queue_entries).where(t.queue_entries.c.task_id == row["id"]))
+        if current == TaskStatus.in_progress.value:
+            values["lease_expires"] = None
+        conn.execute(update(t.tasks).where(t.tasks.c.id == row["id"]).values(**values))
+
+    def clone_task(
+        self,
+        task_id: str,
+        name: str | None = None,
+        parent: str | None = None,
+        project: str | None = None,
+    ) -> Task:
+        source = self.get_task(task_id)
+        clone = Task(
+            name=name if name is not None else source.name,
+            project=project if project is not None else source.project,
+            type=source.type,
+            parent=parent if parent is not None else source.parent,
+            tags=list(source.tags),
+            comment=source.comment,
+            script=dataclasses.replace(source.script),
+            hyperparams=json.loads(json.dumps(source.hyperparams)),
+            configuration=dict(source.configuration),
+            container=dict(source.container),
+            runtime={k: v for k, v in source.runtime.items() if not k.startswith("_")},
+            output_uri=source.output_uri,
+        )
+        clone.runtime["cloned_from"] = source.id
+        return self.create_task(clone)
+
+    def query_tasks(
+        self,
+        project: str | None = None,
+        name: str | None = None,
+        status: str | Sequence[str] | None = None,
+        tag: str | None = None,
+        type: str | None = None,
+        parent: str | None = None,
+        runtime: dict[str, Any] | None = None,
+        limit: int = 1000,
+    ) -> list[Task]:
+        query = select(t.tasks)
+        c = t.tasks.c
+        if project is not None:
+            query = query.where(c.project == project)
+        if name is not None:
+            query = query.where(c.name == name)
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            query = query.where(c.status.in_([str(s) for s in statuses]))
+        if type is not None:
+            query = query.where(c.type == str(type))
+        if parent is not None:
+            query = query.where(c.parent == parent)
+        if tag is not None:
+            query = query.where(
+                c.id.in_(select(t.task_tags.c.task_id).where(t.task_tags.c.tag == tag))
+            )
+        for key, value in (runtime or {}).items():
+            props = select(t.task_props.c.task_id).where(
+                and_(t.task_props.c.key == str(key), t.task_props.c.value == _canon(value))
+            )
+            query = query.where(c.id.in_(props))
+        query = query.order_by(c.created.desc(), c.id).limit(max(1, min(int(limit), 100000)))
+        with self._read() as conn:
+            return [_row_to_task(r) for r in conn.execute(query).mappings()]
+
+    def delete_task(self, task_id: str) -> None:
+        with self._write() as conn:
+            self._require(conn, task_id)
+            for table in (
+                t.queue_entries,
+                t.task_tags,
+                t.task_props,
+                t.logs,
+                t.scalars,
+                t.plots,
+                t.artifacts,
+            ):
+                conn.execute(delete(table).where(table.c.task_id == task_id))
+            conn.execute(delete(t.tasks).where(t.tasks.c.id == task_id))
+
+    # -- queues ---------------------------------------------------------------
+    def create_queue(self, name: str) -> Queue:
+        _validate_queue_name(name)
+        with self._write() as conn:
+            self._ensure_queue(conn, name)
+        return self.get_queue(name)
+
+    def _ensure_queue(self, conn: Connection, name: str) -> str:
+        row = conn.execute(select(t.queues.c.id).where(t.queues.c.name == name)).first()
+        if row:
+            return row[0]
+        queue_id = new_id()
+        conn.execute(insert(t.queues).values(id=queue_id, name=name, created=now()))
+        return queue_id
+
+    def get_queue(self, name: str) -> Queue:
+        for queue in self.list_queues():
+            if queue.name == name:
+                return queue
+        raise NotFound(f"no queue named '{name}'")
+
+    def list_queues(self) -> list[Queue]:
+        counts = (
+            select(t.queue_entries.c.queue_id, func.count().label("n"))
+            .group_by(t.queue_entries.c.queue_id)
+            .subquery()
+        )
+        query = (
+            select(t.queues, func.coalesce(counts.c.n, 0).label("length"))
+            .select_from(t.queues.outerjoin(counts, counts.c.queue_id == t.queues.c.id))
+            .order_by(t.queues.c.name)
+        )
+        with self._read() as conn:
+            return [
+                Queue(id=r["id"], name=r["name"], created=r["created"], length=int(r["length"]))
+                for r in conn.execute(query).mappings()
+            ]
+
+    def enqueue(self, task_id: str, queue: str, priority: int = 0) -> Task:
+        _validate_queue_name(queue)
+        with self._write() as conn:
+            row = self._require(conn, task_id, lock=True)
+            queue_id = self._ensure_queue(conn, queue)
+            self._set_status(conn, row, TaskStatus.queued.value, "", None)
+            conn.execute(
+                update(t.tasks)
+                .where(t.tasks.c.id == task_id)
+                .values(queue=queue, worker=None, started=None, completed=None)
+            )
+            conn.execute(
+                insert(t.queue_entries).values(
+                    queue_id=queue_id, task_id=task_id, priority=int(priority), enqueued=now()
+                )
+            )
+        with self._enqueued:
+            self._enqueued.notify_all()
+        return self.get_task(task_id)
+
+    def dequeue(self, task_id: str) -> Task:
+        return self.set_status(
+            task_id, TaskStatus.created.value, "dequeued", expected=[TaskStatus.queued.value]
+        )
+
+    def queue_entries(self, queue: str) -> list[str]:
+        query = (
+            select(t.queue_entries.c.task_id)
+            .select_from(
+                t.queue_entries.join(t.queues, t.queues.c.id == t.queue_entries.c.queue_id)
+            )
+            .where(t.queues.c.name == queue)
+            .order_by(t.queue_entries.c.priority.desc(), t.queue_entries.c.id)
+        )
+        with self._read() as conn:
+            return [r[0] for r in conn.execute(query)]
+
+    def claim(
+        self,
+        queues: Sequence[str],
+        worker_id: str,
+        timeout: float = 0.0,
+        lease_s: float = DEFAULT_LEASE_S,
+    ) -> Task | None:
+        if isinstance(queues, str):
+            queues = [queues]
+        if not queues:
+            raise InvalidInput("claim needs at least one queue")
+        deadline = time.monotonic() + max(0.0, float(timeout))
+        delay = _POLL_MIN
+        while True:
+            task_id = self._claim_once(list(queues), worker_id, lease_s)
+            if task_id is not None:
+                return self.get_task(task_id)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            with self._enqueued:
+                self._enqueued.wait(min(delay, remaining))
+            delay = min(delay * 2, _POLL_MAX)
+
+    def _claim_once(self, queues: list[str], worker_id: str, lease_s: float) -> str | None:
+        with self._write() as conn:
+            for name in queues:
+                query = (
+                    select(t.queue_entries.c.id, t.queue_entries.c.task_id)
+                    .select_from(
+                        t.queue_entries.join(t.queues, t.queues.c.id == t.queue_entries.c.queue_id)
+                    )
+                    .where(t.queues.c.name == name)
+                    .order_by(t.queue_entries.c.priority.desc(), t.queue_entries.c.id)
+                    .limit(1)
+                )
+                if not self.is_sqlite:
+                    query = query.with_for_update(skip_locked=True, of=t.queue_entries)
+                entry = conn.execute(query).first()
+                if entry is None:
+                    continue
+                conn.execute(delete(t.queue_entries).where(t.queue_entries.c.id == entry.id))
+                stamp = now()
+                conn.execute(
+                    update(t.tasks)
+                    .where(t.tasks.c.id == entry.task_id)
+                    .values(
+                        status=TaskStatus.in_progress.value,
+                        worker=worker_id,
+                        started=stamp,
+                        completed=None,
+                        last_update=stamp,
+                        lease_expires=stamp + lease_s,
+                        status_message="",
+                    )
+                )
+                return entry.task_id
+        return None
+
+    # -- workers --------------------------------------------------------------
+    def register_worker(
+        self,
+        worker_id: str,
+        queues: Sequence[str],
+        name: str = "",
+        stats: dict[str, Any] | None = None,
+    ) -> Worker:
+        if not worker_id or len(worker_id) > 255:
+            raise InvalidInput("worker id must be 1 to 255 characters")
+        stamp = now()
+        with self._write() as conn:
+            exists = conn.execute(select(t.workers.c.id).where(t.workers.c.id == worker_id)).first()
+            values = dict(
+                name=name or worker_id, queues=list(queues), last_heartbeat=stamp, stats=stats or {}
+            )
+            if exists:
+                conn.execute(update(t.workers).where(t.workers.c.id == worker_id).values(**values))
+            else:
+                conn.execute(insert(t.workers).values(id=worker_id, registered=stamp, **values))
+        return self._worker(worker_id)
+
+    def heartbeat(
+        self, worker_id: str, stats: dict[str, Any] | None = None, lease_s: float = DEFAULT_LEASE_S
+    ) -> Worker:
+        stamp = now()
+        with self._write() as conn:
+            values: dict[str, Any] = {"last_heartbeat": stamp}
+            if stats is not None:
+                values["stats"] = stats
+            result = conn.execute(
+                update(t.workers).where(t.workers.c.id == worker_id).values(**values)
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"no worker '{worker_id}' (register it first)")
+            conn.execute(
+                update(t.tasks)
+                .where(
+                    and_(
+                        t.tasks.c.worker == worker_id,
+                        t.tasks.c.status == TaskStatus.in_progress.value,
+                    )
+                )
+                .values(lease_expires=stamp + lease_s)
+            )
+        return self._worker(worker_id)
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with self._write() as conn:
+            conn.execute(delete(t.workers).where(t.workers.c.id == worker_id))
+
+    def _worker(self, worker_id: str) -> Worker:
+        for worker in self.list_workers():
+            if worker.id == worker_id:
+                return worker
+        raise NotFound(f"no worker '{worker_id}'")
+
+    def list_workers(self, alive_within: float | None = None) -> list[Worker]:
+        query = select(t.workers).order_by(t.workers.c.id)
+        if alive_within is not None:
+            query = query.where(t.workers.c.last_heartbeat >= now() - alive_within)
+        running = select(t.tasks.c.id, t.tasks.c.worker).where(
+            t.tasks.c.status == TaskStatus.in_progress.value
+        )
+        with self._read() as conn:
+            by_worker: dict[str, list[str]] = {}
+            for task_id, worker in conn.execute(running):
+                by_worker.setdefault(worker, []).append(task_id)
+            return [
+                Worker(
+                    id=r["id"],
+                    name=r["name"],
+                    queues=list(r["queues"]),
+                    last_heartbeat=r["last_heartbeat"],
+                    registered=r["registered"],
+                    stats=dict(r["stats"] or {}),
+                    tasks=by_worker.get(r["id"], []),
+                )
+                for r in conn.execute(query).mappings()
+            ]
+
+    def reap_expired(self) -> list[str]:
+        stamp = now()
+        with self._write() as conn:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    select(t.tasks.c.id).where(
+                        and_(
+                            t.tasks.c.status == TaskStatus.in_progress.value,
+                            t.tasks.c.lease_expires.is_not(None),
+                            t.tasks.c.lease_expires < stamp,
+                        )
+                    )
+                )
+            ]
+            for task_id in ids:
+                row = self._require(conn, task_id, lock=True)
+                if row["status"] == TaskStatus.in_progress.value:
+                    self._set_status(conn, row, TaskStatus.failed.value, "worker lost", None)
+        return ids
+
+    # -- logs and metrics ---------------------------------------------------------
+    def append_logs(self, task_id: str, lines: Iterable[str | tuple[float, str, str]]) -> int:
+        rows = [_log_row(line) for line in lines]
+        with self._write() as conn:
+            self._require(conn, task_id, lock=True)
+            last = (
+                conn.execute(
+                    select(func.max(t.logs.c.seq)).where(t.logs.c.task_id == task_id)
+                ).scalar()
+                or 0
+            )
+            if rows:
+                conn.execute(
+                    insert(t.logs),
+                    [dict(task_id=task_id, seq=last + i + 1, **row) for i, row in enumerate(rows)],
+                )
+        return last + len(rows)
+
+    def get_logs(self, task_id: str, after: int = 0, limit: int = 10000) -> list[LogLine]:
+        query = (
+            select(t.logs)
+            .where(and_(t.logs.c.task_id == task_id, t.logs.c.seq > int(after)))
+            .order_by(t.logs.c.seq)
+            .limit(max(1, min(int(limit), 100000)))
+        )
+        with self._read() as conn:
+            self._require(conn, task_id)
+            return [
+                LogLine(seq=r["seq"], ts=r["ts"], level=r["level"], text=r["text"])
+                for r in conn.execute(query).mappings()
+            ]
+
+    def report_scalars(self, task_id: str, points: Iterable[tuple[str, str, int, float]]) -> None:
+        rows = []
+        for title, series, iteration, value in points:
+            rows.append(
+                dict(
+                    task_id=task_id,
+                    title=str(title),
+                    series=str(series),
+                    iteration=int(iteration),
+                    value=float(value),
+                )
+            )
+        with self._write() as conn:
+            self._require(conn, task_id)
+            if rows:
+                conn.execute(insert(t.scalars), rows)
+
+    def get_scalars(self, task_id: str) -> dict[str, dict[str, list[tuple[int, float]]]]:
+        query = (
+            select(t.scalars)
+            .where(t.scalars.c.task_id == task_id)
+            .order_by(t.scalars.c.title, t.scalars.c.series, t.scalars.c.iteration)
+        )
+        result: dict[str, dict[str, list[tuple[int, float]]]] = {}
+        with self._read() as conn:
+            self._require(conn, task_id)
+            for r in conn.execute(query).mappings():
+                result.setdefault(r["title"], {}).setdefault(r["series"], []).append(
+                    (r["iteration"], r["value"])
+                )
+        return result
+
+    def report_plot(
+        self, task_id: str, title: str, series: str, iteration: int, figure: dict[str, Any]
+    ) -> None:
+        if not isinstance(figure, dict):
+            raise InvalidInput("a plot's figure must be a JSON object")
+        key = dict(task_id=task_id, title=str(title), series=str(series), iteration=int(iteration))
+        with self._write() as conn:
+            self._require(conn, task_id)
+            conn.execute(
+                delete(t.plots).where(and_(*(getattr(t.plots.c, k) == v for k, v in key.items())))
+            )
+            conn.execute(insert(t.plots).values(figure=figure, reported=now(), **key))
+
+    def get_plots(self, task_id: str) -> list[dict[str, Any]]:
+        query = select(t.plots).where(t.plots.c.task_id == task_id).order_by(t.plots.c.reported)
+        with self._read() as conn:
+            self._require(conn, task_id)
+            return [
+                dict(
+                    title=r["title"],
+                    series=r["series"],
+                    iteration=r["iteration"],
+                    figure=r["figure"],
+                )
+                for r in conn.execute(query).mappings()
+            ]
+
+    # -- artifacts ----------------------------------------------------------------
+    def add_artifact(self, task_id: str, artifact: Artifact) -> Artifact:
+        if (
+            not artifact.name
+            or "/" in artifact.name
+            or "\\" in artifact.name
+            or artifact.name in (".", "..")
+        ):
+            raise InvalidInput(
+                f"bad artifact name '{artifact.name}': use a plain name without '/' or '..'"
+            )
+        artifact = dataclasses.replace(artifact, created=artifact.created or now())
+        values = dataclasses.asdict(artifact)
+        with self._write() as conn:
+            self._require(conn, task_id, lock=True)
+            conn.execute(
+                delete(t.artifacts).where(
+                    and_(t.artifacts.c.task_id == task_id, t.artifacts.c.name == artifact.name)
+                )
+            )
+            conn.execute(insert(t.artifacts).values(task_id=task_id, **values))
+            conn.execute(update(t.tasks).where(t.tasks.c.id == task_id).values(last_update=now()))
+        return artifact
+
+    def get_artifacts(self, task_id: str) -> dict[str, Artifact]:
+        with self._read() as conn:
+            self._require(conn, task_id)
+            return self._artifacts(conn, task_id)
+
+    def _artifacts(self, conn: Connection, task_id: str) -> dict[str, Artifact]:
+        rows = conn.execute(
+            select(t.artifacts)
+            .where(t.artifacts.c.task_id == task_id)
+            .order_by(t.artifacts.c.created)
+        ).mappings()
+        return {r["name"]: _row_to_artifact(r) for r in rows}
+
+    def find_artifact_by_hash(self, sha256: str) -> Artifact | None:
+        with self._read() as conn:
+            row = (
+                conn.execute(select(t.artifacts).where(t.artifacts.c.sha256 == sha256).limit(1))
+                .mappings()
+                .first()
+            )
+        return _row_to_artifact(row) if row else None
+
+
+# -- row <-> record -------------------------------------------------------------------
+def _canon(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _defaults_for(fields: dict[str, Any]) -> dict[str, Any]:
+    values = dict(fields)
+    if isinstance(values.get("script"), dict):
+        values["script"] = Script(
+            **{
+                k: v
+                for k, v in values["script"].items()
+                if k in {f.name for f in dataclasses.fields(Script)}
+            }
+        )
+    return values
+
+
+def _task_to_row(task: Task, only: Iterable[str] | None = None) -> dict[str, Any]:
+    row = task.to_dict()
+    row.pop("artifacts", None)
+    row["type"] = str(row["type"].value if hasattr(row["type"], "value") else row["type"])
+    row["tags"] = [str(tag) for tag in row["tags"] or []]
+    for key in ("hyperparams", "configuration", "container", "runtime"):
+        row[key] = json.loads(_canon(row[key] or {}))
+    if only is not None:
+        row = {k: row[k] for k in only}
+    return row
+
+
+def _row_to_task(row: Any) -> Task:
+    data = {k: row[k] for k in row.keys() if k != "lease_expires"}
+    data["script"] = Script(
+        **{
+            k: v
+            for k, v in (data["script"] or {}).items()
+            if k in {f.name for f in dataclasses.fields(Script)}
+        }
+    )
+    return Task.from_dict(data)
+
+
+def _row_to_artifact(row: Any) -> Artifact:
+    return Artifact(**{k: row[k] for k in row.keys() if k != "task_id"})
+
+
+def _log_row(line: str | tuple[float, str, str] | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(line, str):
+        return dict(ts=now(), level="info", text=line)
+    if isinstance(line, dict):
+        return dict(
+            ts=float(line.get("ts") or now()),
+            level=str(line.get("level", "info")),
+            text=str(line["text"]),
+        )
+    ts, level, text = line
+    return dict(ts=float(ts), level=str(level), text=str(text))
+
+
+def _validate_task(task: Task) -> None:
+    if str(task.type) not in _TASK_TYPES:
+        raise InvalidInput(f"unknown task type '{task.type}'; one of {sorted(_TASK_TYPES)}")
+    if len(task.name) > 255 or len(task.project) > 255:
+        raise InvalidInput("task and project names are at most 255 characters")
+
+
+def _validate_queue_name(name: str) -> None:
+    if not name or len(name) > 255 or not isinstance(name, str):
+        raise InvalidInput("queue name must be 1 to 255 characters")

@@ -10,7 +10,9 @@ processes are seen by polling every few milliseconds.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -78,6 +80,16 @@ def _make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
+@contextmanager
+def _flock(path: str) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 class SqlBackend:
     """The :class:`~agent.store.base.Backend` over SQLAlchemy Core."""
 
@@ -86,6 +98,14 @@ class SqlBackend:
         self.engine = _make_engine(url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._enqueued = threading.Condition()
+        self._known_projects: set[str] = set()
+        self._known_queues: dict[str, str] = {}
+        self._write_lock: threading.Lock | None = None
+        self._lock_path = ""
+        database = self.engine.url.database
+        if self.is_sqlite and database and database != ":memory:":
+            self._write_lock = threading.Lock()
+            self._lock_path = database + ".lock"
         self._create_schema()
 
     def _create_schema(self) -> None:
@@ -102,9 +122,15 @@ class SqlBackend:
     # -- plumbing -----------------------------------------------------------
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        # SQLite waits for the write lock (busy_timeout); PostgreSQL locks rows.
-        with self.engine.begin() as conn:
-            yield conn
+        if self._write_lock is None:  # PostgreSQL locks rows itself
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        # SQLite: SQLite's own busy handler sleeps in steps of up to 100 ms while
+        # another process writes; a blocking flock wakes the moment it is free.
+        with self._write_lock, _flock(self._lock_path):
+            with self.engine.begin() as conn:
+                yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -129,11 +155,13 @@ class SqlBackend:
         return name
 
     def _ensure_project(self, conn: Connection, name: str) -> None:
-        if not name:
+        # Projects and queues are never deleted, so a name seen once needs no lookup.
+        if not name or name in self._known_projects:
             return
         exists = conn.execute(select(t.projects.c.name).where(t.projects.c.name == name)).first()
         if not exists:
             conn.execute(insert(t.projects).values(name=name, created=now()))
+        self._known_projects.add(name)
 
     # -- tasks --------------------------------------------------------------
     def create_task(self, task: Task) -> Task:
@@ -155,17 +183,20 @@ class SqlBackend:
                 raise Conflict(f"task {task.id} already exists")
             self._ensure_project(conn, task.project)
             conn.execute(insert(t.tasks).values(**row))
-            self._write_tags(conn, task.id, task.tags)
-            self._write_props(conn, task.id, task.runtime)
-        return self.get_task(task.id)
+            self._write_tags(conn, task.id, task.tags, new=True)
+            self._write_props(conn, task.id, task.runtime, new=True)
+            return self._load_task(conn, task.id)
 
     def get_task(self, task_id: str) -> Task:
         with self._read() as conn:
-            row = conn.execute(select(t.tasks).where(t.tasks.c.id == task_id)).mappings().first()
-            if row is None:
-                raise NotFound(f"no task with id '{task_id}'")
-            task = _row_to_task(row)
-            task.artifacts = self._artifacts(conn, task_id)
+            return self._load_task(conn, task_id)
+
+    def _load_task(self, conn: Connection, task_id: str) -> Task:
+        row = conn.execute(select(t.tasks).where(t.tasks.c.id == task_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"no task with id '{task_id}'")
+        task = _row_to_task(row)
+        task.artifacts = self._artifacts(conn, task_id)
         return task
 
     def _require(self, conn: Connection, task_id: str, lock: bool = False) -> dict[str, Any]:
@@ -196,7 +227,7 @@ class SqlBackend:
                 self._write_tags(conn, task_id, values["tags"])
             if "runtime" in fields:
                 self._write_props(conn, task_id, values["runtime"])
-        return self.get_task(task_id)
+            return self._load_task(conn, task_id)
 
     def merge_runtime(self, task_id: str, values: dict[str, Any]) -> Task:
         if not isinstance(values, dict):
@@ -211,16 +242,22 @@ class SqlBackend:
                 .values(runtime=runtime, last_update=now())
             )
             self._write_props(conn, task_id, runtime)
-        return self.get_task(task_id)
+            return self._load_task(conn, task_id)
 
-    def _write_tags(self, conn: Connection, task_id: str, tags: Iterable[str]) -> None:
-        conn.execute(delete(t.task_tags).where(t.task_tags.c.task_id == task_id))
+    def _write_tags(
+        self, conn: Connection, task_id: str, tags: Iterable[str], new: bool = False
+    ) -> None:
+        if not new:
+            conn.execute(delete(t.task_tags).where(t.task_tags.c.task_id == task_id))
         unique = sorted({str(tag) for tag in tags})
         if unique:
             conn.execute(insert(t.task_tags), [{"task_id": task_id, "tag": tag} for tag in unique])
 
-    def _write_props(self, conn: Connection, task_id: str, runtime: dict[str, Any]) -> None:
-        conn.execute(delete(t.task_props).where(t.task_props.c.task_id == task_id))
+    def _write_props(
+        self, conn: Connection, task_id: str, runtime: dict[str, Any], new: bool = False
+    ) -> None:
+        if not new:
+            conn.execute(delete(t.task_props).where(t.task_props.c.task_id == task_id))
         rows = [{"task_id": task_id, "key": str(k), "value": _canon(v)} for k, v in runtime.items()]
         if rows:
             conn.execute(insert(t.task_props), rows)
@@ -235,7 +272,7 @@ class SqlBackend:
         with self._write() as conn:
             row = self._require(conn, task_id, lock=True)
             self._set_status(conn, row, status, message, expected)
-        return self.get_task(task_id)
+            return self._load_task(conn, task_id)
 
     def _set_status(
         self,
@@ -353,11 +390,15 @@ class SqlBackend:
         return self.get_queue(name)
 
     def _ensure_queue(self, conn: Connection, name: str) -> str:
+        if name in self._known_queues:
+            return self._known_queues[name]
         row = conn.execute(select(t.queues.c.id).where(t.queues.c.name == name)).first()
         if row:
-            return row[0]
-        queue_id = new_id()
-        conn.execute(insert(t.queues).values(id=queue_id, name=name, created=now()))
+            queue_id = row[0]
+        else:
+            queue_id = new_id()
+            conn.execute(insert(t.queues).values(id=queue_id, name=name, created=now()))
+        self._known_queues[name] = queue_id
         return queue_id
 
     def get_queue(self, name: str) -> Queue:
@@ -399,9 +440,10 @@ class SqlBackend:
                     queue_id=queue_id, task_id=task_id, priority=int(priority), enqueued=now()
                 )
             )
+            task = self._load_task(conn, task_id)
         with self._enqueued:
             self._enqueued.notify_all()
-        return self.get_task(task_id)
+        return task
 
     def dequeue(self, task_id: str) -> Task:
         return self.set_status(
@@ -434,9 +476,10 @@ class SqlBackend:
         deadline = time.monotonic() + max(0.0, float(timeout))
         delay = _POLL_MIN
         while True:
-            task_id = self._claim_once(list(queues), worker_id, lease_s)
-            if task_id is not None:
-                return self.get_task(task_id)
+            if self._any_waiting(list(queues)):
+                task = self._claim_once(list(queues), worker_id, lease_s)
+                if task is not None:
+                    return task
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -444,7 +487,21 @@ class SqlBackend:
                 self._enqueued.wait(min(delay, remaining))
             delay = min(delay * 2, _POLL_MAX)
 
-    def _claim_once(self, queues: list[str], worker_id: str, lease_s: float) -> str | None:
+    def _any_waiting(self, queues: list[str]) -> bool:
+        # A cheap read first, so idle claimers polling an empty queue never take
+        # SQLite's write lock.
+        query = (
+            select(t.queue_entries.c.id)
+            .select_from(
+                t.queue_entries.join(t.queues, t.queues.c.id == t.queue_entries.c.queue_id)
+            )
+            .where(t.queues.c.name.in_(queues))
+            .limit(1)
+        )
+        with self._read() as conn:
+            return conn.execute(query).first() is not None
+
+    def _claim_once(self, queues: list[str], worker_id: str, lease_s: float) -> Task | None:
         with self._write() as conn:
             for name in queues:
                 query = (
@@ -476,7 +533,7 @@ class SqlBackend:
                         status_message="",
                     )
                 )
-                return entry.task_id
+                return self._load_task(conn, entry.task_id)
         return None
 
     # -- workers --------------------------------------------------------------

@@ -1,0 +1,185 @@
+"""Control-plane benchmark: task cycles per second and claim latency, per backend.
+
+A cycle is create + enqueue + claim + complete. Backends: SqlBackend on SQLite,
+SqlBackend on PostgreSQL (when reachable), and HttpBackend against a real
+``agent server`` subprocess on each of them.
+
+    python bench/control_plane.py [--tasks 2000] [--latency-samples 200] [--pg URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agent.core.models import Task  # noqa: E402
+from agent.store.factory import backend_for_url  # noqa: E402
+
+DEFAULT_PG = "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres"
+
+
+def _producer(url: str, queue: str, count: int, start_evt) -> None:
+    store = backend_for_url(url)
+    start_evt.wait()
+    for _ in range(count):
+        task = store.create_task(Task(name="bench", project="bench"))
+        store.enqueue(task.id, queue)
+
+
+def _claimer(url: str, queue: str, worker: str, start_evt, done, total: int) -> None:
+    store = backend_for_url(url)
+    start_evt.wait()
+    while True:
+        with done.get_lock():
+            if done.value >= total:
+                return
+        task = store.claim([queue], worker, timeout=0.5)
+        if task is None:
+            continue
+        store.set_status(task.id, "completed")
+        with done.get_lock():
+            done.value += 1
+
+
+def cycles_per_second(url: str, total: int, claimers: int, producers: int = 2) -> float:
+    """Run ``total`` cycles with that many claimer processes; return cycles/s."""
+    ctx = mp.get_context("spawn")
+    queue = f"bench-{uuid.uuid4().hex[:8]}"
+    start_evt, done = ctx.Event(), ctx.Value("i", 0)
+    procs = [ctx.Process(target=_producer, args=(url, queue, total // producers, start_evt))
+             for _ in range(producers)]
+    procs += [ctx.Process(target=_claimer, args=(url, queue, f"w{i}", start_evt, done, total))
+              for i in range(claimers)]
+    for proc in procs:
+        proc.start()
+    time.sleep(1.5)  # let every process import and connect before the clock starts
+    t0 = time.perf_counter()
+    start_evt.set()
+    for proc in procs:
+        proc.join()
+        if proc.exitcode != 0:
+            raise RuntimeError(f"benchmark process failed with exit code {proc.exitcode}")
+    return (total // producers) * producers / (time.perf_counter() - t0)
+
+
+def _waiting_claimer(url: str, queue: str, samples: int, ready, results) -> None:
+    store = backend_for_url(url)
+    for _ in range(samples):
+        ready.put(True)
+        task = store.claim([queue], "latency", timeout=10)
+        results.put(time.perf_counter())  # CLOCK_MONOTONIC: comparable across processes
+        store.set_status(task.id, "completed")
+
+
+def claim_latency(url: str, samples: int) -> tuple[float, float]:
+    """p50 and p99 (ms) from just before an enqueue to the waiting claimer's return."""
+    ctx = mp.get_context("spawn")
+    queue = f"lat-{uuid.uuid4().hex[:8]}"
+    ready, results = ctx.Queue(), ctx.Queue()
+    store = backend_for_url(url)
+    proc = ctx.Process(target=_waiting_claimer, args=(url, queue, samples, ready, results))
+    proc.start()
+    latencies = []
+    for _ in range(samples):
+        ready.get(timeout=30)
+        time.sleep(0.02)  # the claimer is now blocked in its long poll
+        task = store.create_task(Task(name="lat", project="bench"))
+        t0 = time.perf_counter()
+        store.enqueue(task.id, queue)
+        latencies.append((results.get(timeout=30) - t0) * 1000)
+    proc.join()
+    latencies.sort()
+    return statistics.median(latencies), latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+
+
+@contextmanager
+def server(db_url: str, files: str):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli.main", "server", "--port", str(port),
+                             "--db", db_url, "--files", files],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        import requests
+
+        for _ in range(200):
+            try:
+                if requests.get(url + "/api/v1/health", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError("agent server did not start")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def pg_available(url: str) -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), connect_timeout=3):
+            return True
+    except Exception:  # noqa: BLE001 - any failure means "not here"
+        return False
+
+
+def fresh_pg(url: str) -> str:
+    import psycopg
+
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--latency-samples", type=int, default=200)
+    parser.add_argument("--pg", default=os.environ.get("AGENT_TEST_PG_URL", DEFAULT_PG))
+    parser.add_argument("--only", default="", help="comma list: sqlite,postgresql,http+sqlite,...")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-cp-"))
+    dbs = {"sqlite": f"sqlite:///{tmp}/direct.db"}
+    if pg_available(args.pg):
+        dbs["postgresql"] = fresh_pg(args.pg)
+    else:
+        print(f"PostgreSQL not reachable at {args.pg}: skipped")
+    print(f"{'backend':<18}{'cycles/s 1':>12}{'cycles/s 8':>12}{'p50 ms':>9}{'p99 ms':>9}")
+    wanted = set(filter(None, args.only.split(",")))
+    for name, db in dbs.items():
+        if not wanted or name in wanted:
+            _report(name, db, args)
+        if not wanted or f"http+{name}" in wanted:
+            server_db = db if name != "sqlite" else f"sqlite:///{tmp}/server.db"
+            with server(server_db, str(tmp / "files")) as url:
+                _report(f"http+{name}", url, args)
+
+
+def _report(name: str, url: str, args) -> None:
+    one = cycles_per_second(url, args.tasks // 2, claimers=1)
+    eight = cycles_per_second(url, args.tasks, claimers=8)
+    p50, p99 = claim_latency(url, args.latency_samples)
+    print(f"{name:<18}{one:>12.0f}{eight:>12.0f}{p50:>9.1f}{p99:>9.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The ``agent`` command line (click); entry point :func:`agent.cli.main.main`."""

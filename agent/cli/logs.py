@@ -1,0 +1,103 @@
+"""``agent logs``: print a task's log, optionally following it until the task ends."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import click
+
+from agent.cli.lookup import current_backend, resolve_task_id
+from agent.core.models import TaskStatus
+
+if TYPE_CHECKING:
+    from agent.core.models import LogLine
+    from agent.store.base import Backend
+
+#: Seconds between polls of ``--follow``.
+POLL_INTERVAL_S = 0.2
+#: States after which no more lines will come (a ``created`` task may still be enqueued).
+FINAL_STATES = frozenset(s.value for s in TaskStatus if s.is_terminal) | {"archived"}
+
+
+def read_logs(backend: Backend, task_id: str, after: int = 0) -> Iterator[LogLine]:
+    """Every line with seq > ``after``, oldest first, page by page."""
+    while True:
+        page = backend.get_logs(task_id, after=after)
+        if not page:
+            return
+        yield from page
+        after = page[-1].seq
+
+
+def follow_logs(
+    backend: Backend,
+    task_id: str,
+    after: int,
+    emit: Callable[[LogLine], None],
+    interval: float = POLL_INTERVAL_S,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Emit new lines until the task is final and none remain; return the last seq.
+
+    The status is read *before* the lines, so a line written just before the task
+    finished is still read by the pass that sees the final status.
+    """
+    while True:
+        final = backend.get_task(task_id).status in FINAL_STATES
+        emitted = 0
+        for line in read_logs(backend, task_id, after):
+            emit(line)
+            after = line.seq
+            emitted += 1
+        if final and not emitted:
+            return after
+        if not emitted:
+            sleep(interval)
+
+
+def _emit(line: LogLine) -> None:
+    click.echo(line.text[:-1] if line.text.endswith("\n") else line.text)
+
+
+@click.command("logs")
+@click.argument("task_id")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the task ends.")
+@click.option("--tail", "-n", type=click.IntRange(min=0), help="Start with the last N lines only.")
+@click.pass_context
+def logs_command(ctx: click.Context, task_id: str, follow: bool, tail: int | None) -> None:
+    """Print a task's log; --follow streams it until the task ends.
+
+    The log is the task's stdout and stderr as the agent captured them. With --follow, poll for new lines and return when the task has finished and
+    every line is printed; Ctrl-C stops following (exit code 130).
+
+    \b
+    Examples:
+      agent logs 3f2a1b4c
+      agent logs 3f2a --tail 50 --follow
+    """
+    backend = current_backend()
+    full_id = resolve_task_id(backend, task_id)
+    try:
+        last = _print_existing(backend, full_id, tail)
+        if follow:
+            follow_logs(backend, full_id, last, _emit)
+    except KeyboardInterrupt:
+        ctx.exit(130)
+
+
+def _print_existing(backend: Backend, task_id: str, tail: int | None) -> int:
+    """Print the lines there are now (the last ``tail`` only); return the last seq read."""
+    last = 0
+    kept: deque[LogLine] = deque(maxlen=tail)
+    for line in read_logs(backend, task_id):
+        last = line.seq
+        if tail is None:
+            _emit(line)
+        else:
+            kept.append(line)
+    for line in kept:
+        _emit(line)
+    return last

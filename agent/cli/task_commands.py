@@ -1,0 +1,113 @@
+"""``agent tasks`` (a table of tasks) and ``agent show`` (one task)."""
+
+from __future__ import annotations
+
+import click
+
+from agent.cli.lookup import current_backend, find_task
+from agent.cli.render import echo_json, format_age, make_console, short_id, status_text
+from agent.core.models import TaskStatus
+
+_STATUSES = [status.value for status in TaskStatus]
+
+
+def _split_statuses(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> list[str]:
+    """``--status a --status b`` and ``--status a,b`` alike, each checked."""
+    statuses = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    for status in statuses:
+        if status not in _STATUSES:
+            raise click.BadParameter(f"'{status}' is not one of {', '.join(_STATUSES)}")
+    return statuses
+
+
+@click.command("tasks")
+@click.option("--project", "-p", help="Only tasks of this project.")
+@click.option(
+    "--status",
+    "-s",
+    "statuses",
+    multiple=True,
+    callback=_split_statuses,
+    help=f"Only tasks in this status; repeat or comma-separate. One of: {', '.join(_STATUSES)}.",
+)
+@click.option("--tag", "-t", help="Only tasks with this tag.")
+@click.option("--name", "-n", help="Only tasks with exactly this name.")
+@click.option("--type", "task_type", help="Only tasks of this type (training, controller, ...).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="Print the tasks as JSON.")
+def tasks_command(
+    project: str | None,
+    statuses: list[str],
+    tag: str | None,
+    name: str | None,
+    task_type: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List tasks, newest first.
+
+    IDs are shown by their first 8 characters; every command accepts such a
+    prefix (at least 4 characters) in place of the full id.
+
+    \b
+    Examples:
+      agent tasks
+      agent tasks --project iris --status failed,stopped
+      agent tasks --status in_progress --json
+    """
+    found = current_backend().query_tasks(
+        project=project,
+        name=name,
+        status=statuses or None,
+        tag=tag,
+        type=task_type,
+        limit=limit,
+    )
+    if as_json:
+        echo_json([task.to_dict() for task in found])
+        return
+    if not found:
+        click.echo("no tasks match", err=True)
+        return
+    from rich.table import Table
+
+    table = Table()
+    for header in ("id", "name", "project", "type", "status", "queue/worker", "updated"):
+        table.add_column(header, no_wrap=header in ("id", "status"))
+    for task in found:
+        where = task.worker if task.status == "in_progress" else task.queue
+        table.add_row(
+            short_id(task.id),
+            task.name,
+            task.project,
+            task.type,
+            status_text(task.status),
+            where or task.worker or "",
+            format_age(task.last_update),
+        )
+    make_console().print(table)
+
+
+@click.command("show")
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the full task record as JSON.")
+def show_command(task_id: str, as_json: bool) -> None:
+    """Show one task in full; for a pipeline, its DAG too.
+
+    The readable form shows fields, hyperparameters, configuration names,
+    artifacts and runtime properties; --json prints the whole record. TASK_ID is the full id or a unique prefix of it (at least 4 characters).
+
+    \b
+    Examples:
+      agent show 3f2a1b4c
+      agent show 3f2a --json | jq .hyperparams
+    """
+    task = find_task(current_backend(), task_id)
+    if as_json:
+        echo_json(task.to_dict())
+        return
+    from agent.cli.task_view import render_task
+
+    make_console().print(render_task(task))

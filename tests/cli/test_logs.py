@@ -1,0 +1,107 @@
+"""``agent logs``: print, tail, follow until the task ends, Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from agent.cli.logs import follow_logs
+from agent.store.sql import SqlBackend
+
+
+def test_logs_prints_every_line(invoke, backend, make_task):
+    task = make_task()
+    backend.append_logs(task.id, [f"line {i}" for i in range(25)] + ["trailing newline\n"])
+    result = invoke("logs", task.id[:6])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == [f"line {i}" for i in range(25)] + ["trailing newline"]
+
+
+def test_logs_tail(invoke, backend, make_task):
+    task = make_task()
+    backend.append_logs(task.id, [f"line {i}" for i in range(10)])
+    assert invoke("logs", task.id, "--tail", "3").stdout == "line 7\nline 8\nline 9\n"
+    assert invoke("logs", task.id, "--tail", "0").stdout == ""
+    assert invoke("logs", task.id, "--tail", "-1").exit_code == 2
+
+
+def test_logs_of_unknown_task(invoke):
+    result = invoke("logs", "deadbeef")
+    assert result.exit_code == 2 and result.stderr.startswith("error: no task with id")
+
+
+@pytest.mark.timeout(60)
+def test_follow_ends_when_the_task_completes(invoke, backend, running_task, agent_home):
+    task = running_task()
+    backend.append_logs(task.id, ["before"])
+    writer_store = SqlBackend(f"sqlite:///{agent_home / 'agent.db'}")
+
+    def run_step() -> None:
+        time.sleep(0.3)
+        for i in range(5):
+            writer_store.append_logs(task.id, [f"step {i}"])
+            time.sleep(0.05)
+        writer_store.append_logs(task.id, ["last words"])
+        writer_store.set_status(task.id, "completed")
+
+    writer = threading.Thread(target=run_step)
+    writer.start()
+    try:
+        result = invoke("logs", task.id, "--follow", "--tail", "1")
+    finally:
+        writer.join()
+        writer_store.close()
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == ["before"] + [f"step {i}" for i in range(5)] + [
+        "last words"
+    ]
+    assert backend.get_task(task.id).status == "completed"
+
+
+def test_follow_reads_lines_written_as_the_task_finished(backend, running_task):
+    """Status is read before lines, so the final pass still sees the last lines."""
+    task = running_task()
+    seen: list[str] = []
+    naps: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the "runner" acts while the follower sleeps
+        naps.append(seconds)
+        backend.append_logs(task.id, ["final line"])
+        backend.set_status(task.id, "failed", "exit code 1")
+
+    last = follow_logs(backend, task.id, 0, lambda line: seen.append(line.text), sleep=sleep)
+    assert seen == ["final line"] and naps == [0.2] and last == 1
+
+
+def test_follow_of_a_finished_task_returns_at_once(invoke, backend, running_task):
+    task = running_task()
+    backend.append_logs(task.id, ["done"])
+    backend.set_status(task.id, "completed")
+    result = invoke("logs", task.id, "-f")
+    assert result.exit_code == 0 and result.stdout == "done\n"
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_while_following_exits_130_quietly(backend, running_task, agent_home):
+    task = running_task()
+    backend.append_logs(task.id, ["first"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli.main", "logs", task.id, "--follow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline() == "first\n"  # following now
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "error" not in err
+    assert out == ""

@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import json
+import math
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -45,6 +47,8 @@ from agent.store.base import DEFAULT_LEASE_S, UPDATABLE_FIELDS
 _POLL_MIN, _POLL_MAX = 0.005, 0.05
 _JSON_FIELDS = ("tags", "script", "hyperparams", "configuration", "container", "runtime")
 _TASK_TYPES = {t_.value for t_ in TaskTypes}
+#: Task ids: what fits the id column and a URL path segment (uuid4 hex and more).
+_TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _normalize_url(url: str) -> str:
@@ -299,7 +303,7 @@ class SqlBackend:
             values["completed"] = stamp
         if new is TaskStatus.created:
             values.update(started=None, completed=None, worker=None, queue=None)
-        if current == TaskStatus.queued.value and new is not TaskStatus.in_progress:
+        if current == TaskStatus.queued.value:
             conn.execute(delete(t.queue_entries).where(t.queue_entries.c.task_id == row["id"]))
         if current == TaskStatus.in_progress.value:
             values["lease_expires"] = None
@@ -679,7 +683,7 @@ class SqlBackend:
                     title=str(title),
                     series=str(series),
                     iteration=int(iteration),
-                    value=float(value),
+                    value=_scalar_value(value),
                 )
             )
         with self._write() as conn:
@@ -767,6 +771,8 @@ class SqlBackend:
         return {r["name"]: _row_to_artifact(r) for r in rows}
 
     def find_artifact_by_hash(self, sha256: str) -> Artifact | None:
+        if not sha256:  # artifacts without a hash must not match each other
+            return None
         with self._read() as conn:
             row = (
                 conn.execute(select(t.artifacts).where(t.artifacts.c.sha256 == sha256).limit(1))
@@ -824,18 +830,34 @@ def _row_to_artifact(row: Any) -> Artifact:
 
 def _log_row(line: str | tuple[float, str, str] | dict[str, Any]) -> dict[str, Any]:
     if isinstance(line, str):
-        return dict(ts=now(), level="info", text=line)
+        return dict(ts=now(), level="info", text=_log_text(line))
     if isinstance(line, dict):
         return dict(
             ts=float(line.get("ts") or now()),
             level=str(line.get("level", "info")),
-            text=str(line["text"]),
+            text=_log_text(line["text"]),
         )
     ts, level, text = line
-    return dict(ts=float(ts), level=str(level), text=str(text))
+    return dict(ts=float(ts), level=str(level), text=_log_text(text))
+
+
+def _log_text(text: Any) -> str:
+    # PostgreSQL text cannot hold NUL; a process printing one must not lose its log batch.
+    return str(text).replace("\x00", "\ufffd")
+
+
+def _scalar_value(value: Any) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        # SQLite stores NaN as NULL (the column is NOT NULL) and JSON has no inf: refuse
+        # both on every backend alike rather than fail on one.
+        raise InvalidInput(f"scalar value {number} is not a finite number")
+    return number
 
 
 def _validate_task(task: Task) -> None:
+    if not isinstance(task.id, str) or not _TASK_ID.fullmatch(task.id):
+        raise InvalidInput(f"bad task id {task.id!r}: use 1 to 64 letters, digits, '_' or '-'")
     if str(task.type) not in _TASK_TYPES:
         raise InvalidInput(f"unknown task type '{task.type}'; one of {sorted(_TASK_TYPES)}")
     if len(task.name) > 255 or len(task.project) > 255:

@@ -1,0 +1,257 @@
+"""A task's OS process: its own session, streamed output, a tree kill.
+
+The task runs in a new session (so its process group is its own and a signal to
+the group reaches everything it started there), with ``PR_SET_PDEATHSIG=SIGKILL``
+so that it dies with the daemon even when the daemon is killed with ``-9``.
+stdout and stderr are merged and unbuffered; a reader thread hands the lines to a
+callback in small batches (a line waits at most ``batch_interval`` seconds).
+
+Caveat: the death signal follows the *thread* that started the task, so launch
+from a thread that outlives the task (the runner blocks in it until the end), and
+it covers the task process itself, not processes that the task starts.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+OnLines = Callable[[list[str]], None]
+
+PR_SET_PDEATHSIG = 1
+#: A line without a newline is handed over once this long (progress bars, binary junk).
+MAX_PARTIAL_LINE = 64 * 1024
+#: How long ``wait()`` lets the reader drain after the process exited.
+DRAIN_TIMEOUT_S = 1.0
+
+
+def _death_signal_preexec() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that asks the kernel to SIGKILL the child when we die (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    sigkill = int(signal.SIGKILL)
+
+    def preexec() -> None:  # runs in the child between fork and exec: keep it tiny
+        prctl(PR_SET_PDEATHSIG, sigkill, 0, 0, 0)
+        if os.getppid() != parent:  # the daemon died before prctl took effect
+            os.kill(os.getpid(), sigkill)
+
+    return preexec
+
+
+def _split_lines(buffer: bytes) -> tuple[list[str], bytes]:
+    """Complete lines of ``buffer`` (decoded) and the unfinished rest."""
+    *complete, rest = buffer.split(b"\n")
+    if len(rest) > MAX_PARTIAL_LINE:
+        complete.append(rest)
+        rest = b""
+    return [_as_shown(raw) for raw in complete], rest
+
+
+def _as_shown(raw: bytes) -> str:
+    """What a terminal would show of ``raw``: the last ``\\r``-separated segment."""
+    text = raw.decode("utf-8", errors="replace").rstrip("\r")
+    if "\r" in text:
+        segments = [s for s in text.split("\r") if s.strip()]
+        text = segments[-1] if segments else ""
+    return text
+
+
+def _deliver(on_lines: OnLines, batch: list[str]) -> None:
+    try:
+        on_lines(batch)
+    except Exception:  # the reader must go on, or a full pipe would block the task
+        log.exception("task output callback failed; %d line(s) lost", len(batch))
+
+
+def _pump(stream: IO[bytes], on_lines: OnLines, batch_interval: float) -> None:
+    """Read ``stream`` until EOF, handing lines over in batches."""
+    fd = stream.fileno()
+    rest, batch, due = b"", [], 0.0
+    with stream:
+        while True:
+            timeout = max(0.0, due - time.monotonic()) if batch else None
+            readable, _, _ = select.select([fd], [], [], timeout)
+            if readable:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                lines, rest = _split_lines(rest + chunk)
+                if lines and not batch:
+                    due = time.monotonic() + batch_interval
+                batch += lines
+            if batch and time.monotonic() >= due:
+                _deliver(on_lines, batch)
+                batch = []
+    if rest:
+        batch.append(_as_shown(rest))
+    if batch:
+        _deliver(on_lines, batch)
+
+
+class TaskProcess:
+    """A launched task: poll it, wait for it, kill its whole tree."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], reader: threading.Thread):
+        self._popen = popen
+        self._reader = reader
+        self.pid = popen.pid
+        self.pgid = popen.pid  # session leader: its pid is its group id
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    def poll(self) -> int | None:
+        """The exit code, or None while it runs (negative: killed by that signal)."""
+        return self._popen.poll()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for the exit; then give the reader a moment to hand over the last lines.
+
+        Returns the exit code, or None when ``timeout`` passed first.
+        """
+        try:
+            code = self._popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        # Processes the task left behind may hold the pipe open: do not wait on them.
+        self._reader.join(DRAIN_TIMEOUT_S)
+        return code
+
+    def output_done(self, timeout: float | None = None) -> bool:
+        """Wait until all output was delivered (the pipe closed); True when it did."""
+        self._reader.join(timeout)
+        return not self._reader.is_alive()
+
+    def kill_tree(self, grace: float = 10.0) -> int:
+        """SIGTERM the task's group and strays, wait ``grace`` s, then SIGKILL what is left.
+
+        Strays are descendants that left the group (``setsid``): they are found
+        through the process tree while the task still runs. Returns the exit code.
+        """
+        strays = self._strays()
+        self._signal(signal.SIGTERM, strays)
+        deadline = time.monotonic() + grace
+        while self._anything_alive(strays) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self._anything_alive(strays):
+            strays = list({p.pid: p for p in strays + self._strays()}.values())
+            self._signal(signal.SIGKILL, strays)
+        code = self._popen.wait()
+        deadline = time.monotonic() + 2.0
+        while self._anything_alive(strays) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self._reader.join(DRAIN_TIMEOUT_S)
+        return code
+
+    def _strays(self) -> list[psutil.Process]:
+        """Descendants outside the task's process group (a group kill misses them)."""
+        try:
+            children = psutil.Process(self.pid).children(recursive=True)
+        except psutil.Error:
+            return []
+        return [p for p in children if _pgid(p.pid) not in (self.pgid, None)]
+
+    def _signal(self, sig: signal.Signals, strays: Sequence[psutil.Process]) -> None:
+        try:
+            os.killpg(self.pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        # It may have moved itself to another group; signal it once, not twice
+        # (a second SIGTERM means "hurry" to some programs, our own daemon included).
+        if self._popen.poll() is None and _pgid(self.pid) not in (self.pgid, None):
+            self._popen.send_signal(sig)
+        for proc in strays:
+            try:
+                proc.send_signal(sig)
+            except psutil.Error:
+                pass
+
+    def _anything_alive(self, strays: Sequence[psutil.Process]) -> bool:
+        if self._popen.poll() is None:
+            return True
+        return any(_running(p) for p in strays) or bool(_group_members(self.pgid))
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of group ``pgid``: a zombie that init has not
+    reaped yet still counts for ``killpg(pgid, 0)``, so ask process by process."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return []  # the cheap answer: nobody is left
+    return [p.pid for p in psutil.process_iter() if _pgid(p.pid) == pgid and _running(p)]
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def launch(
+    argv: Sequence[str],
+    cwd: str | os.PathLike[str],
+    env: Mapping[str, str] | None,
+    on_lines: OnLines,
+    batch_interval: float = 0.1,
+) -> TaskProcess:
+    """Start ``argv`` in ``cwd`` with exactly ``env`` (plus ``PYTHONUNBUFFERED=1``).
+
+    ``on_lines`` is called from a reader thread with lists of output lines
+    (stdout and stderr merged, newlines stripped), each line within about
+    ``batch_interval`` seconds of being written.
+
+    Raises:
+        OSError: the program cannot be started (not found, not executable, bad cwd).
+    """
+    full_env = dict(os.environ if env is None else env)
+    full_env["PYTHONUNBUFFERED"] = "1"
+    popen = subprocess.Popen(
+        list(argv),
+        cwd=Path(cwd),
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_death_signal_preexec(),
+        close_fds=True,
+    )
+    assert popen.stdout is not None
+    reader = threading.Thread(
+        target=_pump,
+        args=(popen.stdout, on_lines, batch_interval),
+        name=f"task-output-{popen.pid}",
+        daemon=True,
+    )
+    reader.start()
+    return TaskProcess(popen, reader)

@@ -49,7 +49,9 @@ class Settings:
 
     @property
     def default_files_url(self) -> str:
-        return self.files_url or str(self.home / "files")
+        """Where artifacts go: ``files_url``, else the server (so every node can read
+        them), else ``$AGENT_HOME/files``."""
+        return self.files_url or self.api_url or str(self.home / "files")
 
 
 def _pick(env_name: str, file_value: Any) -> Any:

@@ -111,6 +111,15 @@ class SqlBackend:
             self._write_lock = threading.Lock()
             self._lock_path = database + ".lock"
         self._create_schema()
+        # A forked child (a local-mode pipeline step) must not share the parent's
+        # connections: drop the pool in the child without closing the parent's.
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        self.engine.dispose(close=False)
+        self._enqueued = threading.Condition()
+        if self._write_lock is not None:
+            self._write_lock = threading.Lock()
 
     def _create_schema(self) -> None:
         for attempt in range(5):

@@ -1,0 +1,121 @@
+"""How a new task is described: its type, script, requirements, and which old task
+``Task.init(reuse_last_task_id=...)`` may run again."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent.core.errors import NotFound
+from agent.core.models import Script, TaskStatus, TaskTypes
+from agent.core.models import Task as TaskRecord
+
+if TYPE_CHECKING:
+    from agent.store.base import Backend
+
+#: Runtime property marking tasks made by ``Task.init`` (the ones it may reuse).
+INIT_MARK = "_created_by"
+INIT_VALUE = "Task.init"
+#: A requirements-file comment: "#" at the start or after blanks (not "...#egg=").
+_COMMENT = re.compile(r"(?:^|\s)#")
+
+
+_BUSY_OR_GONE = frozenset({TaskStatus.queued, TaskStatus.in_progress, TaskStatus.archived})
+
+
+class TaskNotFound(NotFound, ValueError):
+    """No task matches (a ValueError too, for code written against ClearML)."""
+
+
+def task_type_value(value: TaskTypes | str) -> str:
+    try:
+        return TaskTypes(str(value)).value
+    except ValueError:
+        options = ", ".join(t.value for t in TaskTypes)
+        raise ValueError(f"unknown task type {value!r}; use one of: {options}") from None
+
+
+def repo_name(script: Script) -> str:
+    url = script.repository.rstrip("/")
+    return url.rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git") if url else ""
+
+
+def reusable_task(
+    backend: Backend, reuse: bool | str, project: str, name: str, keep_outputs: bool = False
+) -> TaskRecord | None:
+    """The task that ``reuse_last_task_id``/``continue_last_task`` points at, if any.
+
+    A task id is taken as it is. True picks the newest task ``Task.init`` made with
+    this project and name that is not queued, running or archived, and, unless
+    ``keep_outputs`` (continuing it), that recorded no artifacts and no scalars.
+    """
+    if isinstance(reuse, str) and reuse:
+        try:
+            return backend.get_task(reuse)
+        except NotFound as exc:
+            raise TaskNotFound(f"no task {reuse!r} to reuse or continue") from exc
+    if reuse is not True:
+        return None
+    previous = backend.query_tasks(project=project, name=name, limit=1)
+    if not previous:
+        return None
+    last = previous[0]
+    if last.runtime.get(INIT_MARK) != INIT_VALUE or last.status in _BUSY_OR_GONE:
+        return None
+    if not keep_outputs and (backend.get_artifacts(last.id) or backend.get_scalars(last.id)):
+        return None
+    return last
+
+
+def restart(backend: Backend, record: TaskRecord) -> TaskRecord:
+    """Move a new or reused task to ``in_progress`` (through ``created`` when it ran before)."""
+    if record.status not in (TaskStatus.created, TaskStatus.in_progress):
+        record = backend.set_status(record.id, TaskStatus.created.value)
+    if record.status != TaskStatus.in_progress:
+        record = backend.set_status(record.id, TaskStatus.in_progress.value)
+    return record
+
+
+def script_for_create(
+    script: str | os.PathLike[str] | None,
+    repo: str | None,
+    branch: str | None,
+    commit: str | None,
+    working_directory: str | None,
+    detect_repository: bool,
+) -> Script:
+    if repo or not script:
+        result = Script(repository=repo or "", entry_point=str(script or ""))
+    else:
+        path = Path(script)
+        if not path.is_file():
+            raise FileNotFoundError(f"Task.create: no script {str(path)!r} (or give repo=...)")
+        from agent.sdk.script_info import script_for_file
+
+        result = script_for_file(path, with_git=detect_repository)
+    if branch:
+        result.branch = branch
+    if commit:
+        result.commit = commit
+    if working_directory:
+        result.working_dir = working_directory
+    return result
+
+
+def requirement_lines(*sources: Any) -> list[str]:
+    lines: list[str] = []
+    for source in sources:
+        if source is None or isinstance(source, bool):
+            continue
+        if isinstance(source, (str, os.PathLike)):
+            path = Path(source)
+            if not path.is_file():
+                raise FileNotFoundError(f"no requirements file {str(path)!r}")
+            source = path.read_text(encoding="utf-8").splitlines()
+        for line in source:
+            line = _COMMENT.split(str(line), 1)[0].strip()
+            if line and line not in lines:
+                lines.append(line)
+    return lines

@@ -1,0 +1,286 @@
+"""Logger: scalars, text and plots of a task, batched and sent in the background.
+
+Reports go into in-memory buffers; a daemon thread sends them every
+:data:`FLUSH_INTERVAL_S` seconds (sooner once a buffer holds :data:`BATCH_SIZE`
+items), so a tight training loop calling ``report_scalar`` costs a list append.
+:meth:`Logger.flush` sends everything now; every logger is flushed at interpreter
+exit and when its task closes. A forked child starts with empty buffers (the
+parent sends what it had) and starts its own sender on its first report.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from agent.sdk import capture, plots
+
+if TYPE_CHECKING:
+    from agent.store.base import Backend
+
+#: Seconds between background sends.
+FLUSH_INTERVAL_S = 2.0
+#: A buffer this long wakes the sender before the interval is up.
+BATCH_SIZE = 2000
+#: Items kept while the store cannot be reached; older ones are dropped past this.
+MAX_PENDING = 200_000
+
+_log = logging.getLogger("agent.sdk")
+_live: weakref.WeakSet[Logger] = weakref.WeakSet()
+_atexit_registered = False
+_registry_lock = threading.Lock()
+
+
+class Logger:
+    """Reports of one task (ClearML's ``Logger``); get it with ``task.get_logger()``."""
+
+    def __init__(
+        self, task_id: str, backend: Backend, flush_interval: float = FLUSH_INTERVAL_S
+    ) -> None:
+        self.task_id = task_id
+        self._backend = backend
+        self._interval = flush_interval
+        self._lock = threading.Lock()  # guards the buffers
+        self._send_lock = threading.Lock()  # one send at a time keeps report order
+        self._lines: list[tuple[float, str, str]] = []
+        self._scalars: list[tuple[str, str, int, float]] = []
+        self._plots: list[tuple[str, str, int, dict[str, Any]]] = []
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def current_logger(cls) -> Logger | None:
+        """The logger of :meth:`Task.current_task`, or None without a current task."""
+        from agent.sdk.task import Task
+
+        task = Task.current_task()
+        return task.get_logger() if task is not None else None
+
+    # -- reports ------------------------------------------------------------------
+    def report_scalar(self, title: str, series: str, value: float, iteration: int) -> None:
+        """Record ``value`` of ``title``/``series`` at ``iteration``."""
+        self._add(self._scalars, (str(title), str(series), int(iteration), float(value)))
+
+    def report_single_value(self, name: str, value: float) -> None:
+        """A one-off metric (accuracy of the final model, ...): title ``Summary``, iteration 0."""
+        self.report_scalar("Summary", name, value, 0)
+
+    def report_text(
+        self, msg: Any, level: int | str = logging.INFO, print_console: bool = True, *_: Any
+    ) -> None:
+        """Add a line to the task's log (and print it, unless ``print_console=False``)."""
+        text = str(msg)
+        if print_console:
+            print(text, file=capture.console())
+        lines = text.split("\n")
+        self.add_lines(_level_name(level), lines)
+
+    def add_lines(self, level: str, lines: Sequence[str]) -> None:
+        """Append log lines as they are (used by the output capture)."""
+        stamp = time.time()
+        with self._lock:
+            self._lines.extend((stamp, level, line) for line in lines)
+            full = len(self._lines) >= BATCH_SIZE
+        self._after_add(full)
+
+    def report_table(
+        self,
+        title: str,
+        series: str,
+        iteration: int | None = None,
+        table_plot: Any = None,
+        csv: str | None = None,
+        url: str | None = None,
+        extra_layout: dict[str, Any] | None = None,
+    ) -> None:
+        """A table from a DataFrame, a list of rows (header first) or a CSV file/URL."""
+        if url is not None and csv is None:
+            from agent.files.storage_manager import StorageManager
+
+            csv = StorageManager.get_local_copy(url)
+        figure = plots.table_figure(title, table_plot, csv, extra_layout)
+        self.report_plotly(title, series, figure, iteration)
+
+    def report_scatter2d(
+        self,
+        title: str,
+        series: str,
+        scatter: Any,
+        iteration: int | None = None,
+        xaxis: str | None = None,
+        yaxis: str | None = None,
+        labels: Sequence[str] | None = None,
+        mode: str = "lines",
+        extra_layout: dict[str, Any] | None = None,
+    ) -> None:
+        """A 2-D scatter/line from (x, y) pairs."""
+        figure = plots.scatter_figure(
+            title, series, scatter, xaxis, yaxis, labels, mode, extra_layout
+        )
+        self.report_plotly(title, series, figure, iteration)
+
+    def report_histogram(
+        self,
+        title: str,
+        series: str,
+        values: Any,
+        iteration: int | None = None,
+        labels: Sequence[str] | None = None,
+        xaxis: str | None = None,
+        yaxis: str | None = None,
+        mode: str | None = None,
+        extra_layout: dict[str, Any] | None = None,
+        xlabels: Sequence[str] | None = None,
+    ) -> None:
+        """A bar chart of ``values``."""
+        figure = plots.histogram_figure(
+            title, series, values, labels, xlabels, xaxis, yaxis, mode, extra_layout
+        )
+        self.report_plotly(title, series, figure, iteration)
+
+    def report_line_plot(
+        self,
+        title: str,
+        series: Iterable[Any],
+        xaxis: str | None = None,
+        yaxis: str | None = None,
+        mode: str = "lines",
+        iteration: int | None = None,
+        reverse_xaxis: bool = False,
+        extra_layout: dict[str, Any] | None = None,
+    ) -> None:
+        """Several lines in one plot; each series has a name and (x, y) data."""
+        figure = plots.line_figure(title, series, xaxis, yaxis, mode, reverse_xaxis, extra_layout)
+        self.report_plotly(title, "", figure, iteration)
+
+    def report_plotly(
+        self, title: str, series: str, figure: Any, iteration: int | None = None
+    ) -> None:
+        """A plotly figure (object or JSON dict) as it is."""
+        item = (str(title), str(series), int(iteration or 0), plots.plotly_figure(figure))
+        self._add(self._plots, item)
+
+    # -- sending ------------------------------------------------------------------
+    def flush(self) -> None:
+        """Send everything reported so far, now."""
+        with self._send_lock:
+            with self._lock:
+                lines, self._lines = self._lines, []
+                scalars, self._scalars = self._scalars, []
+                figures, self._plots = self._plots, []
+            if not (lines or scalars or figures):
+                return
+            try:
+                self._send(lines, scalars, figures)
+            except Exception:
+                self._requeue(lines, scalars, figures)
+                raise
+
+    def close(self) -> None:
+        """Stop the background sender and send what is left."""
+        self._stopping.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=30)
+        self.flush()
+
+    def _send(self, lines: list, scalars: list, figures: list) -> None:
+        if lines:
+            self._backend.append_logs(self.task_id, lines)
+            lines.clear()  # sent: not to be re-queued if a later part fails
+        if scalars:
+            self._backend.report_scalars(self.task_id, scalars)
+            scalars.clear()
+        while figures:
+            title, series, iteration, figure = figures[0]
+            self._backend.report_plot(self.task_id, title, series, iteration, figure)
+            figures.pop(0)
+
+    def _requeue(self, lines: list, scalars: list, figures: list) -> None:
+        with self._lock:
+            self._lines[:0] = lines
+            self._scalars[:0] = scalars
+            self._plots[:0] = figures
+            for buffer in (self._lines, self._scalars, self._plots):
+                if len(buffer) > MAX_PENDING:
+                    del buffer[: len(buffer) - MAX_PENDING]
+
+    def _add(self, buffer: list, item: tuple) -> None:
+        with self._lock:
+            buffer.append(item)
+            full = len(buffer) >= BATCH_SIZE
+        self._after_add(full)
+
+    def _after_add(self, full: bool) -> None:
+        if self._thread is None:
+            self._start()
+        if full:
+            self._wake.set()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None or self._stopping.is_set():
+                return
+            self._thread = threading.Thread(
+                target=self._run, name=f"agent-logger-{self.task_id[:8]}", daemon=True
+            )
+        _register(self)
+        self._thread.start()
+
+    def _reset_after_fork(self) -> None:
+        # The child has no sender thread, and the parent sends what was buffered.
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._lines, self._scalars, self._plots = [], [], []
+        self._wake = threading.Event()
+        self._thread = None
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception as exc:  # the loop's boundary: keep reporting, retry next time
+                _log.warning("cannot send reports of task %s (will retry): %s", self.task_id, exc)
+
+
+def _level_name(level: int | str) -> str:
+    if isinstance(level, int):
+        return logging.getLevelName(level).lower()
+    return str(level).lower()
+
+
+def _register(logger: Logger) -> None:
+    global _atexit_registered
+    with _registry_lock:
+        _live.add(logger)
+        if not _atexit_registered:
+            atexit.register(flush_all)
+            _atexit_registered = True
+
+
+def _after_fork_in_child() -> None:
+    for logger in list(_live):
+        logger._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def flush_all() -> None:
+    """Flush every live logger (runs at interpreter exit)."""
+    for logger in list(_live):
+        try:
+            logger.close()
+        except Exception as exc:  # at exit: report and go on with the other loggers
+            _log.warning("lost reports of task %s: %s", logger.task_id, exc)

@@ -1,0 +1,168 @@
+"""Plotly-style JSON figures for the Logger's tables, scatter, histogram and line plots.
+
+Only the figure's JSON is built here (no plotly import); the UI renders it.
+numpy arrays and pandas frames are read through their public methods
+(``tolist``, ``columns``, ``itertuples``), so neither is imported.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from agent.sdk.parameters import to_stored
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON values for a figure (numpy scalars and arrays become lists)."""
+    return to_stored(value)
+
+
+def layout(title: str, xaxis: str | None = None, yaxis: str | None = None, **extra: Any) -> dict:
+    out: dict[str, Any] = {"title": title}
+    if xaxis:
+        out["xaxis"] = {"title": xaxis}
+    if yaxis:
+        out["yaxis"] = {"title": yaxis}
+    out.update(jsonable(extra))
+    return out
+
+
+def table_figure(
+    title: str,
+    table: Any = None,
+    csv_path: str | os.PathLike[str] | None = None,
+    extra_layout: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A table from a DataFrame (index first), a list of rows (first row = header),
+    a dict of columns, or a CSV file.
+
+    Raises:
+        ValueError: neither a table nor a CSV file was given.
+    """
+    if csv_path is not None:
+        with open(csv_path, newline="", encoding="utf-8") as fh:
+            table = list(csv.reader(fh))
+    header, rows = _header_and_rows(table)
+    columns = [[row[i] if i < len(row) else "" for row in rows] for i in range(len(header))]
+    trace = {"type": "table", "header": {"values": header}, "cells": {"values": columns}}
+    return {"data": [jsonable(trace)], "layout": layout(title, **(extra_layout or {}))}
+
+
+def _header_and_rows(table: Any) -> tuple[list[Any], list[Sequence[Any]]]:
+    if table is None:
+        raise ValueError("report_table needs table_plot (a DataFrame or a list of rows) or csv")
+    if hasattr(table, "columns") and hasattr(table, "itertuples"):  # a pandas DataFrame
+        index_name = table.index.name or ""
+        header = [index_name, *(str(c) for c in table.columns)]
+        return header, [list(row) for row in table.itertuples(index=True, name=None)]
+    if isinstance(table, dict):
+        header = [str(k) for k in table]
+        columns = [list(v) for v in table.values()]
+        return header, [list(r) for r in zip(*columns, strict=False)]
+    rows = [list(r) for r in (table.tolist() if hasattr(table, "tolist") else table)]
+    return ([str(h) for h in rows[0]], rows[1:]) if rows else ([], [])
+
+
+def scatter_figure(
+    title: str,
+    series: str,
+    points: Any,
+    xaxis: str | None = None,
+    yaxis: str | None = None,
+    labels: Sequence[str] | None = None,
+    mode: str = "lines",
+    extra_layout: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One scatter trace from (x, y) pairs (a list of pairs or an Nx2 array)."""
+    trace = _scatter_trace(series, points, mode, labels)
+    return {"data": [trace], "layout": layout(title, xaxis, yaxis, **(extra_layout or {}))}
+
+
+def _scatter_trace(name: str, points: Any, mode: str, labels: Sequence[str] | None) -> dict:
+    pairs = jsonable(points)
+    trace: dict[str, Any] = {
+        "type": "scatter",
+        "name": name,
+        "mode": _plotly_mode(mode),
+        "x": [p[0] for p in pairs],
+        "y": [p[1] for p in pairs],
+    }
+    if labels:
+        trace["text"] = list(labels)
+    return trace
+
+
+def _plotly_mode(mode: str) -> str:
+    # ClearML says "line"/"markers"/"lines+markers"; plotly wants "lines".
+    return "lines" if mode in ("line", "lines") else mode
+
+
+def histogram_figure(
+    title: str,
+    series: str,
+    values: Any,
+    labels: Sequence[str] | None = None,
+    xlabels: Sequence[str] | None = None,
+    xaxis: str | None = None,
+    yaxis: str | None = None,
+    mode: str | None = None,
+    extra_layout: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Bars of ``values`` (one series; a 2-D ``values`` gives one trace per column)."""
+    data = jsonable(values)
+    if data and isinstance(data[0], list):
+        columns = [list(col) for col in zip(*data, strict=False)]
+        names = list(labels) if labels else [f"{series} {i}" for i in range(len(columns))]
+    else:
+        columns, names = [data], [series]
+    x = list(xlabels) if xlabels else list(range(len(columns[0]) if columns else 0))
+    traces = [
+        {"type": "bar", "name": n, "x": x, "y": col} for n, col in zip(names, columns, strict=False)
+    ]
+    extra = {"barmode": mode or "group", **(extra_layout or {})}
+    return {"data": traces, "layout": layout(title, xaxis, yaxis, **extra)}
+
+
+def line_figure(
+    title: str,
+    series: Iterable[Any],
+    xaxis: str | None = None,
+    yaxis: str | None = None,
+    mode: str = "lines",
+    reverse_xaxis: bool = False,
+    extra_layout: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Several lines; each series is ``{"name", "data", "labels"}``, ``(name, data)``
+    or an object with ``.name`` and ``.data`` (ClearML's ``SeriesInfo``)."""
+    traces = []
+    for item in series:
+        name, data, labels = _series_parts(item)
+        traces.append(_scatter_trace(name, data, mode, labels))
+    fig_layout = layout(title, xaxis, yaxis, **(extra_layout or {}))
+    if reverse_xaxis:
+        fig_layout.setdefault("xaxis", {})["autorange"] = "reversed"
+    return {"data": traces, "layout": fig_layout}
+
+
+def _series_parts(item: Any) -> tuple[str, Any, Sequence[str] | None]:
+    if isinstance(item, dict):
+        return str(item.get("name", "")), item["data"], item.get("labels")
+    if isinstance(item, (tuple, list)):
+        return str(item[0]), item[1], (item[2] if len(item) > 2 else None)
+    return str(item.name), item.data, getattr(item, "labels", None)
+
+
+def plotly_figure(figure: Any) -> dict[str, Any]:
+    """A plotly figure (object or dict) as a JSON dict."""
+    for method in ("to_plotly_json", "to_dict"):
+        if hasattr(figure, method):
+            figure = getattr(figure, method)()
+            break
+    if not isinstance(figure, dict):
+        raise TypeError(
+            f"report_plotly needs a plotly figure or a dict, not {type(figure).__name__}"
+        )
+    return jsonable(figure)

@@ -1,0 +1,593 @@
+"""Task: the SDK object user code and pipeline steps work with (ClearML's ``Task``).
+
+``Task.init`` in a script creates a task for the run (or, run by an agent with
+``AGENT_TASK_ID`` set, attaches to the agent's task), makes it current and closes
+it at exit: ``completed``, or ``failed`` after an uncaught exception or a non-zero
+``sys.exit``. Under an agent the status is the agent's business: the SDK then
+only reads and reports. ``Task.create``/``clone``/``enqueue`` prepare tasks for
+agents without running anything here.
+
+The store is reached through :func:`agent.store.factory.get_backend` on first
+use, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent.core.errors import NotFound
+from agent.core.models import Task as TaskRecord
+from agent.core.models import TaskStatus, TaskTypes
+from agent.sdk import session
+from agent.sdk.artifacts import ArtifactsMixin
+from agent.sdk.definition import (
+    INIT_MARK,
+    INIT_VALUE,
+    TaskNotFound,
+    repo_name,
+    requirement_lines,
+    restart,
+    reusable_task,
+    script_for_create,
+    task_type_value,
+)
+from agent.sdk.lifecycle import LifecycleMixin
+from agent.sdk.parameters import ParametersMixin, to_stored
+
+if TYPE_CHECKING:
+    from agent.sdk.capture import OutputCapture
+    from agent.sdk.logger import Logger
+    from agent.store.base import Backend
+
+#: Environment variable an agent sets in every task process it starts.
+TASK_ID_ENV = "AGENT_TASK_ID"
+
+
+class Task(ParametersMixin, ArtifactsMixin, LifecycleMixin):
+    """A task of the store, with ClearML's SDK methods.
+
+    Get one with :meth:`init`, :meth:`current_task`, :meth:`get_task`,
+    :meth:`create` or :meth:`clone`, not with the constructor.
+    """
+
+    TaskTypes = TaskTypes
+
+    def __init__(self, record: TaskRecord, backend: Backend | None = None):
+        self._record = record
+        self._backend_obj = backend
+        self._logger: Logger | None = None
+        self._capture: OutputCapture | None = None
+        self._owns_status = False  # True: this process ran it and closes it (Task.init)
+        self._closed = False
+        self._uploader = None
+        self._pending = []
+
+    def __repr__(self) -> str:
+        return f"<Task {self.id} {self.project!r}/{self.name!r} {self._record.status}>"
+
+    # -- getting tasks -------------------------------------------------------------------
+    @classmethod
+    def init(
+        cls,
+        project_name: str | None = None,
+        task_name: str | None = None,
+        task_type: TaskTypes | str = TaskTypes.training,
+        tags: Sequence[str] | None = None,
+        reuse_last_task_id: bool | str = False,
+        continue_last_task: bool | str = False,
+        output_uri: str | bool | None = None,
+        capture_output: bool | None = None,
+        auto_connect_arg_parser: bool = True,
+        auto_connect_frameworks: Any = True,
+        auto_resource_monitoring: bool = True,
+        auto_connect_streams: bool = True,
+    ) -> Task:
+        """Start (or attach to) the task of this run and make it current.
+
+        Args:
+            project_name: project of a new task (default: the git repository's name,
+                else "default").
+            task_name: name of a new task (default: the script's file name).
+            task_type: one of :class:`TaskTypes`.
+            tags: tags of a new task.
+            reuse_last_task_id: a task id to run again, or True to reuse the latest
+                task of the same project and name when it recorded nothing (no
+                artifacts, no scalars). Default False: a new task each run.
+            continue_last_task: a task id, or True for the latest task of the same
+                project and name, to run again keeping what it recorded.
+            output_uri: where artifacts go (a directory, ``s3://...``, the server);
+                default ``AGENT_FILES_URL``, else the server, else ``$AGENT_HOME/files``.
+            capture_output: copy stdout/stderr to the task log; default: yes, unless
+                run by an agent (which streams the output itself).
+            auto_connect_arg_parser, auto_connect_frameworks, auto_resource_monitoring:
+                accepted for ClearML code, not used.
+            auto_connect_streams: ClearML's name for ``capture_output``.
+
+        Returns:
+            The current task. A second call in the same process returns it again.
+
+        Raises:
+            TaskNotFound: ``AGENT_TASK_ID`` (or the task id to reuse) names no task.
+        """
+        with session.lock():
+            current = session.current()
+            if current is not None:
+                return current
+            attach_id = os.environ.get(TASK_ID_ENV)
+            if attach_id:
+                task = cls._attach(attach_id)
+            else:
+                task = cls._start_new(
+                    project_name,
+                    task_name,
+                    task_type,
+                    tags,
+                    continue_last_task or reuse_last_task_id,
+                    bool(continue_last_task),
+                    output_uri,
+                )
+            session.set_current(task)
+            session.install_hooks()
+        if capture_output is None:
+            capture_output = auto_connect_streams and not attach_id
+        if capture_output:
+            task._start_capture()
+        return task
+
+    @classmethod
+    def _attach(cls, task_id: str) -> Task:
+        try:
+            return cls(_backend().get_task(task_id))
+        except NotFound as exc:
+            raise TaskNotFound(
+                f"{TASK_ID_ENV}={task_id} names no task in the store ({exc}); "
+                "unset it to create a new task"
+            ) from exc
+
+    @classmethod
+    def _start_new(
+        cls,
+        project_name: str | None,
+        task_name: str | None,
+        task_type: TaskTypes | str,
+        tags: Sequence[str] | None,
+        reuse: bool | str,
+        keep_outputs: bool,
+        output_uri: str | bool | None,
+    ) -> Task:
+        from agent.sdk.script_info import running_script
+
+        backend = _backend()
+        script = running_script()
+        project = project_name or repo_name(script) or "default"
+        name = task_name or Path(script.entry_point).stem or "untitled"
+        record = reusable_task(backend, reuse, project, name, keep_outputs)
+        if record is None:
+            record = backend.create_task(
+                TaskRecord(
+                    name=name,
+                    project=project,
+                    type=task_type_value(task_type),
+                    tags=list(tags or []),
+                    script=script,
+                    output_uri=output_uri if isinstance(output_uri, str) else None,
+                    runtime={INIT_MARK: INIT_VALUE},
+                )
+            )
+        else:
+            record = backend.update_task(record.id, script=script, tags=list(tags or record.tags))
+        task = cls(restart(backend, record), backend)
+        task._owns_status = True
+        return task
+
+    @classmethod
+    def current_task(cls) -> Task | None:
+        """The task of this process: the one ``Task.init`` made, or, run by an agent,
+        the agent's task (attached on first call). None otherwise."""
+        current = session.current()
+        if current is None and os.environ.get(TASK_ID_ENV):
+            return cls.init()
+        return current
+
+    @classmethod
+    def get_task(
+        cls,
+        task_id: str | None = None,
+        project_name: str | None = None,
+        task_name: str | None = None,
+        tags: Sequence[str] | None = None,
+        allow_archived: bool = True,
+    ) -> Task:
+        """A task by id, or the newest one matching project, name and tags.
+
+        Raises:
+            TaskNotFound: nothing matches.
+            ValueError: neither an id nor a project or name was given.
+        """
+        if task_id:
+            try:
+                return cls(_backend().get_task(task_id))
+            except NotFound as exc:
+                raise TaskNotFound(f"no task with id {task_id!r}") from exc
+        found = cls.get_tasks(
+            project_name=project_name,
+            task_name=task_name,
+            tags=tags,
+            allow_archived=allow_archived,
+            limit=1,
+        )
+        if not found:
+            what = ", ".join(
+                f"{k} {v!r}"
+                for k, v in (("project", project_name), ("name", task_name), ("tags", tags))
+                if v
+            )
+            raise TaskNotFound(f"no task with {what} (see `agent tasks`)")
+        return found[0]
+
+    @classmethod
+    def get_tasks(
+        cls,
+        task_ids: Iterable[str] | None = None,
+        project_name: str | None = None,
+        task_name: str | None = None,
+        tags: Sequence[str] | None = None,
+        allow_archived: bool = True,
+        status: str | Sequence[str] | None = None,
+        limit: int = 1000,
+    ) -> list[Task]:
+        """Tasks by ids, or the newest ones matching project, name, tags (all of them)
+        and status."""
+        backend = _backend()
+        if task_ids is not None:
+            return [cls(backend.get_task(i), backend) for i in task_ids]
+        if not (project_name or task_name or tags or status):
+            raise ValueError(
+                "get_tasks needs task ids, or a project, name, tags or status to match"
+            )
+        tags = list(tags or [])
+        filtered = len(tags) > 1 or not allow_archived
+        records = backend.query_tasks(
+            project=project_name,
+            name=task_name,
+            tag=tags[0] if tags else None,
+            status=status,
+            limit=max(limit, 1000) if filtered else limit,
+        )
+        records = [
+            r
+            for r in records
+            if set(tags) <= set(r.tags) and (allow_archived or r.status != TaskStatus.archived)
+        ]
+        return [cls(r, backend) for r in records[:limit]]
+
+    # -- preparing tasks for agents -----------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        project_name: str | None = None,
+        task_name: str | None = None,
+        task_type: TaskTypes | str = TaskTypes.training,
+        script: str | os.PathLike[str] | None = None,
+        repo: str | None = None,
+        branch: str | None = None,
+        commit: str | None = None,
+        working_directory: str | None = None,
+        requirements: str | os.PathLike[str] | Sequence[str] | None = None,
+        packages: Sequence[str] | bool | None = None,
+        docker: str | None = None,
+        docker_args: str | None = None,
+        docker_bash_setup_script: str | None = None,
+        argparse_args: Sequence[tuple[str, Any]] | None = None,
+        add_task_init_call: bool = True,
+        detect_repository: bool = True,
+        requirements_file: str | os.PathLike[str] | None = None,
+    ) -> Task:
+        """A new ``created`` task that an agent can run (nothing runs here).
+
+        Args:
+            script: the entry point: a path inside ``repo``, or a local file. A local
+                file in a git work tree records the repository, branch, commit and
+                uncommitted diff; outside git, its code is stored in the task.
+            repo, branch, commit: run this repository's code instead of a local file's.
+            working_directory: where the script runs, relative to the repository root.
+            requirements: a requirements file, or a list of requirement lines.
+            packages: more requirement lines.
+            docker, docker_args, docker_bash_setup_script: the container to run in.
+            argparse_args: ``(name, value)`` pairs for hyperparameter section ``Args``.
+            add_task_init_call: accepted for ClearML code: the agent always sets
+                ``AGENT_TASK_ID``, so a ``Task.init`` in the script attaches to this task.
+            detect_repository: False stores a local script's code even inside git.
+            requirements_file: ClearML's name for a requirements file.
+        """
+        record = TaskRecord(
+            name=task_name or (Path(script).stem if script else "untitled"),
+            project=project_name or "default",
+            type=task_type_value(task_type),
+            script=script_for_create(
+                script, repo, branch, commit, working_directory, detect_repository
+            ),
+            hyperparams={"Args": {str(k): to_stored(v) for k, v in argparse_args}}
+            if argparse_args
+            else {},
+            container={
+                "image": docker or "",
+                "arguments": docker_args or "",
+                "setup_script": docker_bash_setup_script or "",
+            },
+        )
+        record.script.requirements = requirement_lines(requirements_file, requirements, packages)
+        backend = _backend()
+        return cls(backend.create_task(record), backend)
+
+    @classmethod
+    def clone(
+        cls,
+        source_task: Task | str,
+        name: str | None = None,
+        comment: str | None = None,
+        parent: Task | str | None = None,
+        project: str | None = None,
+    ) -> Task:
+        """A new ``created`` task with the source's definition (code, parameters,
+        configuration, container), not its results."""
+        backend = _backend()
+        record = backend.clone_task(
+            _task_id(source_task),
+            name=name,
+            parent=_task_id(parent) if parent is not None else None,
+            project=project,
+        )
+        if comment is not None:
+            record = backend.update_task(record.id, comment=comment)
+        return cls(record, backend)
+
+    @classmethod
+    def enqueue(
+        cls,
+        task: Task | str,
+        queue_name: str | None = None,
+        queue_id: str | None = None,
+        priority: int = 0,
+    ) -> Task:
+        """Put a task on a queue for an agent (``queue_name`` default ``"default"``).
+
+        Raises:
+            NotFound: ``queue_id`` names no queue.
+            Conflict: the task cannot be queued in its status (e.g. it is running).
+        """
+        backend = _backend()
+        queue = queue_name or (_queue_name(backend, queue_id) if queue_id else "default")
+        return cls(backend.enqueue(_task_id(task), queue, priority=priority), backend)
+
+    @classmethod
+    def dequeue(cls, task: Task | str) -> Task:
+        """Take a queued task off its queue (back to ``created``)."""
+        backend = _backend()
+        return cls(backend.dequeue(_task_id(task)), backend)
+
+    @staticmethod
+    def running_locally() -> bool:
+        """True unless this process was started by an agent."""
+        return not os.environ.get(TASK_ID_ENV)
+
+    # -- identity and record ------------------------------------------------------------
+    @property
+    def _backend(self) -> Backend:
+        if self._backend_obj is None:
+            self._backend_obj = _backend()
+        return self._backend_obj
+
+    @property
+    def _stored_values_win(self) -> bool:
+        """Run by an agent for this very task: stored parameters beat the code's."""
+        return os.environ.get(TASK_ID_ENV) == self.id
+
+    @property
+    def id(self) -> str:
+        return self._record.id
+
+    @property
+    def data(self) -> TaskRecord:
+        """The task record as last read (see :meth:`reload`)."""
+        return self._record
+
+    @property
+    def name(self) -> str:
+        return self._record.name
+
+    @property
+    def project(self) -> str:
+        """The project's name (projects are known by name)."""
+        return self._record.project
+
+    def get_project_name(self) -> str:
+        return self._record.project
+
+    @property
+    def task_type(self) -> str:
+        return self._record.type
+
+    @property
+    def parent(self) -> str | None:
+        return self._record.parent
+
+    @property
+    def comment(self) -> str:
+        return self._record.comment
+
+    @property
+    def output_uri(self) -> str | None:
+        return self._record.output_uri
+
+    @output_uri.setter
+    def output_uri(self, value: str | None) -> None:
+        self._update(output_uri=value)
+
+    @property
+    def status(self) -> str:
+        """The current status, read from the store."""
+        return self.get_status()
+
+    def get_status(self) -> str:
+        return self.reload()._record.status
+
+    def get_status_message(self) -> str:
+        return self.reload()._record.status_message
+
+    def reload(self) -> Task:
+        """Read the task record again from the store."""
+        self._record = self._backend.get_task(self.id)
+        return self
+
+    def _fresh(self) -> TaskRecord:
+        return self.reload()._record
+
+    def _update(self, **fields: Any) -> TaskRecord:
+        self._record = self._backend.update_task(self.id, **fields)
+        return self._record
+
+    # -- editing ------------------------------------------------------------------------
+    def set_name(self, name: str) -> None:
+        self._update(name=name)
+
+    def set_comment(self, comment: str) -> None:
+        self._update(comment=comment)
+
+    def set_parent(self, parent: Task | str | None) -> None:
+        self._update(parent=_task_id(parent) if parent is not None else None)
+
+    def settask_type_value(self, task_type: TaskTypes | str) -> None:
+        self._update(type=task_type_value(task_type))
+
+    def get_tags(self) -> list[str]:
+        return list(self._fresh().tags)
+
+    def set_tags(self, tags: Sequence[str]) -> None:
+        """Replace the task's tags."""
+        self._update(tags=list(tags))
+
+    def add_tags(self, tags: str | Sequence[str]) -> None:
+        """Add tags (a single tag or several) to the task's tags."""
+        new = [tags] if isinstance(tags, str) else list(tags)
+        current = self.get_tags()
+        self._update(tags=current + [t for t in new if t not in current])
+
+    def set_user_properties(self, *iterables: Any, **properties: Any) -> None:
+        """Set user properties (runtime properties): ``name=value`` keywords, dicts of
+        ``{name: value}`` or ``{"name": ..., "value": ...}``, or ``(name, value)`` pairs."""
+        values: dict[str, Any] = {}
+        for item in iterables:
+            if isinstance(item, dict) and "name" in item and "value" in item:
+                values[str(item["name"])] = item["value"]
+            elif isinstance(item, dict):
+                values.update({str(k): v for k, v in item.items()})
+            else:
+                for entry in item:
+                    if isinstance(entry, dict):
+                        values[str(entry["name"])] = entry["value"]
+                    else:
+                        values[str(entry[0])] = entry[1]
+        values.update(properties)
+        self.set_runtime_properties(values)
+
+    def get_user_properties(self, value_only: bool = False) -> dict[str, Any]:
+        """User properties as ClearML gives them (``{name: {"name", "value"}}``), or
+        ``{name: value}`` with ``value_only=True``."""
+        values = self.get_runtime_properties()
+        if value_only:
+            return values
+        return {k: {"name": k, "value": v} for k, v in values.items()}
+
+    def set_runtime_properties(self, values: dict[str, Any]) -> None:
+        """Merge ``values`` into the task's runtime properties."""
+        self._record = self._backend.merge_runtime(self.id, to_stored(dict(values)))
+
+    def get_runtime_properties(self) -> dict[str, Any]:
+        """Runtime properties, without the system's own (names starting with ``_``)."""
+        return {k: v for k, v in self._fresh().runtime.items() if not str(k).startswith("_")}
+
+    # -- reports ------------------------------------------------------------------------
+    def get_logger(self) -> Logger:
+        """The :class:`~agent.sdk.logger.Logger` of this task."""
+        if self._logger is None:
+            from agent.sdk.logger import Logger
+
+            self._logger = Logger(self.id, self._backend)
+        return self._logger
+
+    def flush(self, wait_for_uploads: bool = False) -> None:
+        """Send buffered reports now (and wait for background uploads)."""
+        if self._logger is not None:
+            self._logger.flush()
+        if wait_for_uploads:
+            self.wait_for_uploads()
+
+    def get_reported_scalars(self) -> dict[str, dict[str, dict[str, list]]]:
+        """``{title: {series: {"x": [iterations], "y": [values]}}}`` (ClearML's shape)."""
+        self.flush()
+        return {
+            title: {
+                name: {"x": [p[0] for p in points], "y": [p[1] for p in points]}
+                for name, points in series.items()
+            }
+            for title, series in self._backend.get_scalars(self.id).items()
+        }
+
+    def get_reported_plots(self) -> list[dict[str, Any]]:
+        """``[{title, series, iteration, figure}]`` in report order."""
+        self.flush()
+        return self._backend.get_plots(self.id)
+
+    def get_output_log(self) -> str:
+        """The task's log as text."""
+        self.flush()
+        lines: list[str] = []
+        after = 0
+        while batch := self._backend.get_logs(self.id, after=after):
+            lines.extend(line.text for line in batch)
+            after = batch[-1].seq
+        return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def bind_current_task(task_id: str) -> Iterator[Task]:
+    """Make task ``task_id`` current (``Task.current_task()``, ``Logger.current_logger()``)
+    while the block runs, then flush its reports and restore the previous one.
+
+    For code that runs a step in this process (a pipeline's debug mode): the step's
+    status stays with whoever runs it.
+    """
+    task = Task.get_task(task_id)
+    previous = session.swap_current(task)
+    try:
+        yield task
+    finally:
+        try:
+            task.wait_for_uploads()
+            if task._logger is not None:
+                task._logger.close()
+        finally:
+            session.restore_current(task, previous)
+
+
+# -- helpers --------------------------------------------------------------------------------
+def _backend() -> Backend:
+    from agent.store.factory import get_backend
+
+    return get_backend()
+
+
+def _task_id(task: Task | TaskRecord | str) -> str:
+    return task if isinstance(task, str) else task.id
+
+
+def _queue_name(backend: Backend, queue_id: str) -> str:
+    for queue in backend.list_queues():
+        if queue.id == queue_id:
+            return queue.name
+    raise NotFound(f"no queue with id {queue_id!r} (see `agent queues`)")

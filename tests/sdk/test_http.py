@@ -1,0 +1,67 @@
+"""The SDK through a real ``agent server`` (HttpBackend, server-hosted artifact files)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent import Task
+from agent.store.factory import get_backend, reset_backends
+from tests.server.live_server import LiveServer
+
+TOKEN = "sdk-test-token"
+
+
+@pytest.fixture
+def server(
+    agent_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[LiveServer]:
+    workdir = tmp_path / "server"
+    with LiveServer(f"sqlite:///{workdir / 'server.db'}", workdir, token=TOKEN) as live:
+        monkeypatch.setenv("AGENT_API_URL", live.url)
+        monkeypatch.setenv("AGENT_API_TOKEN", TOKEN)
+        reset_backends()
+        yield live
+        reset_backends()
+
+
+def test_task_over_http(server: LiveServer):
+    assert type(get_backend()).__name__ == "HttpBackend"
+    task = Task.init(project_name="http", task_name="run", capture_output=False)
+    params = task.connect({"lr": 0.1, "opt": {"name": "adam"}})
+    view = task.upload_artifact("weights", np.arange(5))
+    assert view.url.startswith(server.url + "/api/v1/files/")
+    task.get_logger().report_scalar("loss", "train", 0.25, 3)
+    task.close()
+
+    again = Task.get_task(project_name="http", task_name="run")
+    assert again.status == "completed" and params == {"lr": 0.1, "opt": {"name": "adam"}}
+    assert again.get_parameters() == {"General/lr": 0.1, "General/opt/name": "adam"}
+    assert np.array_equal(again.artifacts["weights"].get(), np.arange(5))
+    assert again.get_reported_scalars() == {"loss": {"train": {"x": [3], "y": [0.25]}}}
+
+
+def test_script_under_agent_over_http(server: LiveServer, run_script):
+    task = Task.create(project_name="http", task_name="remote")
+    task.set_parameter("General/epochs", "4")
+    task.mark_started()
+    result = run_script(
+        """
+        import json
+        from agent import Task
+        task = Task.init()
+        params = task.connect({"epochs": 1})
+        task.upload_artifact("out", {"epochs": params["epochs"]})
+        print(json.dumps(params))
+        """,
+        AGENT_TASK_ID=task.id,
+        AGENT_API_URL=server.url,
+        AGENT_API_TOKEN=TOKEN,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip()) == {"epochs": 4}
+    assert task.artifacts["out"].get() == {"epochs": 4}

@@ -17,6 +17,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -113,7 +114,8 @@ class SqlBackend:
         self._create_schema()
         # A forked child (a local-mode pipeline step) must not share the parent's
         # connections: drop the pool in the child without closing the parent's.
-        os.register_at_fork(after_in_child=self._after_fork)
+        this = weakref.ref(self)  # a hook must not keep closed backends alive
+        os.register_at_fork(after_in_child=lambda: (b := this()) is not None and b._after_fork())
 
     def _after_fork(self) -> None:
         self.engine.dispose(close=False)

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -65,8 +67,20 @@ class Logger:
 
     # -- reports ------------------------------------------------------------------
     def report_scalar(self, title: str, series: str, value: float, iteration: int) -> None:
-        """Record ``value`` of ``title``/``series`` at ``iteration``."""
-        self._add(self._scalars, (str(title), str(series), int(iteration), float(value)))
+        """Record ``value`` of ``title``/``series`` at ``iteration``.
+
+        NaN and infinities are not stored (the store refuses them); a warning says so.
+        """
+        number = float(value)
+        if not math.isfinite(number):
+            warnings.warn(
+                f"report_scalar({title!r}, {series!r}, iteration={iteration}): "
+                f"{number} is not a finite number and was not recorded",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return
+        self._add(self._scalars, (str(title), str(series), int(iteration), number))
 
     def report_single_value(self, name: str, value: float) -> None:
         """A one-off metric (accuracy of the final model, ...): title ``Summary``, iteration 0."""

@@ -1,0 +1,252 @@
+"""The FastAPI application of ``agent server``: a thin HTTP shell over ``SqlBackend``.
+
+- ``/api/v1/...``: one endpoint per Backend method (:mod:`agent.server.routes`).
+- Errors: every error answers ``{"error": {"type": "NotFound", "message": "..."}}``
+  with the AgentError's ``http_status``; bad input is 422 ``InvalidInput``; an
+  unexpected exception is a logged 500 ``InternalError``.
+- Auth: with a token, every request but ``GET /api/v1/health`` needs
+  ``Authorization: Bearer <token>`` (401 otherwise).
+- A reaper thread fails, each second, the tasks whose worker's lease lapsed.
+- ``/api/v1/files/...``: blobs under ``files_root``, when the server hosts them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import DataError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from agent.core.errors import AgentError, IllegalTransition
+from agent.server.routes import make_api_router
+from agent.store.sql import SqlBackend
+
+log = logging.getLogger("agent.server")
+
+HEALTH_PATH = "/api/v1/health"
+#: Worker threads for sync endpoints: long-polling claims each hold one while they wait.
+THREAD_LIMIT = 200
+#: Seconds between two passes of the lease reaper.
+REAP_INTERVAL_S = 1.0
+
+_TYPE_BY_STATUS = {
+    401: "Unauthorized",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    422: "InvalidInput",
+}
+
+
+def create_app(
+    backend: SqlBackend,
+    token: str | None = None,
+    files_root: Path | None = None,
+    files_url: str | None = None,
+) -> FastAPI:
+    """The API over ``backend``.
+
+    Args:
+        backend: the store every request goes to.
+        token: bearer token every request but the health check must carry; None = open.
+        files_root: a directory whose blobs the server hosts at ``/api/v1/files``.
+        files_url: the default artifact destination advertised at ``/api/v1/config``
+            when the server does not host the files itself (``s3://bucket/prefix``).
+    """
+    app = FastAPI(
+        title="pipeline-agent",
+        version=_version(),
+        lifespan=_lifespan(backend),
+        openapi_url="/openapi.json",
+    )
+    _add_error_handlers(app)
+    _add_service_routes(app, backend, files_root, files_url)
+    app.include_router(make_api_router(backend))
+    if files_root is not None:
+        _include_files_router(app, Path(files_root))
+    if token:
+        app.add_middleware(BearerTokenAuth, token=token, open_paths=frozenset({HEALTH_PATH}))
+    return app
+
+
+def _version() -> str:
+    try:
+        return metadata.version("pipeline-agent")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def _lifespan(backend: SqlBackend):
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Each waiting claim holds a worker thread; anyio's default of 40 would let a
+        # handful of daemons starve every other request.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = THREAD_LIMIT
+        reaper = LeaseReaper(backend, REAP_INTERVAL_S)
+        reaper.start()
+        try:
+            yield
+        finally:
+            reaper.stop()
+
+    return lifespan
+
+
+class LeaseReaper:
+    """A thread that calls ``backend.reap_expired()`` every ``interval`` seconds."""
+
+    def __init__(self, backend: SqlBackend, interval: float):
+        self.backend = backend
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease-reaper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.reap_once()
+
+    def reap_once(self) -> list[str]:
+        """One pass; errors are logged, never raised (the loop must go on)."""
+        try:
+            lost = self.backend.reap_expired()
+        except Exception:
+            log.exception("lease reaper: reap_expired failed")
+            return []
+        if lost:
+            log.warning("worker lost: failed %d task(s) whose lease lapsed: %s", len(lost), lost)
+        return lost
+
+
+def _add_service_routes(
+    app: FastAPI, backend: SqlBackend, files_root: Path | None, files_url: str | None
+) -> None:
+    @app.get(HEALTH_PATH, tags=["service"])
+    def health() -> JSONResponse:
+        """Liveness and database reachability; needs no token."""
+        try:
+            with backend.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            log.warning("health check: database unreachable: %s", exc)
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
+        return JSONResponse({"status": "ok", "version": app.version})
+
+    @app.get("/api/v1/config", tags=["service"])
+    def config(request: Request) -> dict[str, Any]:
+        """Where artifacts go by default (``files_url``), and whether this server hosts them."""
+        from agent.files.base import FILES_API_PATH
+
+        hosted = files_root is not None
+        url = f"{str(request.base_url).rstrip('/')}{FILES_API_PATH}" if hosted else files_url
+        return {"files_url": url, "files_hosted": hosted, "version": app.version}
+
+
+def _include_files_router(app: FastAPI, root: Path) -> None:
+    try:
+        from agent.files.server_routes import make_files_router
+    except ModuleNotFoundError as exc:
+        if exc.name != "agent.files.server_routes":
+            raise
+        log.warning("file hosting unavailable: agent.files.server_routes is not installed")
+        return
+    router = make_files_router(root)
+    prefixed = any(getattr(r, "path", "").startswith("/api/v1/files") for r in router.routes)
+    app.include_router(router, prefix="" if prefixed else "/api/v1/files")
+
+
+# -- errors -------------------------------------------------------------------------------
+def error_body(kind: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The JSON of every error answer. ``detail`` repeats the message for generic clients."""
+    return {"error": {"type": kind, "message": message, **extra}, "detail": message}
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AgentError)
+    async def agent_error(request: Request, exc: AgentError) -> JSONResponse:
+        extra = {}
+        if isinstance(exc, IllegalTransition):
+            extra = {"current": exc.current, "new": exc.new}
+        body = error_body(type(exc).__name__, str(exc), **extra)
+        return JSONResponse(body, status_code=exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [_validation_detail(e) for e in exc.errors()]
+        message = "; ".join(f"{d['loc']}: {d['msg']}" for d in details[:5]) or "invalid request"
+        return JSONResponse(error_body("InvalidInput", message, details=details), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = _TYPE_BY_STATUS.get(exc.status_code, "HTTPError")
+        message = str(exc.detail)
+        if exc.status_code in (404, 405) and message in ("Not Found", "Method Not Allowed"):
+            message = f"no endpoint {request.method} {request.url.path} (see /docs)"
+        body = error_body(kind, message)
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(DataError)
+    async def unstorable(request: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value (a NUL byte in PostgreSQL text, a number out of range).
+        reason = str(exc.orig).splitlines()[0] if exc.orig else "bad value"
+        return JSONResponse(error_body("InvalidInput", f"value cannot be stored: {reason}"), 422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette re-raises after this answer, so the server logs the traceback once.
+        log.error("%s %s failed: %r", request.method, request.url.path, exc)
+        body = error_body("InternalError", "internal server error; see the server's log")
+        return JSONResponse(body, status_code=500)
+
+
+def _validation_detail(error: dict[str, Any]) -> dict[str, Any]:
+    loc = ".".join(str(part) for part in error.get("loc", ()))
+    return {"loc": loc, "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))}
+
+
+# -- auth ---------------------------------------------------------------------------------
+class BearerTokenAuth:
+    """ASGI middleware: 401 for any request without ``Authorization: Bearer <token>``."""
+
+    def __init__(self, app: ASGIApp, token: str, open_paths: frozenset[str]):
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+        self.open_paths = open_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"authorization", b"")
+        if hmac.compare_digest(given, self.expected):
+            await self.app(scope, receive, send)
+            return
+        message = (
+            "missing or wrong API token: send 'Authorization: Bearer <token>' "
+            "(set AGENT_API_TOKEN on the client)"
+        )
+        response = JSONResponse(
+            error_body("Unauthorized", message),
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+        await response(scope, receive, send)

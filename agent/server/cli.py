@@ -1,0 +1,40 @@
+"""The ``agent server`` click command (added to the ``agent`` group by :mod:`agent.cli`)."""
+
+from __future__ import annotations
+
+import click
+
+from agent.server.main import run_server
+
+
+@click.command("server")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--port", default=8008, show_default=True, type=click.IntRange(0, 65535), help="TCP port."
+)
+@click.option(
+    "--db",
+    "db_url",
+    metavar="URL",
+    default=None,
+    help="Store URL (sqlite:///PATH or postgresql://...); default: SQLite in $AGENT_HOME.",
+)
+@click.option(
+    "--files",
+    metavar="DIR|s3://...",
+    default=None,
+    help="Default artifact destination; a DIR is also served at /api/v1/files. "
+    "Default: $AGENT_FILES_URL, else $AGENT_HOME/files.",
+)
+@click.option(
+    "--token",
+    envvar="AGENT_API_TOKEN",
+    default=None,
+    help="Bearer token clients must send (prefer env AGENT_API_TOKEN: flags show in ps).",
+)
+@click.option("--insecure", is_flag=True, help="Allow a non-loopback --host without a token.")
+def server_command(
+    host: str, port: int, db_url: str | None, files: str | None, token: str | None, insecure: bool
+) -> None:
+    """Serve the control plane over HTTP (FastAPI + uvicorn)."""
+    run_server(host=host, port=port, db_url=db_url, files=files, token=token, insecure=insecure)

@@ -1,0 +1,124 @@
+"""Start ``agent server``: uvicorn serving :func:`agent.server.app.create_app`.
+
+``python -m agent.server.main --port 8008 ...`` takes the same options as
+``agent server`` (see :mod:`agent.server.cli`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import sys
+from pathlib import Path
+
+import uvicorn
+from sqlalchemy.engine import make_url
+
+from agent.config import load_settings
+from agent.server.app import create_app
+from agent.store.sql import SqlBackend
+
+log = logging.getLogger("agent.server")
+
+#: Exit status when the options are refused (as click's usage errors).
+EXIT_USAGE = 2
+#: Seconds uvicorn waits for running requests (long-polling claims) at shutdown.
+GRACEFUL_SHUTDOWN_S = 5
+
+
+def run_server(
+    host: str = "127.0.0.1",
+    port: int = 8008,
+    db_url: str | None = None,
+    files: str | None = None,
+    token: str | None = None,
+    insecure: bool = False,
+) -> None:
+    """Serve the API until interrupted.
+
+    Args:
+        host: address to bind; anything but loopback needs ``token`` or ``insecure``.
+        port: TCP port.
+        db_url: SQLAlchemy URL of the store; None = the embedded SQLite in ``$AGENT_HOME``.
+        files: default artifact destination: a directory (the server then hosts it at
+            ``/api/v1/files``) or ``s3://bucket/prefix``; None = ``$AGENT_HOME/files``.
+        token: bearer token clients must send; None or "" = no auth.
+        insecure: allow a non-loopback bind without a token.
+
+    Raises:
+        SystemExit: with status 2 when the bind is refused (the reason on stderr).
+    """
+    token = token or None
+    problem = bind_problem(host, token, insecure)
+    if problem:
+        print(f"agent server: {problem}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+    settings = load_settings()
+    db_url = db_url or settings.db_url
+    # Not settings.default_files_url: that falls back to AGENT_API_URL, the server itself.
+    files = files or settings.files_url or str(settings.home / "files")
+    files_root, files_url = files_target(files)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    backend = SqlBackend(db_url)
+    try:
+        app = create_app(backend, token=token, files_root=files_root, files_url=files_url)
+        log.info(
+            "agent server on http://%s:%d (store %s, files %s, auth %s)",
+            host, port, _redacted(db_url), files, "token" if token else "none",
+        )  # fmt: skip
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=False,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        )
+    finally:
+        backend.close()
+
+
+def bind_problem(host: str, token: str | None, insecure: bool) -> str | None:
+    """Why binding ``host`` is refused, or None when it is fine."""
+    if token or insecure or is_loopback(host):
+        return None
+    return (
+        f"refusing to listen on {host} without a token: anyone who can reach it could run code "
+        "on your agents; set --token (or AGENT_API_TOKEN), bind 127.0.0.1, or pass --insecure"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def files_target(files: str) -> tuple[Path | None, str | None]:
+    """(directory to host, URL to advertise) for the ``--files`` option."""
+    if files.startswith("file://"):
+        files = files[len("file://") :]
+    if "://" in files:
+        return None, files
+    root = Path(files).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return root, None
+
+
+def _redacted(db_url: str) -> str:
+    try:
+        return make_url(db_url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL fails later, with SQLAlchemy's own message
+        return db_url
+
+
+if __name__ == "__main__":
+    from agent.server.cli import server_command
+
+    server_command(prog_name="agent server")

@@ -1,0 +1,210 @@
+"""The ``/api/v1`` endpoints: one per Backend method, JSON in and out.
+
+Every endpoint is a plain (sync) function: FastAPI runs it in the thread pool, so
+a long-polling claim holds a thread, never the event loop. Records are sent as
+``to_dict()`` (DESIGN.md's field names); lists come wrapped in an object
+(``{"tasks": [...]}``) so they can grow fields later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response
+
+from agent.core.models import Artifact, Task
+from agent.server import schemas as s
+from agent.store.sql import SqlBackend
+
+TaskId = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+def make_api_router(backend: SqlBackend) -> APIRouter:
+    """The Backend methods as HTTP endpoints, over ``backend``."""
+    router = APIRouter(prefix="/api/v1")
+    _project_routes(router, backend)
+    _task_routes(router, backend)
+    _status_routes(router, backend)
+    _queue_routes(router, backend)
+    _worker_routes(router, backend)
+    _metric_routes(router, backend)
+    _artifact_routes(router, backend)
+    return router
+
+
+def _project_routes(router: APIRouter, backend: SqlBackend) -> None:
+    @router.get("/projects", tags=["projects"])
+    def list_projects() -> dict[str, Any]:
+        return {"projects": backend.list_projects()}
+
+    @router.post("/projects", tags=["projects"])
+    def create_project(body: s.ProjectIn) -> dict[str, Any]:
+        return {"name": backend.create_project(body.name)}
+
+
+def _task_routes(router: APIRouter, backend: SqlBackend) -> None:
+    @router.post("/tasks", tags=["tasks"])
+    def create_task(body: s.TaskIn) -> dict[str, Any]:
+        data = body.model_dump()
+        if data["id"] is None:
+            del data["id"]
+        return backend.create_task(Task.from_dict(data)).to_dict()
+
+    @router.get("/tasks/{task_id}", tags=["tasks"])
+    def get_task(task_id: TaskId) -> dict[str, Any]:
+        return backend.get_task(task_id).to_dict()
+
+    @router.patch("/tasks/{task_id}", tags=["tasks"])
+    def update_task(task_id: TaskId, body: s.TaskUpdate) -> dict[str, Any]:
+        return backend.update_task(task_id, **body.model_dump(exclude_unset=True)).to_dict()
+
+    @router.delete("/tasks/{task_id}", tags=["tasks"], status_code=204)
+    def delete_task(task_id: TaskId) -> Response:
+        backend.delete_task(task_id)
+        return Response(status_code=204)
+
+    @router.post("/tasks/{task_id}/runtime", tags=["tasks"])
+    def merge_runtime(task_id: TaskId, body: s.RuntimeMerge) -> dict[str, Any]:
+        return backend.merge_runtime(task_id, body.values).to_dict()
+
+    @router.post("/tasks/{task_id}/clone", tags=["tasks"])
+    def clone_task(task_id: TaskId, body: s.CloneRequest) -> dict[str, Any]:
+        clone = backend.clone_task(
+            task_id, name=body.name, parent=body.parent, project=body.project
+        )
+        return clone.to_dict()
+
+    @router.post("/tasks/query", tags=["tasks"])
+    def query_tasks(body: s.TaskQuery) -> dict[str, Any]:
+        tasks = backend.query_tasks(**body.model_dump())
+        return {"tasks": [task.to_dict() for task in tasks]}
+
+
+def _status_routes(router: APIRouter, backend: SqlBackend) -> None:
+    @router.post("/tasks/{task_id}/status", tags=["tasks"])
+    def set_status(task_id: TaskId, body: s.StatusChange) -> dict[str, Any]:
+        task = backend.set_status(task_id, body.status, body.message, body.expected)
+        return task.to_dict()
+
+    @router.post("/tasks/{task_id}/enqueue", tags=["queues"])
+    def enqueue(task_id: TaskId, body: s.EnqueueRequest) -> dict[str, Any]:
+        return backend.enqueue(task_id, body.queue, body.priority).to_dict()
+
+    @router.post("/tasks/{task_id}/dequeue", tags=["queues"])
+    def dequeue(task_id: TaskId) -> dict[str, Any]:
+        return backend.dequeue(task_id).to_dict()
+
+
+def _queue_routes(router: APIRouter, backend: SqlBackend) -> None:
+    # Queue names go in the query string or the body, never the path: a name may hold '/'.
+    @router.get("/queues", tags=["queues"])
+    def list_queues() -> dict[str, Any]:
+        return {"queues": [queue.to_dict() for queue in backend.list_queues()]}
+
+    @router.post("/queues", tags=["queues"])
+    def create_queue(body: s.QueueIn) -> dict[str, Any]:
+        return backend.create_queue(body.name).to_dict()
+
+    @router.get("/queues/by-name", tags=["queues"])
+    def get_queue(name: Annotated[str, Query(min_length=1, max_length=255)]) -> dict[str, Any]:
+        return backend.get_queue(name).to_dict()
+
+    @router.get("/queues/entries", tags=["queues"])
+    def queue_entries(
+        name: Annotated[str, Query(min_length=1, max_length=255)],
+    ) -> dict[str, Any]:
+        return {"task_ids": backend.queue_entries(name)}
+
+    @router.post("/queues/claim", tags=["queues"])
+    def claim(body: s.ClaimRequest) -> dict[str, Any]:
+        """Long-poll: wait up to ``timeout`` seconds for a task; ``{"task": null}`` if none."""
+        task = backend.claim(body.queues, body.worker_id, body.timeout, body.lease_s)
+        return {"task": task.to_dict() if task else None}
+
+
+def _worker_routes(router: APIRouter, backend: SqlBackend) -> None:
+    # Worker ids go in the body: they are free-form ("host:gpu0/1").
+    @router.get("/workers", tags=["workers"])
+    def list_workers(
+        alive_within: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+    ) -> dict[str, Any]:
+        return {"workers": [w.to_dict() for w in backend.list_workers(alive_within)]}
+
+    @router.post("/workers", tags=["workers"])
+    def register_worker(body: s.WorkerIn) -> dict[str, Any]:
+        worker = backend.register_worker(body.worker_id, body.queues, body.name, body.stats)
+        return worker.to_dict()
+
+    @router.post("/workers/heartbeat", tags=["workers"])
+    def heartbeat(body: s.HeartbeatRequest) -> dict[str, Any]:
+        return backend.heartbeat(body.worker_id, body.stats, body.lease_s).to_dict()
+
+    @router.post("/workers/unregister", tags=["workers"])
+    def unregister_worker(body: s.WorkerRef) -> dict[str, Any]:
+        backend.unregister_worker(body.worker_id)
+        return {"worker_id": body.worker_id}
+
+    @router.post("/workers/reap", tags=["workers"])
+    def reap_expired() -> dict[str, Any]:
+        """Fail now the in-progress tasks whose lease lapsed (the server also does it each second)."""
+        return {"task_ids": backend.reap_expired()}
+
+
+def _metric_routes(router: APIRouter, backend: SqlBackend) -> None:
+    @router.post("/tasks/{task_id}/logs", tags=["logs"])
+    def append_logs(task_id: TaskId, body: s.LogAppend) -> dict[str, Any]:
+        lines = [
+            line if isinstance(line, str) else line.model_dump(exclude_none=True)
+            for line in body.lines
+        ]
+        return {"last_seq": backend.append_logs(task_id, lines)}
+
+    @router.get("/tasks/{task_id}/logs", tags=["logs"])
+    def get_logs(
+        task_id: TaskId,
+        after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+        limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+    ) -> dict[str, Any]:
+        return {"lines": [line.to_dict() for line in backend.get_logs(task_id, after, limit)]}
+
+    @router.post("/tasks/{task_id}/scalars", tags=["metrics"])
+    def report_scalars(task_id: TaskId, body: s.ScalarReport) -> dict[str, Any]:
+        points = [(p.title, p.series, p.iteration, p.value) for p in body.points]
+        backend.report_scalars(task_id, points)
+        return {"count": len(points)}
+
+    @router.get("/tasks/{task_id}/scalars", tags=["metrics"])
+    def get_scalars(task_id: TaskId) -> dict[str, Any]:
+        return {"scalars": backend.get_scalars(task_id)}
+
+    @router.post("/tasks/{task_id}/plots", tags=["metrics"])
+    def report_plot(task_id: TaskId, body: s.PlotIn) -> dict[str, Any]:
+        backend.report_plot(task_id, body.title, body.series, body.iteration, body.figure)
+        return {"title": body.title, "series": body.series, "iteration": body.iteration}
+
+    @router.get("/tasks/{task_id}/plots", tags=["metrics"])
+    def get_plots(task_id: TaskId) -> dict[str, Any]:
+        return {"plots": backend.get_plots(task_id)}
+
+
+def _artifact_routes(router: APIRouter, backend: SqlBackend) -> None:
+    @router.post("/tasks/{task_id}/artifacts", tags=["artifacts"])
+    def add_artifact(task_id: TaskId, body: s.ArtifactIn) -> dict[str, Any]:
+        return _artifact_dict(backend.add_artifact(task_id, Artifact(**body.model_dump())))
+
+    @router.get("/tasks/{task_id}/artifacts", tags=["artifacts"])
+    def get_artifacts(task_id: TaskId) -> dict[str, Any]:
+        artifacts = backend.get_artifacts(task_id)
+        return {"artifacts": {name: _artifact_dict(a) for name, a in artifacts.items()}}
+
+    @router.get("/artifacts/by-hash/{sha256}", tags=["artifacts"])
+    def find_artifact_by_hash(
+        sha256: Annotated[str, Path(min_length=1, max_length=64)],
+    ) -> dict[str, Any]:
+        artifact = backend.find_artifact_by_hash(sha256)
+        return {"artifact": _artifact_dict(artifact) if artifact else None}
+
+
+def _artifact_dict(artifact: Artifact) -> dict[str, Any]:
+    return dataclasses.asdict(artifact)

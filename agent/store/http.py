@@ -1,0 +1,473 @@
+"""HttpBackend: the Backend protocol over ``agent server``'s HTTP API.
+
+Retries (tenacity, exponential backoff with jitter) follow what a request may have
+done on the server:
+
+- a request that never left (connection refused, connect timeout) is always retried;
+- an idempotent request (reads, ``update_task``, heartbeats, ``create_queue``, ...) is
+  also retried after a dropped connection, a read timeout or a 502/503/504;
+- a request that may have been applied and must not be applied twice (create,
+  enqueue, claim, status changes, log and scalar appends) is retried only when it
+  never left: after that, the error goes to the caller.
+
+4xx answers are never retried: they come back as the AgentError subclass the server
+named (``{"error": {"type": "NotFound", ...}}``), so code behaves the same over HTTP
+as on the SQL store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import PurePath
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+from urllib3.exceptions import NewConnectionError
+
+from agent.core.errors import (
+    ERRORS_BY_NAME,
+    AgentError,
+    Conflict,
+    IllegalTransition,
+    InvalidInput,
+    NotFound,
+)
+from agent.core.models import (
+    Artifact,
+    LogLine,
+    Queue,
+    Task,
+    Worker,
+    artifact_from_dict,
+    logline_from_dict,
+    queue_from_dict,
+    worker_from_dict,
+)
+from agent.store.base import DEFAULT_LEASE_S
+
+#: Connections kept per host: daemons, controllers and log streamers share one client.
+POOL_SIZE = 32
+#: Longest long-poll the server grants one claim request; longer waits loop.
+MAX_CLAIM_POLL_S = 60.0
+#: Extra read time over a claim's long-poll before the client gives up on the answer.
+CLAIM_READ_MARGIN_S = 15.0
+#: Statuses a proxy or a restarting server answers; worth another try.
+RETRY_STATUSES = frozenset({502, 503, 504})
+_ERROR_BY_STATUS = {400: InvalidInput, 404: NotFound, 409: Conflict, 422: InvalidInput}
+
+
+class ServerUnavailable(AgentError):
+    """The agent server could not be reached (or kept answering 502/503/504)."""
+
+    http_status = 503
+
+
+class _RetryableStatus(Exception):
+    def __init__(self, response: requests.Response):
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+class HttpBackend:
+    """The :class:`~agent.store.base.Backend` of a remote ``agent server``.
+
+    Args:
+        url: the server's base URL, e.g. ``http://10.0.0.5:8008``.
+        token: bearer token (``AGENT_API_TOKEN``); None = send none.
+        timeout: seconds to wait for an answer (a claim waits its long-poll longer).
+        retries: attempts per request, the first included.
+        max_backoff: longest pause between two attempts, in seconds.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        timeout: float = 30.0,
+        retries: int = 6,
+        max_backoff: float = 5.0,
+    ):
+        self.url = url.rstrip("/")
+        self.api = f"{self.url}/api/v1"
+        self.timeout = float(timeout)
+        self.retries = max(1, int(retries))
+        self.max_backoff = max_backoff
+        self._session = _make_session(token)
+
+    def __repr__(self) -> str:
+        return f"HttpBackend({self.url!r})"
+
+    # -- plumbing -----------------------------------------------------------
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+        idempotent: bool,
+        read_timeout: float | None = None,
+    ) -> Any:
+        """Send one request (with retries); the decoded JSON answer, or None for 204."""
+        data = None if body is None else json.dumps(body, default=_jsonable)
+        timeout = (min(10.0, self.timeout), read_timeout or self.timeout)
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retries),
+            wait=wait_exponential(multiplier=0.1, max=self.max_backoff) + wait_random(0, 0.1),
+            retry=retry_if_exception(lambda exc: _worth_retry(exc, idempotent)),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    response = self._send(method, path, data, params, timeout)
+        except requests.RequestException as exc:
+            raise ServerUnavailable(
+                f"cannot reach the agent server at {self.url} ({_reason(exc)}); "
+                "is `agent server` running? check AGENT_API_URL"
+            ) from exc
+        except _RetryableStatus as exc:
+            raise ServerUnavailable(
+                f"the agent server at {self.url} answered {exc.response.status_code} "
+                f"to {method} {path}; try again later"
+            ) from exc
+        if response.status_code >= 400:
+            raise _error_from(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        data: str | None,
+        params: dict[str, Any] | None,
+        timeout: tuple[float, float],
+    ) -> requests.Response:
+        response = self._session.request(
+            method, self.api + path, data=data, params=params, timeout=timeout
+        )
+        if response.status_code in RETRY_STATUSES:
+            raise _RetryableStatus(response)
+        return response
+
+    def close(self) -> None:
+        self._session.close()
+
+    def server_config(self) -> dict[str, Any]:
+        """The server's ``/api/v1/config``: ``files_url`` (default artifact destination), ..."""
+        return self._call("GET", "/config", idempotent=True)
+
+    # -- projects -----------------------------------------------------------
+    def list_projects(self) -> list[str]:
+        return self._call("GET", "/projects", idempotent=True)["projects"]
+
+    def create_project(self, name: str) -> str:
+        return self._call("POST", "/projects", body={"name": name}, idempotent=True)["name"]
+
+    # -- tasks --------------------------------------------------------------
+    def create_task(self, task: Task) -> Task:
+        data = self._call("POST", "/tasks", body=task.to_dict(), idempotent=False)
+        return Task.from_dict(data)
+
+    def get_task(self, task_id: str) -> Task:
+        return Task.from_dict(self._call("GET", _task_path(task_id), idempotent=True))
+
+    def update_task(self, task_id: str, **fields: Any) -> Task:
+        data = self._call("PATCH", _task_path(task_id), body=fields, idempotent=True)
+        return Task.from_dict(data)
+
+    def merge_runtime(self, task_id: str, values: dict[str, Any]) -> Task:
+        path = _task_path(task_id, "runtime")
+        return Task.from_dict(self._call("POST", path, body={"values": values}, idempotent=True))
+
+    def set_status(
+        self,
+        task_id: str,
+        status: str,
+        message: str | None = None,
+        expected: Sequence[str] | None = None,
+    ) -> Task:
+        body = {
+            "status": status,
+            "message": message,
+            "expected": None if expected is None else list(expected),
+        }
+        data = self._call("POST", _task_path(task_id, "status"), body=body, idempotent=False)
+        return Task.from_dict(data)
+
+    def clone_task(
+        self,
+        task_id: str,
+        name: str | None = None,
+        parent: str | None = None,
+        project: str | None = None,
+    ) -> Task:
+        body = {"name": name, "parent": parent, "project": project}
+        data = self._call("POST", _task_path(task_id, "clone"), body=body, idempotent=False)
+        return Task.from_dict(data)
+
+    def query_tasks(
+        self,
+        project: str | None = None,
+        name: str | None = None,
+        status: str | Sequence[str] | None = None,
+        tag: str | None = None,
+        type: str | None = None,
+        parent: str | None = None,
+        runtime: dict[str, Any] | None = None,
+        limit: int = 1000,
+    ) -> list[Task]:
+        if status is not None and not isinstance(status, str):
+            status = list(status)
+        body = dict(
+            project=project, name=name, status=status, tag=tag, type=type, parent=parent,
+            runtime=runtime, limit=max(1, min(int(limit), 100_000)),
+        )  # fmt: skip
+        data = self._call("POST", "/tasks/query", body=body, idempotent=True)
+        return [Task.from_dict(item) for item in data["tasks"]]
+
+    def delete_task(self, task_id: str) -> None:
+        self._call("DELETE", _task_path(task_id), idempotent=False)
+
+    # -- queues -------------------------------------------------------------
+    def create_queue(self, name: str) -> Queue:
+        return queue_from_dict(self._call("POST", "/queues", body={"name": name}, idempotent=True))
+
+    def get_queue(self, name: str) -> Queue:
+        data = self._call("GET", "/queues/by-name", params={"name": name}, idempotent=True)
+        return queue_from_dict(data)
+
+    def list_queues(self) -> list[Queue]:
+        data = self._call("GET", "/queues", idempotent=True)
+        return [queue_from_dict(item) for item in data["queues"]]
+
+    def enqueue(self, task_id: str, queue: str, priority: int = 0) -> Task:
+        body = {"queue": queue, "priority": int(priority)}
+        data = self._call("POST", _task_path(task_id, "enqueue"), body=body, idempotent=False)
+        return Task.from_dict(data)
+
+    def dequeue(self, task_id: str) -> Task:
+        return Task.from_dict(self._call("POST", _task_path(task_id, "dequeue"), idempotent=False))
+
+    def queue_entries(self, queue: str) -> list[str]:
+        data = self._call("GET", "/queues/entries", params={"name": queue}, idempotent=True)
+        return data["task_ids"]
+
+    def claim(
+        self,
+        queues: Sequence[str],
+        worker_id: str,
+        timeout: float = 0.0,
+        lease_s: float = DEFAULT_LEASE_S,
+    ) -> Task | None:
+        """Long-poll the server; waits longer than one poll allows loop until ``timeout``."""
+        queues = [queues] if isinstance(queues, str) else list(queues)
+        deadline = time.monotonic() + max(0.0, float(timeout))
+        while True:
+            wait = min(max(0.0, deadline - time.monotonic()), MAX_CLAIM_POLL_S)
+            body = {"queues": queues, "worker_id": worker_id, "timeout": wait, "lease_s": lease_s}
+            data = self._call(
+                "POST",
+                "/queues/claim",
+                body=body,
+                idempotent=False,
+                read_timeout=wait + CLAIM_READ_MARGIN_S,
+            )
+            if data["task"] is not None:
+                return Task.from_dict(data["task"])
+            if time.monotonic() >= deadline:
+                return None
+
+    # -- workers ------------------------------------------------------------
+    def register_worker(
+        self,
+        worker_id: str,
+        queues: Sequence[str],
+        name: str = "",
+        stats: dict[str, Any] | None = None,
+    ) -> Worker:
+        body = {"worker_id": worker_id, "queues": list(queues), "name": name, "stats": stats}
+        return worker_from_dict(self._call("POST", "/workers", body=body, idempotent=True))
+
+    def heartbeat(
+        self, worker_id: str, stats: dict[str, Any] | None = None, lease_s: float = DEFAULT_LEASE_S
+    ) -> Worker:
+        body = {"worker_id": worker_id, "stats": stats, "lease_s": lease_s}
+        data = self._call("POST", "/workers/heartbeat", body=body, idempotent=True)
+        return worker_from_dict(data)
+
+    def unregister_worker(self, worker_id: str) -> None:
+        body = {"worker_id": worker_id}
+        self._call("POST", "/workers/unregister", body=body, idempotent=True)
+
+    def list_workers(self, alive_within: float | None = None) -> list[Worker]:
+        params = None if alive_within is None else {"alive_within": alive_within}
+        data = self._call("GET", "/workers", params=params, idempotent=True)
+        return [worker_from_dict(item) for item in data["workers"]]
+
+    def reap_expired(self) -> list[str]:
+        return self._call("POST", "/workers/reap", idempotent=True)["task_ids"]
+
+    # -- logs and metrics ---------------------------------------------------
+    def append_logs(self, task_id: str, lines: Iterable[str | tuple[float, str, str]]) -> int:
+        body = {"lines": [_log_line(line) for line in lines]}
+        return self._call("POST", _task_path(task_id, "logs"), body=body, idempotent=False)[
+            "last_seq"
+        ]
+
+    def get_logs(self, task_id: str, after: int = 0, limit: int = 10000) -> list[LogLine]:
+        params = {"after": max(0, int(after)), "limit": max(1, min(int(limit), 100_000))}
+        data = self._call("GET", _task_path(task_id, "logs"), params=params, idempotent=True)
+        return [logline_from_dict(item) for item in data["lines"]]
+
+    def report_scalars(self, task_id: str, points: Iterable[tuple[str, str, int, float]]) -> None:
+        body = {
+            "points": [
+                {"title": title, "series": series, "iteration": iteration, "value": value}
+                for title, series, iteration, value in points
+            ]
+        }
+        self._call("POST", _task_path(task_id, "scalars"), body=body, idempotent=False)
+
+    def get_scalars(self, task_id: str) -> dict[str, dict[str, list[tuple[int, float]]]]:
+        data = self._call("GET", _task_path(task_id, "scalars"), idempotent=True)["scalars"]
+        return {
+            title: {
+                name: [(int(i), float(v)) for i, v in points] for name, points in series.items()
+            }
+            for title, series in data.items()
+        }
+
+    def report_plot(
+        self, task_id: str, title: str, series: str, iteration: int, figure: dict[str, Any]
+    ) -> None:
+        body = {"title": title, "series": series, "iteration": iteration, "figure": figure}
+        self._call("POST", _task_path(task_id, "plots"), body=body, idempotent=True)
+
+    def get_plots(self, task_id: str) -> list[dict[str, Any]]:
+        return self._call("GET", _task_path(task_id, "plots"), idempotent=True)["plots"]
+
+    # -- artifacts ----------------------------------------------------------
+    def add_artifact(self, task_id: str, artifact: Artifact) -> Artifact:
+        body = dataclasses.asdict(artifact)
+        data = self._call("POST", _task_path(task_id, "artifacts"), body=body, idempotent=True)
+        return artifact_from_dict(data)
+
+    def get_artifacts(self, task_id: str) -> dict[str, Artifact]:
+        data = self._call("GET", _task_path(task_id, "artifacts"), idempotent=True)
+        return {name: artifact_from_dict(item) for name, item in data["artifacts"].items()}
+
+    def find_artifact_by_hash(self, sha256: str) -> Artifact | None:
+        if not sha256:
+            return None
+        path = f"/artifacts/by-hash/{quote(sha256, safe='')}"
+        data = self._call("GET", path, idempotent=True)
+        return artifact_from_dict(data["artifact"]) if data["artifact"] else None
+
+
+# -- helpers ---------------------------------------------------------------------------
+def _make_session(token: str | None) -> requests.Session:
+    session = requests.Session()
+    # Retries are ours (tenacity); urllib3 must not retry behind our back.
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["Content-Type"] = "application/json"
+    session.headers["User-Agent"] = f"pipeline-agent/{os.getpid()}"
+    if token:
+        session.headers["Authorization"] = f"Bearer {token}"
+    return session
+
+
+def _task_path(task_id: str, action: str | None = None) -> str:
+    path = f"/tasks/{quote(str(task_id), safe='')}"
+    return f"{path}/{action}" if action else path
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """True when the request cannot have reached the server (no connection was made)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError):
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        return isinstance(reason, NewConnectionError)
+    return False
+
+
+def _worth_retry(exc: BaseException, idempotent: bool) -> bool:
+    if _never_sent(exc):
+        return True
+    if not idempotent:
+        return False
+    return isinstance(exc, (requests.ConnectionError, requests.Timeout, _RetryableStatus))
+
+
+def _reason(exc: requests.RequestException) -> str:
+    if _never_sent(exc):
+        return "connection refused" if isinstance(exc, requests.ConnectionError) else "timed out"
+    if isinstance(exc, requests.Timeout):
+        return "no answer in time"
+    return exc.__class__.__name__
+
+
+def _error_from(response: requests.Response) -> AgentError:
+    """The AgentError the server's error answer names."""
+    status = response.status_code
+    try:
+        error = response.json()["error"]
+        kind, message = str(error["type"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        error, kind, message = {}, "", (response.text[:500] or response.reason or "")
+    cls = ERRORS_BY_NAME.get(kind) or _ERROR_BY_STATUS.get(status, AgentError)
+    if cls is IllegalTransition:
+        exc: AgentError = IllegalTransition(str(error.get("current")), str(error.get("new")))
+        exc.args = (message,)
+        return exc
+    if status >= 500:
+        message = f"the agent server failed ({status}): {message}"
+    elif status == 401:
+        message = f"the agent server refused the request (401): {message}"
+    return cls(message)
+
+
+def _log_line(line: str | tuple[float, str, str] | dict[str, Any]) -> str | dict[str, Any]:
+    if isinstance(line, str):
+        return line
+    if isinstance(line, dict):
+        return line
+    ts, level, text = line
+    return {"ts": ts, "level": level, "text": text}
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON for what ``json`` cannot encode (as the SQL store's ``default=str``, mostly)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    if isinstance(value, PurePath):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        try:
+            return value.item()
+        except (TypeError, ValueError):
+            pass
+    return str(value)

@@ -1,0 +1,648 @@
+"""The Backend contract: one suite, run on SQLite, PostgreSQL and HTTP over each.
+
+See ``conftest.py`` for the four kinds. Nothing here knows which kind it runs on,
+except where the HTTP server's own reaper may get to a lapsed lease first.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import threading
+import time
+from collections import deque
+
+import pytest
+
+from agent.core.errors import Conflict, IllegalTransition, InvalidInput, NotFound
+from agent.core.models import (
+    ALLOWED_TRANSITIONS,
+    Artifact,
+    Script,
+    Task,
+    TaskStatus,
+    TaskTypes,
+)
+from agent.store.base import Backend
+from agent.store.factory import backend_for_url
+
+S = TaskStatus
+
+
+def make_task(backend: Backend, uid: str, **fields) -> Task:
+    fields.setdefault("name", f"task-{uid}")
+    fields.setdefault("project", f"proj-{uid}")
+    return backend.create_task(Task(**fields))
+
+
+def path_to(status: TaskStatus) -> list[TaskStatus]:
+    """Shortest list of moves from ``created`` to ``status`` (breadth first)."""
+    previous: dict[TaskStatus, TaskStatus | None] = {S.created: None}
+    todo = deque([S.created])
+    while todo:
+        current = todo.popleft()
+        for nxt in sorted(ALLOWED_TRANSITIONS[current], key=lambda s: s.value):
+            if nxt not in previous:
+                previous[nxt] = current
+                todo.append(nxt)
+    moves: list[TaskStatus] = []
+    while status != S.created:
+        moves.append(status)
+        status = previous[status]
+    return moves[::-1]
+
+
+def task_in(backend: Backend, uid: str, status: TaskStatus) -> Task:
+    task = make_task(backend, uid)
+    for move in path_to(status):
+        task = backend.set_status(task.id, move.value)
+    assert task.status == status.value
+    return task
+
+
+def test_it_is_a_backend(backend: Backend) -> None:
+    assert isinstance(backend, Backend)
+
+
+# -- projects ------------------------------------------------------------------------
+def test_create_project_is_idempotent_and_listed(backend: Backend, uid: str) -> None:
+    name = f"proj-{uid}"
+    assert backend.create_project(name) == name
+    assert backend.create_project(name) == name
+    assert backend.list_projects().count(name) == 1
+
+
+def test_creating_a_task_creates_its_project(backend: Backend, uid: str) -> None:
+    make_task(backend, uid, project=f"implicit-{uid}")
+    assert f"implicit-{uid}" in backend.list_projects()
+
+
+def test_empty_project_name_is_invalid(backend: Backend) -> None:
+    with pytest.raises(InvalidInput):
+        backend.create_project("")
+
+
+# -- tasks -----------------------------------------------------------------------------
+def test_create_and_get_round_trips_the_definition(backend: Backend, uid: str) -> None:
+    parent = make_task(backend, uid)
+    script = Script(
+        repository="https://example.com/repo.git",
+        branch="main",
+        commit="a" * 40,
+        entry_point="train.py",
+        working_dir="src",
+        diff="--- a\n+++ b\n",
+        requirements=["numpy==2.0", "pandas"],
+    )
+    task = make_task(
+        backend,
+        uid,
+        type=TaskTypes.training,
+        parent=parent.id,
+        tags=["b", "a"],
+        comment="a comment",
+        script=script,
+        hyperparams={"Args": {"lr": 0.1, "epochs": 3}, "General": {"name": "x"}},
+        configuration={"config.yaml": "a: 1\n"},
+        container={"image": "python:3.11", "arguments": "--shm-size 1g", "setup_script": ""},
+        runtime={"cache_key": "k1", "n": 2},
+        output_uri="/tmp/out",
+    )
+    got = backend.get_task(task.id)
+    assert got == task
+    assert got.status == "created"
+    assert got.type == "training"
+    assert got.parent == parent.id
+    assert sorted(got.tags) == ["a", "b"]
+    assert got.script == script
+    assert got.hyperparams == {"Args": {"lr": 0.1, "epochs": 3}, "General": {"name": "x"}}
+    assert got.configuration == {"config.yaml": "a: 1\n"}
+    assert got.container["image"] == "python:3.11"
+    assert got.runtime == {"cache_key": "k1", "n": 2}
+    assert got.output_uri == "/tmp/out"
+    assert got.created > 0 and got.last_update >= got.created
+    assert got.started is None and got.completed is None and got.worker is None
+
+
+def test_store_sets_status_and_times_not_the_caller(backend: Backend, uid: str) -> None:
+    task = make_task(backend, uid, status="completed", worker="w", created=1.0, started=2.0)
+    assert task.status == "created"
+    assert task.created > 1.0 and task.started is None and task.worker is None
+
+
+def test_get_unknown_task_is_not_found(backend: Backend) -> None:
+    with pytest.raises(NotFound):
+        backend.get_task("0" * 32)
+
+
+@pytest.mark.parametrize("bad_id", ["", "a/b", "x" * 65, "sp ace", "../up"])
+def test_malformed_task_ids_are_invalid(backend: Backend, bad_id: str) -> None:
+    with pytest.raises(InvalidInput):
+        backend.create_task(Task(id=bad_id, name="bad"))
+
+
+def test_duplicate_id_is_a_conflict(backend: Backend, uid: str) -> None:
+    task = make_task(backend, uid)
+    with pytest.raises(Conflict):
+        backend.create_task(Task(id=task.id, name="again"))
+
+
+def test_unknown_task_type_is_invalid(backend: Backend, uid: str) -> None:
+    with pytest.raises(InvalidInput):
+        make_task(backend, uid, type="not-a-type")
+
+
+def test_update_task_replaces_fields(backend: Backend, uid: str) -> None:
+    task = make_task(backend, uid, tags=["old"], hyperparams={"Args": {"a": 1, "b": 2}})
+    updated = backend.update_task(
+        task.id,
+        name=f"renamed-{uid}",
+        tags=["new"],
+        hyperparams={"Args": {"a": 5}},
+        script={"entry_point": "main.py", "requirements": ["torch"]},
+        comment="changed",
+        status_message="note",
+    )
+    assert updated.name == f"renamed-{uid}"
+    assert updated.tags == ["new"]
+    assert updated.hyperparams == {"Args": {"a": 5}}
+    assert updated.script.entry_point == "main.py"
+    assert updated.script.requirements == ["torch"]
+    assert updated.comment == "changed" and updated.status_message == "note"
+    assert updated.last_update >= task.last_update
+    assert backend.get_task(task.id) == updated
+
+
+def test_update_task_refuses_other_fields(backend: Backend, uid: str) -> None:
+    task = make_task(backend, uid)
+    with pytest.raises(InvalidInput):
+        backend.update_task(task.id, status="completed")
+    with pytest.raises(InvalidInput):
+        backend.update_task(task.id, worker="someone")
+
+
+def test_update_unknown_task_is_not_found(backend: Backend) -> None:
+    with pytest.raises(NotFound):
+        backend.update_task("0" * 32, name="x")
+
+
+def test_merge_runtime_merges(backend: Backend, uid: str) -> None:
+    task = make_task(backend, uid, runtime={"a": 1, "b": 2})
+    merged = backend.merge_runtime(task.id, {"b": 3, "c": {"deep": True}})
+    assert merged.runtime == {"a": 1, "b": 3, "c": {"deep": True}}
+    assert backend.query_tasks(runtime={"c": {"deep": True}, "a": 1})[0].id == task.id
+
+
+def test_clone_copies_the_definition_not_the_results(backend: Backend, uid: str) -> None:
+    source = make_task(
+        backend,
+        uid,
+        type="data_processing",
+        tags=["t"],
+        hyperparams={"Args": {"x": 1}},
+        script=Script(entry_point="run.py", code="print(1)"),
+        runtime={"keep": 1, "_private": 2},
+    )
+    backend.add_artifact(source.id, Artifact(name="out", uri="file:///tmp/out"))
+    for move in path_to(S.failed):
+        backend.set_status(source.id, move.value, message="boom")
+
+    clone = backend.clone_task(source.id)
+    assert clone.id != source.id and clone.status == "created"
+    assert (clone.name, clone.project, clone.type) == (source.name, source.project, source.type)
+    assert clone.tags == ["t"] and clone.hyperparams == {"Args": {"x": 1}}
+    assert clone.script == source.script
+    assert clone.runtime == {"keep": 1, "cloned_from": source.id}
+    assert clone.artifacts == {} and clone.status_message == ""
+    assert clone.started is None and clone.completed is None
+
+    named = backend.clone_task(
+        source.id, name=f"clone-{uid}", parent=source.id, project=f"other-{uid}"
+    )
+    assert named.name == f"clone-{uid}" and named.parent == source.id
+    assert named.project == f"other-{uid}"
+
+
+def test_clone_unknown_task_is_not_found(backend: Backend) -> None:
+    with pytest.raises(NotFound):
+        backend.clone_task("0" * 32)
+
+
+def test_query_tasks_by_each_filter(backend: Backend, uid: str) -> None:
+    project = f"q-{uid}"
+    parent = make_task(backend, uid, project=project, name="parent")
+    a = make_task(backend, uid, project=project, name="a", tags=["x"], type="training")
+    b = make_task(
+        backend, uid, project=project, name="b", tags=["x", "y"], parent=parent.id,
+        runtime={"cache_key": f"ck-{uid}"},
+    )  # fmt: skip
+    backend.set_status(b.id, "queued")
+
+    def ids(**filters) -> list[str]:
+        return [t.id for t in backend.query_tasks(**filters)]
+
+    assert set(ids(project=project)) == {parent.id, a.id, b.id}
+    assert ids(project=project, name="a") == [a.id]
+    assert ids(project=project, status="queued") == [b.id]
+    assert set(ids(project=project, status=["created", "queued"])) == {parent.id, a.id, b.id}
+    assert set(ids(project=project, tag="x")) == {a.id, b.id}
+    assert ids(project=project, tag="y") == [b.id]
+    assert ids(project=project, type="training") == [a.id]
+    assert ids(parent=parent.id) == [b.id]
+    assert ids(runtime={"cache_key": f"ck-{uid}"}) == [b.id]
+    assert ids(runtime={"cache_key": "nope"}) == []
+    assert len(ids(project=project, limit=2)) == 2
+    created = [t.created for t in backend.query_tasks(project=project)]
+    assert created == sorted(created, reverse=True)  # newest first
+
+
+def test_delete_task_removes_it_and_what_it_owns(backend: Backend, uid: str) -> None:
+    queue = f"del-{uid}"
+    task = make_task(backend, uid)
+    backend.append_logs(task.id, ["x"])
+    backend.enqueue(task.id, queue)
+    backend.delete_task(task.id)
+    with pytest.raises(NotFound):
+        backend.get_task(task.id)
+    assert backend.queue_entries(queue) == []
+    with pytest.raises(NotFound):
+        backend.delete_task(task.id)
+
+
+# -- status ----------------------------------------------------------------------------
+LEGAL_MOVES = sorted(
+    ((cur, new) for cur, targets in ALLOWED_TRANSITIONS.items() for new in targets),
+    key=lambda move: (move[0].value, move[1].value),
+)
+
+
+def test_every_legal_move_through_set_status(backend: Backend, uid: str) -> None:
+    for current, new in LEGAL_MOVES:
+        task = task_in(backend, uid, current)
+        moved = backend.set_status(task.id, new.value, message=f"{current}->{new}")
+        assert moved.status == new.value, (current, new)
+        assert moved.status_message == f"{current}->{new}"
+        if new is S.in_progress:
+            assert moved.started is not None and moved.completed is None
+        if new.is_terminal:
+            assert moved.completed is not None
+        if new is S.created:
+            assert moved.started is None and moved.completed is None and moved.worker is None
+
+
+ILLEGAL_MOVES = [
+    (S.created, S.completed),
+    (S.created, S.failed),
+    (S.queued, S.completed),
+    (S.queued, S.queued),
+    (S.in_progress, S.created),
+    (S.in_progress, S.queued),
+    (S.completed, S.in_progress),
+    (S.completed, S.failed),
+    (S.failed, S.completed),
+    (S.stopped, S.in_progress),
+    (S.cached, S.created),
+    (S.skipped, S.completed),
+    (S.published, S.created),
+    (S.archived, S.queued),
+]
+
+
+def test_illegal_moves_raise_and_change_nothing(backend: Backend, uid: str) -> None:
+    for current, new in ILLEGAL_MOVES:
+        task = task_in(backend, uid, current)
+        with pytest.raises(IllegalTransition) as info:
+            backend.set_status(task.id, new.value)
+        assert isinstance(info.value, Conflict)
+        assert current.value in str(info.value) and new.value in str(info.value)
+        assert backend.get_task(task.id).status == current.value
+
+
+def test_unknown_status_is_an_illegal_transition(backend: Backend, uid: str) -> None:
+    task = make_task(backend, uid)
+    with pytest.raises(IllegalTransition):
+        backend.set_status(task.id, "exploded")
+
+
+def test_set_status_with_expected(backend: Backend, uid: str) -> None:
+    task = make_task(backend, uid)
+    with pytest.raises(Conflict):
+        backend.set_status(task.id, "stopped", expected=["in_progress"])
+    assert backend.get_task(task.id).status == "created"
+    stopped = backend.set_status(task.id, "stopped", expected=["created", "queued"])
+    assert stopped.status == "stopped"
+
+
+def test_set_status_of_unknown_task_is_not_found(backend: Backend) -> None:
+    with pytest.raises(NotFound):
+        backend.set_status("0" * 32, "queued")
+
+
+# -- queues ----------------------------------------------------------------------------
+def test_create_get_and_list_queues(backend: Backend, uid: str) -> None:
+    name = f"q-{uid}"
+    created = backend.create_queue(name)
+    assert created.name == name and created.length == 0 and created.id
+    assert backend.create_queue(name).id == created.id
+    assert backend.get_queue(name).id == created.id
+    assert name in [q.name for q in backend.list_queues()]
+    with pytest.raises(NotFound):
+        backend.get_queue(f"missing-{uid}")
+    with pytest.raises(InvalidInput):
+        backend.create_queue("")
+
+
+def test_priority_then_fifo(backend: Backend, uid: str) -> None:
+    queue = f"prio-{uid}"
+    a, b, c, d = (make_task(backend, uid, name=n) for n in "abcd")
+    backend.enqueue(a.id, queue, priority=0)
+    backend.enqueue(b.id, queue, priority=5)
+    backend.enqueue(c.id, queue)
+    backend.enqueue(d.id, queue, priority=5)
+    assert backend.queue_entries(queue) == [b.id, d.id, a.id, c.id]
+    assert backend.get_queue(queue).length == 4
+    claimed = [backend.claim([queue], f"w-{uid}").id for _ in range(4)]
+    assert claimed == [b.id, d.id, a.id, c.id]
+    assert backend.claim([queue], f"w-{uid}") is None
+
+
+def test_enqueue_sets_status_and_queue(backend: Backend, uid: str) -> None:
+    queue = f"enq-{uid}"
+    task = backend.enqueue(make_task(backend, uid).id, queue)
+    assert task.status == "queued" and task.queue == queue
+    assert queue in [q.name for q in backend.list_queues()]  # created on demand
+    with pytest.raises(IllegalTransition):
+        backend.enqueue(task.id, queue)  # already queued
+    with pytest.raises(NotFound):
+        backend.enqueue("0" * 32, queue)
+
+
+def test_failed_task_can_be_enqueued_again(backend: Backend, uid: str) -> None:
+    queue = f"again-{uid}"
+    task = task_in(backend, uid, S.failed)
+    requeued = backend.enqueue(task.id, queue)
+    assert requeued.status == "queued" and requeued.completed is None
+    assert backend.claim([queue], f"w-{uid}").id == task.id
+
+
+def test_dequeue(backend: Backend, uid: str) -> None:
+    queue = f"deq-{uid}"
+    task = backend.enqueue(make_task(backend, uid).id, queue)
+    dequeued = backend.dequeue(task.id)
+    assert dequeued.status == "created"
+    assert backend.queue_entries(queue) == []
+    with pytest.raises(Conflict):
+        backend.dequeue(task.id)
+
+
+def test_leaving_queued_removes_the_entry(backend: Backend, uid: str) -> None:
+    queue = f"stop-{uid}"
+    task = backend.enqueue(make_task(backend, uid).id, queue)
+    backend.set_status(task.id, "stopped")
+    assert backend.queue_entries(queue) == []
+    assert backend.claim([queue], f"w-{uid}") is None
+
+
+def test_claim_takes_queues_in_the_given_order(backend: Backend, uid: str) -> None:
+    first, second = f"first-{uid}", f"second-{uid}"
+    backend.create_queue(first)
+    low = backend.enqueue(make_task(backend, uid).id, second, priority=100)
+    assert backend.claim([first, second], f"w-{uid}").id == low.id
+    x = backend.enqueue(make_task(backend, uid).id, second, priority=100)
+    y = backend.enqueue(make_task(backend, uid).id, first)
+    assert backend.claim([first, second], f"w-{uid}").id == y.id
+    assert backend.claim([first, second], f"w-{uid}").id == x.id
+
+
+def test_claimed_task_is_in_progress_for_the_worker(backend: Backend, uid: str) -> None:
+    queue, worker = f"cl-{uid}", f"w-{uid}"
+    task = backend.enqueue(make_task(backend, uid).id, queue)
+    claimed = backend.claim([queue], worker)
+    assert claimed.id == task.id
+    assert claimed.status == "in_progress" and claimed.worker == worker
+    assert claimed.started is not None
+    assert backend.get_queue(queue).length == 0
+
+
+def test_claim_needs_a_queue(backend: Backend, uid: str) -> None:
+    with pytest.raises(InvalidInput):
+        backend.claim([], f"w-{uid}")
+
+
+def test_claim_on_an_empty_queue_waits_then_gives_none(backend: Backend, uid: str) -> None:
+    assert backend.claim([f"empty-{uid}"], f"w-{uid}", timeout=0.2) is None
+
+
+def test_long_poll_claim_gets_a_task_enqueued_meanwhile(backend: Backend, uid: str) -> None:
+    queue = f"lp-{uid}"
+    backend.create_queue(queue)
+    task = make_task(backend, uid)
+    got: list[Task | None] = []
+    claimer = threading.Thread(target=lambda: got.append(backend.claim([queue], uid, timeout=30)))
+    claimer.start()
+    time.sleep(0.3)  # let the claim start waiting (the test holds either way)
+    backend.enqueue(task.id, queue)
+    claimer.join(timeout=40)
+    assert not claimer.is_alive()
+    assert got and got[0] is not None and got[0].id == task.id
+
+
+# -- workers and leases ----------------------------------------------------------------
+def test_register_heartbeat_and_list_workers(backend: Backend, uid: str) -> None:
+    worker_id = f"host-{uid}:gpu0/1"
+    worker = backend.register_worker(worker_id, ["default", "gpu"], name="host", stats={"cpu": 1})
+    assert worker.id == worker_id and worker.queues == ["default", "gpu"]
+    assert worker.name == "host" and worker.stats == {"cpu": 1} and worker.tasks == []
+    beat = backend.heartbeat(worker_id, stats={"cpu": 55.5, "gpus": [{"util": 3}]})
+    assert beat.stats == {"cpu": 55.5, "gpus": [{"util": 3}]}
+    assert beat.last_heartbeat >= worker.last_heartbeat
+    assert backend.heartbeat(worker_id).stats == beat.stats  # no stats: kept
+    again = backend.register_worker(worker_id, ["cpu"])
+    assert again.queues == ["cpu"] and again.registered == worker.registered
+
+    queue = f"wq-{uid}"
+    task = backend.enqueue(make_task(backend, uid).id, queue)
+    backend.claim([queue], worker_id)
+    listed = {w.id: w for w in backend.list_workers()}
+    assert listed[worker_id].tasks == [task.id]
+    assert worker_id in {w.id for w in backend.list_workers(alive_within=3600)}
+
+    backend.unregister_worker(worker_id)
+    assert worker_id not in {w.id for w in backend.list_workers()}
+    with pytest.raises(NotFound):
+        backend.heartbeat(worker_id)
+
+
+def test_a_lapsed_lease_fails_the_task_as_worker_lost(backend: Backend, target, uid: str) -> None:
+    queue, worker = f"lease-{uid}", f"w-{uid}"
+    backend.register_worker(worker, [queue])
+    task = backend.enqueue(make_task(backend, uid).id, queue)
+    backend.claim([queue], worker, lease_s=0.05)
+    time.sleep(0.2)
+    reaped = backend.reap_expired()
+    if not target.is_http:  # the server's own reaper may have been first
+        assert task.id in reaped
+    lost = backend.get_task(task.id)
+    assert lost.status == "failed" and lost.status_message == "worker lost"
+    assert lost.completed is not None
+    assert task.id not in {t for w in backend.list_workers() for t in w.tasks}
+    assert task.id not in backend.reap_expired()
+
+
+def test_a_heartbeat_renews_the_lease(backend: Backend, uid: str) -> None:
+    queue, worker = f"renew-{uid}", f"w-{uid}"
+    backend.register_worker(worker, [queue])
+    task = backend.enqueue(make_task(backend, uid).id, queue)
+    backend.claim([queue], worker, lease_s=1.0)
+    backend.heartbeat(worker, lease_s=60)
+    time.sleep(1.2)
+    assert task.id not in backend.reap_expired()
+    assert backend.get_task(task.id).status == "in_progress"
+    backend.set_status(task.id, "completed")
+
+
+# -- logs, scalars, plots ---------------------------------------------------------------
+def test_logs_have_increasing_seq_and_after(backend: Backend, uid: str) -> None:
+    task = make_task(backend, uid)
+    assert backend.append_logs(task.id, ["one", "two"]) == 2
+    assert backend.append_logs(task.id, [(1700000000.5, "error", "three")]) == 3
+    assert backend.append_logs(task.id, []) == 3
+    lines = backend.get_logs(task.id)
+    assert [(line.seq, line.text) for line in lines] == [(1, "one"), (2, "two"), (3, "three")]
+    assert lines[2].level == "error" and lines[2].ts == 1700000000.5
+    assert lines[0].level == "info" and lines[0].ts > 0
+    assert [line.text for line in backend.get_logs(task.id, after=2)] == ["three"]
+    assert [line.seq for line in backend.get_logs(task.id, after=0, limit=1)] == [1]
+    assert backend.get_logs(task.id, after=3) == []
+    with pytest.raises(NotFound):
+        backend.append_logs("0" * 32, ["x"])
+    with pytest.raises(NotFound):
+        backend.get_logs("0" * 32)
+
+
+def test_scalars_by_title_and_series(backend: Backend, uid: str) -> None:
+    task = make_task(backend, uid)
+    backend.report_scalars(task.id, [("loss", "train", 2, 0.5), ("loss", "train", 1, 0.9)])
+    backend.report_scalars(task.id, [("loss", "val", 1, 1.0), ("acc", "val", 1, 0.25)])
+    assert backend.get_scalars(task.id) == {
+        "loss": {"train": [(1, 0.9), (2, 0.5)], "val": [(1, 1.0)]},
+        "acc": {"val": [(1, 0.25)]},
+    }
+    with pytest.raises(NotFound):
+        backend.get_scalars("0" * 32)
+
+
+def test_scalars_must_be_finite(backend: Backend, uid: str) -> None:
+    task = make_task(backend, uid)
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(InvalidInput):
+            backend.report_scalars(task.id, [("loss", "train", 1, bad)])
+    assert backend.get_scalars(task.id) == {}
+
+
+def test_log_lines_keep_a_nul_byte_readable(backend: Backend, uid: str) -> None:
+    task = make_task(backend, uid)
+    backend.append_logs(task.id, ["bin\x00ary"])
+    assert backend.get_logs(task.id)[0].text == "bin\ufffdary"
+
+
+def test_plots_replace_on_the_same_key(backend: Backend, uid: str) -> None:
+    task = make_task(backend, uid)
+    backend.report_plot(task.id, "confusion", "val", 1, {"data": [1, 2]})
+    backend.report_plot(task.id, "roc", "val", 1, {"data": []})
+    backend.report_plot(task.id, "confusion", "val", 1, {"data": [3]})
+    plots = {(p["title"], p["iteration"]): p["figure"] for p in backend.get_plots(task.id)}
+    assert plots == {("confusion", 1): {"data": [3]}, ("roc", 1): {"data": []}}
+    with pytest.raises(NotFound):
+        backend.report_plot("0" * 32, "t", "s", 0, {})
+
+
+# -- artifacts --------------------------------------------------------------------------
+def test_artifacts_are_recorded_replaced_and_found_by_hash(backend: Backend, uid: str) -> None:
+    task = make_task(backend, uid)
+    sha = (uid * 7)[:64].ljust(64, "0")
+    first = Artifact(
+        name="model", uri="s3://b/model.pkl", sha256=sha, size=123, type="pickle",
+        preview="LinearModel", metadata={"framework": "sklearn"},
+    )  # fmt: skip
+    stored = backend.add_artifact(task.id, first)
+    assert stored.created > 0 and stored.name == "model"
+    backend.add_artifact(task.id, Artifact(name="data", uri="file:///tmp/d.csv", size=1))
+    arts = backend.get_artifacts(task.id)
+    assert set(arts) == {"model", "data"}
+    assert arts["model"].sha256 == sha and arts["model"].metadata == {"framework": "sklearn"}
+    assert set(backend.get_task(task.id).artifacts) == {"model", "data"}
+
+    backend.add_artifact(task.id, Artifact(name="model", uri="s3://b/model2.pkl", size=7))
+    assert backend.get_artifacts(task.id)["model"].uri == "s3://b/model2.pkl"
+    found = backend.find_artifact_by_hash(sha)
+    assert found is None  # replaced, so that hash is gone
+    backend.add_artifact(task.id, first)
+    assert backend.find_artifact_by_hash(sha).uri == "s3://b/model.pkl"
+    assert backend.find_artifact_by_hash("f" * 64) is None
+    assert backend.find_artifact_by_hash("") is None  # unhashed artifacts match nothing
+
+
+def test_unsafe_artifact_names_are_invalid(backend: Backend, uid: str) -> None:
+    task = make_task(backend, uid)
+    for name in ("a/b", "..", "", "x\\y"):
+        with pytest.raises(InvalidInput):
+            backend.add_artifact(task.id, Artifact(name=name, uri="file:///x"))
+    with pytest.raises(NotFound):
+        backend.add_artifact("0" * 32, Artifact(name="ok", uri="file:///x"))
+
+
+# -- atomic claims across processes ------------------------------------------------------
+CLAIMERS = 8
+CLAIM_TASKS = 500
+
+
+def _claim_until_empty(url, token, queue, worker, ready, go, results) -> None:
+    """In a spawned process: claim from ``queue`` until it is empty."""
+    backend = backend_for_url(url, token=token)
+    claimed: list[str] = []
+    ready.wait()  # every process is up: start together
+    go.wait()
+    while (task := backend.claim([queue], worker)) is not None:
+        claimed.append(task.id)
+    backend.close()
+    results.put((worker, claimed))
+
+
+@pytest.mark.slow
+def test_concurrent_claims_take_each_task_exactly_once(target, uid: str) -> None:
+    queue = f"atomic-{uid}"
+    loader = backend_for_url(target.sql_url)  # fill the queue fast, straight into the store
+    ids = []
+    for i in range(CLAIM_TASKS):
+        task = loader.create_task(Task(name=f"t{i}", project=f"atomic-{uid}"))
+        loader.enqueue(task.id, queue)
+        ids.append(task.id)
+
+    ctx = mp.get_context("spawn")
+    ready, go, results = ctx.Barrier(CLAIMERS + 1), ctx.Event(), ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_claim_until_empty,
+            args=(target.url, target.token, queue, f"w{i}-{uid}", ready, go, results),
+        )
+        for i in range(CLAIMERS)
+    ]
+    for proc in procs:
+        proc.start()
+    ready.wait(timeout=120)
+    go.set()
+    by_worker = dict(results.get(timeout=180) for _ in procs)
+    for proc in procs:
+        proc.join(timeout=30)
+        assert proc.exitcode == 0
+
+    claimed = [task_id for got in by_worker.values() for task_id in got]
+    assert len(claimed) == len(set(claimed)) == CLAIM_TASKS  # none twice
+    assert set(claimed) == set(ids)  # none lost
+    assert sum(1 for got in by_worker.values() if got) >= 2  # they did compete
+    assert loader.queue_entries(queue) == []
+    for worker, got in by_worker.items():
+        for task_id in got[:20]:
+            task = loader.get_task(task_id)
+            assert task.status == "in_progress" and task.worker == worker
+    loader.close()

@@ -12,6 +12,7 @@ to start (an environment, an image) and ``start`` launches it, returning a
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -77,10 +78,17 @@ class ExecutionBackend(Protocol):
 
 
 def task_argv(python: str, task: Task) -> list[str]:
-    """``python <entry_point>`` (or ``<binary> <entry_point>`` for a non-Python binary)."""
+    """``python <entry_point> [args]`` (or ``<binary> ...`` for a non-Python binary).
+
+    The script's arguments are ``task.runtime["argv"]`` (what ``agent run`` records):
+    a list, or one string split as a shell would.
+    """
     binary = task.script.binary or "python"
     program = python if Path(binary).name.startswith("python") else binary
-    return [program, task.script.entry_point]
+    args = (task.runtime or {}).get("argv") or []
+    if isinstance(args, str):
+        args = shlex.split(args)
+    return [program, task.script.entry_point, *(str(arg) for arg in args)]
 
 
 def start_process(

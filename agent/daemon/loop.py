@@ -1,0 +1,338 @@
+"""The daemon loop: claim a task from the queues, hand it to a runner, repeat.
+
+The loop knows nothing of *how* a task runs: a ``runner_factory`` makes an object with
+``run(task_id)`` (``agent.execution.runner.TaskRunner``, or ``services_mode``'s host) that
+takes an already-claimed task to its end and never raises. The loop owns the rest: the
+worker record and its heartbeats (which renew the running task's lease), the reaping of
+tasks whose worker vanished, the claim order, and the stop signals (warm: finish the task,
+cold: abort it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from agent.core.errors import Conflict, NotFound
+from agent.core.models import TaskStatus
+from agent.daemon.kill import TreeKill, tree_of
+from agent.daemon.signals import StopSignals
+from agent.daemon.stats import MachineStats
+from agent.store.base import DEFAULT_LEASE_S, Backend
+
+log = logging.getLogger(__name__)
+
+#: Status message of a task aborted because its agent was stopped.
+AGENT_STOPPED = "agent stopped"
+
+
+class TaskRunnerLike(Protocol):
+    def run(self, task_id: str) -> Any:
+        """Run a claimed (in_progress) task to its end; never raises."""
+
+
+RunnerFactory = Callable[[], TaskRunnerLike]
+
+
+def default_worker_id(pid: int | None = None) -> str:
+    """``hostname:pid``: unique per daemon on a machine, readable in ``agent workers``."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+
+
+class Heartbeat:
+    """The worker record: register, beat every ``interval_s`` (renewing leases), unregister.
+
+    ``beat_if_due`` is safe from several threads: the daemon's loop calls it between claims
+    and a background thread calls it while a task runs.
+    """
+
+    def __init__(
+        self,
+        store: Backend,
+        worker_id: str,
+        queues: Sequence[str],
+        interval_s: float = 5.0,
+        lease_s: float = DEFAULT_LEASE_S,
+        stats: MachineStats | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.store = store
+        self.worker_id = worker_id
+        self.queues = list(queues)
+        self.interval_s = interval_s
+        self.lease_s = lease_s
+        self.stats = stats or MachineStats()
+        self.clock = clock
+        self._last: float | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def register(self) -> None:
+        self.store.register_worker(self.worker_id, self.queues, stats=self.stats.collect())
+        self._last = self.clock()
+
+    def beat(self, now: float | None = None) -> None:
+        """Report stats and renew the leases of this worker's running tasks."""
+        with self._lock:
+            stats = self.stats.collect()
+            try:
+                self.store.heartbeat(self.worker_id, stats, lease_s=self.lease_s)
+            except NotFound:
+                # The record was removed (a store reset, an admin): register again.
+                self.store.register_worker(self.worker_id, self.queues, stats=stats)
+            self._last = self.clock() if now is None else now
+
+    def beat_if_due(self, now: float | None = None) -> bool:
+        now = self.clock() if now is None else now
+        if self._last is not None and now - self._last < self.interval_s:
+            return False
+        try:
+            self.beat(now)
+        except Exception:  # loop boundary: a failed beat is retried at the next one
+            log.exception("heartbeat of worker %s failed", self.worker_id)
+            return False
+        return True
+
+    def start_thread(self) -> None:
+        """Beat in the background (while the loop's thread is busy running a task)."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._beat_forever, name="heartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat_forever(self) -> None:
+        tick = min(1.0, self.interval_s / 2)
+        while not self._stop.wait(tick):
+            self.beat_if_due()
+
+    def stop_thread(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def unregister(self) -> None:
+        try:
+            self.store.unregister_worker(self.worker_id)
+        except Exception as exc:  # exit path: the record just ages out of `agent workers`
+            log.warning("could not unregister worker %s: %s", self.worker_id, exc)
+        self.stats.close()
+
+
+class Daemon:
+    """Claims tasks from ``queues`` and runs them one at a time.
+
+    Args:
+        store: the control plane.
+        queues: queue names, in priority order (the first is drained first).
+        worker_id: this worker's id (default ``hostname:pid``).
+        runner_factory: makes the runner of one task (``run(task_id)``, never raises).
+        order_fairness: round robin: after a claim, the queue it came from goes last.
+        lease_s: lease of a claimed task; heartbeats renew it.
+        heartbeat_s: seconds between heartbeats.
+        claim_timeout_s: long-poll of one claim (also the stop latency when idle).
+        reap_s: seconds between sweeps that fail tasks of vanished workers.
+        abort_grace_s: on a cold stop, seconds between SIGTERM and SIGKILL of the task.
+        clock: monotonic clock (inject one in tests).
+        signals: stop flags (installed as signal handlers by :meth:`run`).
+    """
+
+    def __init__(
+        self,
+        store: Backend,
+        queues: Sequence[str],
+        worker_id: str | None = None,
+        runner_factory: RunnerFactory | None = None,
+        order_fairness: bool = False,
+        lease_s: float = DEFAULT_LEASE_S,
+        heartbeat_s: float = 5.0,
+        claim_timeout_s: float = 1.0,
+        reap_s: float = 30.0,
+        abort_grace_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        signals: StopSignals | None = None,
+        stats: MachineStats | None = None,
+    ):
+        if not queues:
+            raise ValueError("a daemon needs at least one queue")
+        if runner_factory is None:
+            raise ValueError("a daemon needs a runner_factory")
+        self.store = store
+        self.queues = list(queues)
+        self.worker_id = worker_id or default_worker_id()
+        self.runner_factory = runner_factory
+        self.order_fairness = order_fairness
+        self.lease_s = lease_s
+        self.claim_timeout_s = claim_timeout_s
+        self.reap_s = reap_s
+        self.abort_grace_s = abort_grace_s
+        self.clock = clock
+        self.signals = signals or StopSignals()
+        self.heartbeat = Heartbeat(
+            store, self.worker_id, self.queues, heartbeat_s, lease_s, stats, clock
+        )
+        self._claim_order = list(self.queues)
+        self._last_reap: float | None = None
+        self._noted_warm = self._noted_cold = False
+        self.tasks_run = 0
+
+    # -- one iteration ------------------------------------------------------------
+    def loop_once(self, now: float | None = None) -> str | None:
+        """Heartbeat and reap when due, claim one task, run it. Returns its id, or None."""
+        now = self.clock() if now is None else now
+        self.heartbeat.beat_if_due(now)
+        self.reap_if_due(now)
+        if self.signals.stopping:
+            return None
+        task_id = self.claim_next()
+        if task_id is None:
+            return None
+        self.run_task(task_id)
+        return task_id
+
+    def claim_next(self, timeout: float | None = None) -> str | None:
+        """Claim the next task (long-polling up to ``timeout``); rotate queues if fair."""
+        timeout = self.claim_timeout_s if timeout is None else timeout
+        try:
+            task = self.store.claim(
+                list(self._claim_order), self.worker_id, timeout=timeout, lease_s=self.lease_s
+            )
+        except Exception:  # loop boundary: a store hiccup must not end the daemon
+            log.exception("claim from %s failed", self._claim_order)
+            return None
+        if task is None:
+            return None
+        log.info("claimed task %s (%s) from queue %s", task.id, task.name, task.queue)
+        if self.order_fairness:
+            self._rotate(task.queue)
+        return task.id
+
+    def _rotate(self, queue: str | None) -> None:
+        order = self._claim_order
+        if queue in order:
+            order.remove(queue)
+            order.append(queue)
+        elif order:
+            order.append(order.pop(0))
+
+    def reap_if_due(self, now: float) -> None:
+        if self._last_reap is not None and now - self._last_reap < self.reap_s:
+            return
+        self._last_reap = now
+        try:
+            reaped = self.store.reap_expired()
+        except Exception:  # loop boundary
+            log.exception("reaping expired leases failed")
+            return
+        for task_id in reaped:
+            log.warning("task %s lost its worker: failed", task_id)
+
+    # -- running a task -------------------------------------------------------------
+    def run_task(self, task_id: str) -> None:
+        """Run the task in a thread; the loop's thread stays free to see stop signals."""
+        runner = self.runner_factory()
+        thread = threading.Thread(
+            target=self._run_guarded, args=(runner, task_id), name=f"task-{task_id[:8]}"
+        )
+        thread.start()
+        abort: TreeKill | None = None
+        while thread.is_alive():
+            thread.join(timeout=0.1)
+            self.note_stop(task_id)
+            if self.signals.cold and abort is None:
+                abort = self.abort(task_id)
+            if abort is not None:
+                abort.poll()
+        self.tasks_run += 1
+
+    def _run_guarded(self, runner: TaskRunnerLike, task_id: str) -> None:
+        try:
+            runner.run(task_id)
+        except Exception:  # loop boundary: runners should never raise, but if one does...
+            log.exception("runner of task %s raised", task_id)
+            fail_if_running(self.store, task_id, "agent error while running the task")
+
+    def abort(self, task_id: str) -> TreeKill:
+        """Cold stop: mark the task stopped, then kill its process tree.
+
+        The status goes first, so the runner (which watches it) does not report the kill
+        as a failure. The task's processes are this process's only children.
+        """
+        try:
+            mark_stopped(self.store, task_id, AGENT_STOPPED)
+        except Exception:  # loop boundary: kill the task even when the store is away
+            log.exception("could not mark task %s stopped", task_id)
+        return TreeKill(tree_of(os.getpid(), include_root=False), self.abort_grace_s, self.clock)
+
+    def note_stop(self, task_id: str | None = None) -> None:
+        """Log (once per kind) that a stop was asked for; signal handlers cannot log."""
+        if self.signals.warm and not self._noted_warm:
+            self._noted_warm = True
+            running = f"finishing task {task_id}, then " if task_id else ""
+            log.info("warm stop: %sexiting (signal again to abort)", running)
+        if self.signals.cold and not self._noted_cold:
+            self._noted_cold = True
+            log.warning("cold stop: aborting running work and exiting")
+
+    # -- the whole life -------------------------------------------------------------
+    def start(self) -> None:
+        """Create the queues, register the worker, start heartbeating."""
+        for name in self.queues:
+            self.store.create_queue(name)
+        self.heartbeat.register()
+        self.heartbeat.start_thread()
+        log.info("worker %s serving queues %s", self.worker_id, ", ".join(self.queues))
+
+    def drain(self) -> None:
+        """Wait for tasks still running when the loop ends (none here: tasks run inline)."""
+
+    def stop(self) -> None:
+        self.heartbeat.stop_thread()
+        self.heartbeat.unregister()
+        log.info("worker %s stopped after %d task(s)", self.worker_id, self.tasks_run)
+
+    def run(self, install_signals: bool = True, max_tasks: int | None = None) -> int:
+        """Loop until a stop signal (or ``max_tasks`` runs); returns the exit code (0)."""
+        try:
+            if install_signals:
+                self.signals.install()
+            self.start()
+            while not self.signals.stopping:
+                if max_tasks is not None and self.tasks_run >= max_tasks:
+                    break
+                self.loop_once()
+            self.note_stop()
+            self.drain()
+        finally:
+            self.stop()
+            if install_signals:
+                self.signals.restore()
+        return 0
+
+
+def fail_if_running(store: Backend, task_id: str, message: str) -> bool:
+    """Fail the task with ``message`` unless it already reached an end state."""
+    try:
+        store.set_status(
+            task_id, TaskStatus.failed.value, message, expected=[TaskStatus.in_progress.value]
+        )
+    except (Conflict, NotFound):
+        return False
+    return True
+
+
+def mark_stopped(store: Backend, task_id: str, message: str) -> bool:
+    """Move a running task to ``stopped``; False when it already ended."""
+    try:
+        store.set_status(
+            task_id, TaskStatus.stopped.value, message, expected=[TaskStatus.in_progress.value]
+        )
+    except (Conflict, NotFound):
+        log.info("task %s already finished; nothing to abort", task_id)
+        return False
+    return True

@@ -6,9 +6,13 @@ so that it dies with the daemon even when the daemon is killed with ``-9``.
 stdout and stderr are merged and unbuffered; a reader thread hands the lines to a
 callback in small batches (a line waits at most ``batch_interval`` seconds).
 
-Caveat: the death signal follows the *thread* that started the task, so launch
-from a thread that outlives the task (the runner blocks in it until the end), and
-it covers the task process itself, not processes that the task starts.
+The death signal follows the *thread* that started the task, so launch from a
+thread that outlives the task (the runner blocks in it until the end), and it
+covers the task process itself, not what the task starts. For those, each task
+gets a watchdog: a tiny ``sh`` in its own session that reads a pipe whose only
+writer is the daemon. When the daemon dies (even by ``kill -9``) the pipe reaches
+EOF and the watchdog SIGKILLs the task's whole process group. ``kill_tree``
+disarms it once the group is gone.
 """
 
 from __future__ import annotations
@@ -111,9 +115,15 @@ def _pump(stream: IO[bytes], on_lines: OnLines, batch_interval: float) -> None:
 class TaskProcess:
     """A launched task: poll it, wait for it, kill its whole tree."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], reader: threading.Thread):
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        reader: threading.Thread,
+        watchdog: GroupWatchdog | None = None,
+    ):
         self._popen = popen
         self._reader = reader
+        self._watchdog = watchdog
         self.pid = popen.pid
         self.pgid = popen.pid  # session leader: its pid is its group id
 
@@ -162,6 +172,8 @@ class TaskProcess:
         while self._anything_alive(strays) and time.monotonic() < deadline:
             time.sleep(0.02)
         self._reader.join(DRAIN_TIMEOUT_S)
+        if self._watchdog is not None:
+            self._watchdog.disarm()
         return code
 
     def _strays(self) -> list[psutil.Process]:
@@ -217,6 +229,48 @@ def _running(proc: psutil.Process) -> bool:
         return False
 
 
+# The watchdog: a line on stdin disarms it; EOF without one means the daemon died
+# (the kernel closed its end), so kill the task's group. $1 is the group id.
+_WATCHDOG_SCRIPT = 'read -r _ || kill -KILL "-$1" 2>/dev/null'
+
+
+class GroupWatchdog:
+    """Kills a process group when this process dies; :meth:`disarm` when done."""
+
+    def __init__(self, pgid: int):
+        read_end, self._write_end = os.pipe()
+        try:
+            self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+                ["/bin/sh", "-c", _WATCHDOG_SCRIPT, "agent-watchdog", str(pgid)],
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # a signal to the daemon's group must not reach it
+                close_fds=True,
+            )
+        except OSError:
+            log.warning("no watchdog for process group %d: /bin/sh could not start", pgid)
+            self._proc = None
+        finally:
+            os.close(read_end)
+
+    def disarm(self) -> None:
+        """The group is gone: let the watchdog exit without killing anything."""
+        if self._write_end < 0:
+            return
+        try:
+            os.write(self._write_end, b"disarm\n")
+        except OSError:  # the watchdog is gone already
+            pass
+        os.close(self._write_end)
+        self._write_end = -1
+        if self._proc is not None:
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+
+
 def launch(
     argv: Sequence[str],
     cwd: str | os.PathLike[str],
@@ -254,4 +308,4 @@ def launch(
         daemon=True,
     )
     reader.start()
-    return TaskProcess(popen, reader)
+    return TaskProcess(popen, reader, GroupWatchdog(popen.pid))

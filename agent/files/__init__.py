@@ -5,6 +5,8 @@
 light.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from agent.files.artifacts import artifact_key, fetch_artifact, store_artifact
 from agent.files.base import (
     FileStore,
@@ -16,8 +18,28 @@ from agent.files.base import (
     store_for_url,
 )
 from agent.files.local import LocalFileStore
-from agent.files.server import ServerFileStore
-from agent.files.storage_manager import StorageManager
+
+# ServerFileStore and StorageManager import `requests` (~45 ms): loaded on first use.
+_LAZY = {
+    "ServerFileStore": "agent.files.server",
+    "StorageManager": "agent.files.storage_manager",
+}
+
+if TYPE_CHECKING:
+    from agent.files.server import ServerFileStore
+    from agent.files.storage_manager import StorageManager
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agent.files' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "FileStore",

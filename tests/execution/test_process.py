@@ -168,23 +168,32 @@ def test_kill_tree_after_exit_sweeps_leftovers(tmp_path: Path) -> None:
 FAKE_DAEMON = """
 import sys, time
 from agent.execution.process import launch
-task = launch([sys.executable, "-c", "import time; print('up'); time.sleep(120)"], ".", None,
-              lambda lines: None)
-open(sys.argv[1], "w").write(f"{task.pid}\\n")
+TASK = (
+    "import subprocess, sys, time\\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\\n"
+    "print(child.pid, flush=True)\\n"
+    "time.sleep(120)\\n"
+)
+lines = []
+task = launch([sys.executable, "-c", TASK], ".", None, lines.extend)
+while not lines:
+    time.sleep(0.01)
+open(sys.argv[1], "w").write(f"{task.pid} {lines[0]}\\n")
 time.sleep(120)
 """
 
 
-def test_task_dies_with_a_killed_daemon(tmp_path: Path) -> None:
+def test_task_and_its_children_die_with_a_killed_daemon(tmp_path: Path) -> None:
     pid_file = tmp_path / "task.pid"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     daemon = subprocess.Popen([sys.executable, "-c", FAKE_DAEMON, str(pid_file)], env=env)
     try:
-        task_pid = int(wait_for_file(pid_file))
-        assert not gone(task_pid)
+        task_pid, grandchild = map(int, wait_for_file(pid_file).split())
+        assert not gone(task_pid) and not gone(grandchild)
         daemon.kill()  # SIGKILL: the daemon gets no chance to clean up
         daemon.wait()
-        assert wait_gone([task_pid], timeout=10) == []
+        # The task dies by its death signal, what it started by the watchdog.
+        assert wait_gone([task_pid, grandchild], timeout=10) == []
     finally:
         daemon.kill()
         daemon.wait()

@@ -99,6 +99,9 @@ class Outcome:
 
     status: TaskStatus | None
     message: str = ""
+    #: The task's own code set a final status (Task.close / mark_completed) and is
+    #: about to exit: let it, rather than kill it mid-shutdown.
+    finished_itself: bool = False
 
 
 class TaskRunner:
@@ -133,6 +136,8 @@ class TaskRunner:
         self.poll_interval = poll_interval
         table = getattr(settings, "agent", None) or {}
         self.kill_grace = float(table.get("kill_grace", 10.0))
+        # How long a task that set its own final status may take to exit.
+        self.exit_grace = float(table.get("exit_grace", 30.0))
         self.keep_workdirs = bool(table.get("keep_workdirs", False))
         register_secret(getattr(settings, "api_token", None))
 
@@ -214,6 +219,11 @@ class TaskRunner:
                 log(f"task process exited with code {code}")
                 return _exit_outcome(task.id, code)
             stop = self._stop_reason(task, started)
+            if stop is not None and stop.finished_itself:
+                code = handle.wait(self.exit_grace)
+                if code is not None:
+                    log(f"task process exited with code {code}")
+                    return stop
             if stop is not None:
                 log(
                     f"{stop.message or 'task was stopped'}: killing it (SIGTERM, SIGKILL after {self.kill_grace:g} s)"
@@ -235,7 +245,10 @@ class TaskRunner:
         except Exception:  # a store hiccup must not kill a healthy task
             logger.warning("task %s: cannot read its status", task.id, exc_info=True)
             return None
-        return None if status == IN_PROGRESS else Outcome(None, f"task is now {status}")
+        if status == IN_PROGRESS:
+            return None
+        finished = status in (TaskStatus.completed.value, TaskStatus.failed.value)
+        return Outcome(None, f"task is now {status}", finished_itself=finished)
 
     def _finish(self, task_id: str, outcome: Outcome) -> TaskStatus:
         if outcome.status is None:

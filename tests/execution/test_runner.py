@@ -393,3 +393,21 @@ def test_build_env_only(
 
 def test_git_helper_sanity(source_repo: SourceRepo) -> None:
     assert git(source_repo.path, "rev-parse", "HEAD") == source_repo.commits[-1]
+
+
+def test_a_task_that_finishes_itself_is_let_exit(store: SqlBackend, settings: Settings) -> None:
+    # Task.close() marks the task completed a moment before the process exits: the
+    # runner must let it finish its shutdown rather than kill it.
+    code = (
+        "import os, time\n"
+        "from agent.store.sql import SqlBackend\n"
+        f"SqlBackend({store.url!r}).set_status(os.environ['AGENT_TASK_ID'], 'completed')\n"
+        "time.sleep(1.0)\n"
+        "print('shut down cleanly', flush=True)\n"
+    )
+    task = new_task(store, status="created", code=code)
+    status = execute_task(store, task.id, no_env=True, settings=settings)
+    text = log_text(store, task.id)
+    assert status is TaskStatus.completed, text
+    assert "shut down cleanly" in text
+    assert "killing it" not in text

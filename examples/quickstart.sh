@@ -16,7 +16,7 @@ say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 say "setting up .venv (pipeline-agent + pandas, scikit-learn, pyarrow)"
 [ -x .venv/bin/python ] || "${PYTHON}" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-    -e '.[examples]'
+    -e '.[examples]' 2>&1 | { grep -v '^WARNING: Location' || true; }  # this machine's pip.conf noise
 export PATH="$(pwd)/.venv/bin:${PATH}"
 export AGENT_HOME="${AGENT_HOME:-$(pwd)/.agent-quickstart}"
 mkdir -p "${AGENT_HOME}"

@@ -29,7 +29,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
-from urllib.request import url2pathname
 
 from agent.core.errors import AgentError, InvalidInput, NotFound
 
@@ -198,6 +197,15 @@ def copy_file_atomic(src: str | os.PathLike[str], dest: str | os.PathLike[str]) 
     return Path(dest)
 
 
+def _url2pathname(path: str) -> str:
+    """``urllib.request.url2pathname`` without importing urllib.request (~13 ms)."""
+    if os.name == "nt":
+        from nturl2path import url2pathname
+
+        return url2pathname(path)
+    return unquote(path)
+
+
 def file_url_to_path(url: str) -> Path:
     """The local path of a ``file://`` URL or a plain path (``~`` expanded)."""
     if url.startswith("file://"):
@@ -206,7 +214,7 @@ def file_url_to_path(url: str) -> Path:
             raise InvalidInput(
                 f"file URL {url!r} names host {parts.netloc!r}: only local files work"
             )
-        return Path(url2pathname(parts.path))
+        return Path(_url2pathname(parts.path))
     return Path(url).expanduser()
 
 

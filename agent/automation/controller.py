@@ -1,0 +1,5 @@
+"""ClearML's import path: ``from agent.automation.controller import PipelineDecorator``."""
+
+from agent.pipeline import PipelineController, PipelineDecorator, RetryPolicy
+
+__all__ = ["PipelineController", "PipelineDecorator", "RetryPolicy"]

@@ -1,0 +1,218 @@
+"""Code of steps and pipelines: a function's own source, a generated step script, and
+where a pipeline file comes from (git repository + commit + diff, or inline code).
+
+A function step's script is the component's source with its decorators removed
+(found with ``ast``), after the sources of its helper functions, followed by a small
+``__main__`` that hands the function to :func:`agent.pipeline.step_runtime.run_component`.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import os
+import subprocess
+import textwrap
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from agent.core.models import Script
+from agent.pipeline.errors import PipelineDefinitionError
+
+#: Untracked files next to a pipeline file that travel in its diff (so they import remotely).
+MAX_UNTRACKED_BYTES = 512 * 1024
+
+
+def function_source(obj: Callable[..., Any] | type) -> str:
+    """The source of a function (or class) without its decorators, dedented.
+
+    Raises:
+        PipelineDefinitionError: the source cannot be found (a REPL or built-in function).
+    """
+    target = inspect.unwrap(obj) if callable(obj) else obj
+    try:
+        text = textwrap.dedent(inspect.getsource(target))
+    except (OSError, TypeError) as exc:
+        raise PipelineDefinitionError(
+            f"cannot read the source of {getattr(obj, '__name__', obj)!r} ({exc}): define "
+            "components and helper functions in a file"
+        ) from None
+    tree = ast.parse(text)
+    name = getattr(target, "__name__", "")
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and (
+            node.name == name or not name
+        ):
+            lines = text.splitlines()
+            return "\n".join(lines[node.lineno - 1 : node.end_lineno]) + "\n"
+    return text
+
+
+def step_script(
+    function: Callable[..., Any],
+    return_values: Sequence[str],
+    helper_functions: Sequence[Callable[..., Any]] = (),
+) -> str:
+    """The standalone script of a function step."""
+    parts = ["from __future__ import annotations\n"]
+    parts += [function_source(helper) for helper in helper_functions or ()]
+    parts.append(function_source(function))
+    parts.append(
+        'if __name__ == "__main__":\n'
+        "    from agent.pipeline.step_runtime import run_step\n\n"
+        f"    run_step({function.__name__}, return_values={list(return_values)!r})\n"
+    )
+    return "\n\n".join(parts)
+
+
+def split_return_values(return_values: Sequence[str] | str | None) -> list[str]:
+    """Names of the return values; ClearML's ``['a, b']`` (one string) means two."""
+    if return_values is None:
+        return ["return_object"]
+    if isinstance(return_values, str):
+        return_values = [return_values]
+    names: list[str] = []
+    for item in return_values:
+        names += [part.strip() for part in str(item).split(",") if part.strip()]
+    for name in names:
+        if not name.isidentifier() and ("/" in name or name in (".", "..")):
+            raise PipelineDefinitionError(f"bad return value name {name!r}: use a plain name")
+    return names
+
+
+# -- git ------------------------------------------------------------------------------------
+def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"},
+    )
+
+
+def describe_local_repo(path: str | os.PathLike[str]) -> dict[str, str] | None:
+    """``describe_repo`` of a local checkout, or None when ``path`` is in no git repository."""
+    from agent.execution.repo import RepoError, describe_repo
+
+    try:
+        return describe_repo(path)
+    except (RepoError, OSError, subprocess.SubprocessError):
+        return None
+
+
+def _untracked_diff(root: Path, files: list[str]) -> str:
+    """A diff that creates the untracked ``files`` (paths relative to ``root``)."""
+    chunks = []
+    for rel in files:
+        full = root / rel
+        try:
+            if not full.is_file() or full.stat().st_size > MAX_UNTRACKED_BYTES:
+                continue
+        except OSError:
+            continue
+        proc = _git(root, "diff", "--no-index", "--binary", "--", "/dev/null", rel)
+        if proc.returncode in (0, 1) and proc.stdout:
+            chunks.append(proc.stdout)
+    return "".join(chunks)
+
+
+def module_level_imports(code: str) -> str:
+    """The import statements of ``code`` outside functions and classes, as source.
+
+    What a pipeline's controller needs installed: the imports inside components are
+    their steps' business.
+    """
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return ""
+    found: list[str] = []
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                found.append(ast.unparse(node))
+            elif isinstance(node, (ast.If, ast.Try, ast.With)):
+                for field in ("body", "orelse", "finalbody", "handlers"):
+                    for child in getattr(node, field, []) or []:
+                        visit(child.body if isinstance(child, ast.ExceptHandler) else [child])
+
+    visit(tree.body)
+    return "\n".join(found)
+
+
+def pipeline_script(path: str | os.PathLike[str]) -> Script:
+    """Where a pipeline file comes from, for its controller task and its steps.
+
+    In a git work tree: repository (the remote, else the local path), branch,
+    commit, the uncommitted diff (plus the pipeline file and the ``.py`` files next to
+    it when git does not track them, so that they exist in a checkout), the entry point
+    and the working dir. Outside git: the file's own text as inline code.
+    """
+    from agent.pipeline.components import detected_requirements
+
+    path = Path(path).resolve()
+    text = path.read_text(encoding="utf-8")
+    requirements = detected_requirements(module_level_imports(text))
+    info = describe_local_repo(path.parent)
+    if info is None:
+        return Script(entry_point=path.name, working_dir=".", code=text, requirements=requirements)
+    root = Path(_git(path.parent, "rev-parse", "--show-toplevel").stdout.strip()).resolve()
+    untracked = _git(
+        root,
+        "ls-files",
+        "--others",
+        "--exclude-standard",
+        "--",
+        path.parent.relative_to(root).as_posix() or ".",
+    ).stdout.split("\n")
+    here = path.parent.relative_to(root)
+    wanted = [
+        f
+        for f in untracked
+        if f and (Path(f).parent == here) and (f.endswith(".py") or root / f == path)
+    ]
+    diff = info["diff"]
+    if wanted:
+        extra = _untracked_diff(root, wanted)
+        diff = diff + ("\n" if diff and not diff.endswith("\n") else "") + extra
+    return Script(
+        repository=info["repository"],
+        branch=info["branch"],
+        commit=info["commit"],
+        diff=diff,
+        entry_point=path.name,
+        working_dir=info["working_dir"],
+        requirements=requirements,
+    )
+
+
+def repo_script(
+    repo: str, branch: str | None = None, commit: str | None = None
+) -> tuple[Script, str | None]:
+    """A component's ``repo``: (script fields, local dir to run in, if any).
+
+    A url is kept with ``branch``/``commit``; a local path becomes its remote (or its
+    path), current branch, commit and diff, and is the step's working dir locally.
+
+    Raises:
+        PipelineDefinitionError: a local path that is no git repository.
+    """
+    local = Path(repo).expanduser()
+    if "://" not in repo and not repo.startswith("git@") and local.exists():
+        info = describe_local_repo(local)
+        if info is None:
+            raise PipelineDefinitionError(f"repo {repo!r} is not a git repository")
+        root = Path(_git(local.resolve(), "rev-parse", "--show-toplevel").stdout.strip())
+        script = Script(
+            repository=info["repository"],
+            branch=info["branch"],
+            commit=info["commit"],
+            diff=info["diff"],
+            working_dir=".",
+        )
+        return script, str(root.resolve())
+    return Script(repository=repo, branch=branch or "", commit=commit or "", working_dir="."), None

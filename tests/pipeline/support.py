@@ -1,0 +1,142 @@
+"""Helpers of the pipeline tests: a temp AGENT_HOME, git repos, daemons, subprocess runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent.core.models import Task
+from agent.store.base import Backend
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PIPELINES = Path(__file__).resolve().parent / "pipelines"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def agent_env(home: Path, **extra: str) -> dict[str, str]:
+    """Environment of a subprocess: this checkout importable, ``home`` as AGENT_HOME."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
+    env["AGENT_HOME"] = str(home)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def make_repo(root: Path, files: dict[str, str], commit: bool = True) -> Path:
+    """A git repository at ``root`` holding ``files`` (name -> text or a file in pipelines/)."""
+    root.mkdir(parents=True, exist_ok=True)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.email", "tests@example.com")
+    git(root, "config", "user.name", "tests")
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        source = PIPELINES / content
+        if "\n" not in content and source.is_file():
+            shutil.copy(source, path)
+        else:
+            path.write_text(content)
+    if commit:
+        git(root, "add", "-A")
+        git(root, "commit", "-q", "-m", "pipeline")
+    return root
+
+
+def run_script(
+    script: Path, home: Path, mode: str, timeout: float = 180, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``python script`` with PIPELINE_MODE=mode; fails the test on a non-zero exit."""
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=script.parent,
+        env=agent_env(home, PIPELINE_MODE=mode, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, f"{script.name} ({mode}) failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def pipeline_tasks(store: Backend, name: str | None = None) -> list[Task]:
+    """Controller tasks, newest first."""
+    return store.query_tasks(type="controller", name=name)
+
+
+def steps_of(store: Backend, pipeline_id: str) -> dict[str, Task]:
+    """The step tasks of a pipeline by step name (with artifacts)."""
+    return {t.name: store.get_task(t.id) for t in store.query_tasks(parent=pipeline_id)[::-1]}
+
+
+def wait_finished(store: Backend, task_id: str, timeout: float = 120) -> Task:
+    terminal = {"completed", "failed", "stopped", "cached", "skipped", "published"}
+    return wait_for(
+        lambda: (t := store.get_task(task_id)).status in terminal and t,
+        timeout,
+        f"task {task_id} to finish",
+    )
+
+
+def artifact_value(store: Backend, task_id: str, name: str) -> Any:
+    from agent.pipeline.values import load_artifact
+
+    return load_artifact(store.get_artifacts(task_id)[name])
+
+
+class Daemon:
+    """``agent daemon ARGS`` as a subprocess, its output in a log file."""
+
+    def __init__(self, home: Path, *args: str):
+        self.home = home
+        self.args = list(args)
+        self.log_path = home / f"daemon-{'-'.join(a.strip('-') for a in args)}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Daemon:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "agent.cli.main", "daemon", *self.args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=agent_env(self.home),
+                cwd=self.home,
+                start_new_session=True,
+            )
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)

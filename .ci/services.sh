@@ -260,11 +260,21 @@ setup_systemd_analyze() {
     fi
 }
 
+setup_compose_cli() {
+    say "== docker compose (compose file check) =="
+    if docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; then
+        say "a compose command is present"
+    else
+        apt_install docker-compose  # Debian has no compose v2 plugin; v1 checks the file too
+    fi
+}
+
 main() {
     local started=${SECONDS}
     if [ "${SKIP_POSTGRES:-0}" != 1 ]; then setup_postgres; fi
     if [ "${SKIP_DOCKER:-0}" != 1 ]; then setup_docker; fi
     setup_systemd_analyze
+    if [ "${SKIP_DOCKER:-0}" != 1 ]; then setup_compose_cli; fi
     say "S3: nothing to start (tests run moto's server themselves)"
     say "done in $((SECONDS - started))s"
 }

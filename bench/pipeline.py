@@ -7,8 +7,9 @@ store:
 - ``fanout``: a start step, ``--width`` (50) branches, a join.
 
 Runs: pipeline-agent ``debug_pipeline()``, ``run_locally()`` and remote (a services-mode
-agent and default-queue agents on warm environments, timed from the enqueuing process's
-start to the pipeline task's end); Metaflow's local runtime (``run --max-workers 2``);
+agent and a default-queue agent with as many ``--slots`` as local mode runs steps at once,
+on warm environments with warm starts, timed from the enqueuing process's start to the
+pipeline task's end); Metaflow's local runtime (``run --max-workers 2``);
 Prefect (its default local runtime); ClearML's ``debug_pipeline()`` with
 ``CLEARML_OFFLINE_MODE=1``. The peers are installed into ``bench/.venv`` (``uv`` or pip),
 with this checkout, and every run uses that interpreter with compiled bytecode, so no
@@ -254,6 +255,14 @@ def ensure_venv(skip_install: bool) -> Path:
     return python
 
 
+def local_parallelism() -> int:
+    """How many step processes local mode runs at once on this machine (its own rule)."""
+    sys.path.insert(0, str(REPO))
+    from agent.pipeline.launchers import local_parallelism as rule
+
+    return rule()
+
+
 def _check(argv: list[str]) -> None:
     subprocess.run(argv, check=True)
 
@@ -362,12 +371,20 @@ class Bench:
         return Job(Result(f"agent {mode}", flow), once)
 
     def start_agents(self) -> None:
-        """A services-mode agent and a default-queue agent on one store, warmed up."""
+        """A services-mode agent and a default-queue agent on one store, warmed up; the
+        default agent runs as many steps at once as local mode does (``--slots``)."""
         home = self.remote_home = self.home("remote")
         self.remote_env = clean_env(AGENT_HOME=str(home))
+        self.slots = local_parallelism()
+        print(
+            f"remote mode: default-queue agent with --slots {self.slots} "
+            "(local mode's step parallelism here), warm starts on",
+            file=sys.stderr,
+            flush=True,
+        )
         self.daemons = [
             self._daemon(self.remote_env, home, "--queue", "services", "--services-mode", "4"),
-            self._daemon(self.remote_env, home, "--queue", "default"),
+            self._daemon(self.remote_env, home, "--queue", "default", "--slots", str(self.slots)),
         ]
         time.sleep(1.0)
         self._remote_once(self.remote_env, home, "linear")  # warm: builds the step env
@@ -501,7 +518,9 @@ def ratio(slow: Result | None, fast: Result | None) -> float | None:
     return slow.best / fast.best
 
 
-def report(results: list[Result], overhead: float | None, steps: int) -> dict:
+def report(
+    results: list[Result], overhead: float | None, steps: int, slots: int | None = None
+) -> dict:
     by = {(r.name, r.flow): r for r in results}
     print("\nwhole-process wall time, seconds (best / median of the runs)\n")
     print(f"{'runner':18s} {'flow':8s} {'best':>8s} {'median':>8s}  note")
@@ -523,6 +542,8 @@ def report(results: list[Result], overhead: float | None, steps: int) -> dict:
                 checks.append((flow, label, value, target))
         if remote and local and remote.best and local.best:
             checks.append((flow, "remote / local (<= 2x)", remote.best / local.best, None))
+    if slots is not None:
+        print(f"\nremote: default-queue agent with --slots {slots} (= local mode's parallelism)")
     print("\nratios (peer time / our time; higher is faster for us)\n")
     for flow, label, value, target in checks:
         verdict = "" if target is None else ("  ok" if value >= target else f"  below {target:g}x")
@@ -536,6 +557,7 @@ def report(results: list[Result], overhead: float | None, steps: int) -> dict:
         ],
         "debug_overhead_ms_per_step": overhead,
         "ratios": [{"flow": f, "what": label, "ratio": v} for f, label, v, _ in checks],
+        "remote_slots": slots,
     }
 
 
@@ -578,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.stop_agents()
         shutil.rmtree(work, ignore_errors=True)
     results = sorted((job.result for job in jobs), key=lambda r: (FLOWS.index(r.flow), r.name))
-    summary = report(results, overhead, args.overhead_steps)
+    summary = report(results, overhead, args.overhead_steps, getattr(bench, "slots", None))
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
     return 0

@@ -3,8 +3,10 @@
 Every option can also come from the environment (``AGENT_<OPTION>``, e.g. ``AGENT_QUEUES``,
 ``AGENT_GPUS``) or from the ``[agent]`` table of ``$AGENT_HOME/agent.toml`` (``queues``,
 ``order_fairness``, ``services_mode``, ``docker`` (bool), ``docker_image``, ``docker_args``, ``gpus``,
-``cpu_only``, ``no_env``, ``worker_id``, ``venv_cache_size``, ``lease``); flags beat the
-environment, the environment beats the file.
+``cpu_only``, ``no_env``, ``worker_id``, ``venv_cache_size``, ``lease``, ``slots``,
+``warm_start`` (bool, default true: start a task of a warm environment by forking it
+from a zygote of that environment)); flags beat the environment, the environment beats
+the file.
 """
 
 from __future__ import annotations
@@ -144,6 +146,13 @@ def _docker_image(config: DaemonConfig, flag: str | None) -> str | None:
     help="Keep at most N task environments (least recently used go first).",
 )
 @click.option(
+    "--slots",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Run up to N tasks at once, each in its own runner thread (default 1).",
+)
+@click.option(
     "--lease",
     type=click.FloatRange(min=1.0),
     default=None,
@@ -151,7 +160,8 @@ def _docker_image(config: DaemonConfig, flag: str | None) -> str | None:
     help=f"Seconds a running task's lease lasts without a heartbeat (default {DEFAULT_LEASE_S:g}).",
 )
 def daemon_command(**options: Any) -> int:
-    """Pull tasks from queues and run them, one at a time (or N with --services-mode).
+    """Pull tasks from queues and run them, one at a time (or N with --slots or
+    --services-mode).
 
     The first SIGTERM (or Ctrl-C) stops claiming and lets the running task finish; a
     second one aborts it (status 'stopped', "agent stopped") and exits.
@@ -262,6 +272,7 @@ def _make_daemon(
         docker_args=config.get(options["docker_args"], "docker_args", str, ""),
         gpus=None if cpu_only else gpus,
         agent_table=table,
+        warm_start=config.get(None, "warm_start", _as_bool, True),
     )
     lease = config.get(options["lease"], "lease", float, DEFAULT_LEASE_S)
     common: dict[str, Any] = dict(
@@ -275,5 +286,7 @@ def _make_daemon(
     store = get_backend()
     services = config.get(options["services_mode"], "services_mode", int)
     if services:
+        spec.warm_start = False  # each service's runner lives in a process of its own
         return ServicesHost(store, queues, max_running=services, **common)
-    return Daemon(store, queues, **common)
+    slots = config.get(options["slots"], "slots", int, 1)
+    return Daemon(store, queues, slots=slots, **common)

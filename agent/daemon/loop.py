@@ -3,9 +3,10 @@
 The loop knows nothing of *how* a task runs: a ``runner_factory`` makes an object with
 ``run(task_id)`` (``agent.execution.runner.TaskRunner``, or ``services_mode``'s host) that
 takes an already-claimed task to its end and never raises. The loop owns the rest: the
-worker record and its heartbeats (which renew the running task's lease), the reaping of
-tasks whose worker vanished, the claim order, and the stop signals (warm: finish the task,
-cold: abort it).
+worker record and its heartbeats (which renew the running tasks' leases), the reaping of
+tasks whose worker vanished, the claim order, the slots (up to ``slots`` tasks run at once,
+each in its own runner thread; a claim happens only while a slot is free), and the stop
+signals (warm: finish the running tasks, cold: abort them).
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ class Heartbeat:
 
 
 class Daemon:
-    """Claims tasks from ``queues`` and runs them one at a time.
+    """Claims tasks from ``queues`` and runs up to ``slots`` of them at a time.
 
     Args:
         store: the control plane.
@@ -140,6 +141,7 @@ class Daemon:
         abort_grace_s: on a cold stop, seconds between SIGTERM and SIGKILL of the task.
         clock: monotonic clock (inject one in tests).
         signals: stop flags (installed as signal handlers by :meth:`run`).
+        slots: how many tasks run at once (each in a thread of this process).
     """
 
     def __init__(
@@ -157,7 +159,10 @@ class Daemon:
         clock: Callable[[], float] = time.monotonic,
         signals: StopSignals | None = None,
         stats: MachineStats | None = None,
+        slots: int = 1,
     ):
+        if slots < 1:
+            raise ValueError("a daemon needs at least one slot")
         if not queues:
             raise ValueError("a daemon needs at least one queue")
         if runner_factory is None:
@@ -180,13 +185,20 @@ class Daemon:
         self._last_reap: float | None = None
         self._noted_warm = self._noted_cold = False
         self.tasks_run = 0
+        self.slots = slots
+        #: Runner threads of the tasks that run now, by task id.
+        self.task_threads: dict[str, threading.Thread] = {}
+        self._task_ended = threading.Event()
+        self._abort: TreeKill | None = None
 
     # -- one iteration ------------------------------------------------------------
     def loop_once(self, now: float | None = None) -> str | None:
-        """Heartbeat and reap when due, claim one task, run it. Returns its id, or None."""
+        """Heartbeat and reap when due, claim one task and start it, then wait until a
+        slot is free (with one slot: until the task ended). Returns its id, or None."""
         now = self.clock() if now is None else now
         self.heartbeat.beat_if_due(now)
         self.reap_if_due(now)
+        self.collect_finished()
         if self.signals.stopping:
             return None
         task_id = self.claim_next()
@@ -232,23 +244,18 @@ class Daemon:
         for task_id in reaped:
             log.warning("task %s lost its worker: failed", task_id)
 
-    # -- running a task -------------------------------------------------------------
+    # -- running tasks ----------------------------------------------------------------
     def run_task(self, task_id: str) -> None:
-        """Run the task in a thread; the loop's thread stays free to see stop signals."""
+        """Start the task in a runner thread, then wait until a slot is free; meanwhile
+        the loop's thread watches the stop signals (a cold stop aborts the tasks)."""
         runner = self.runner_factory()
         thread = threading.Thread(
             target=self._run_guarded, args=(runner, task_id), name=f"task-{task_id[:8]}"
         )
-        thread.start()
-        abort: TreeKill | None = None
-        while thread.is_alive():
-            thread.join(timeout=0.1)
-            self.note_stop(task_id)
-            if self.signals.cold and abort is None:
-                abort = self.abort(task_id)
-            if abort is not None:
-                abort.poll()
+        self.task_threads[task_id] = thread
         self.tasks_run += 1
+        thread.start()
+        self.wait_for_tasks(self.slots - 1)
 
     def _run_guarded(self, runner: TaskRunnerLike, task_id: str) -> None:
         try:
@@ -256,17 +263,42 @@ class Daemon:
         except Exception:  # loop boundary: runners should never raise, but if one does...
             log.exception("runner of task %s raised", task_id)
             fail_if_running(self.store, task_id, "agent error while running the task")
+        finally:
+            self._task_ended.set()
 
-    def abort(self, task_id: str) -> TreeKill:
-        """Cold stop: mark the task stopped, then kill its process tree.
+    def wait_for_tasks(self, at_most: int) -> None:
+        """Wait until at most ``at_most`` tasks run, noting stop requests and aborting every
+        running task on a cold stop."""
+        while True:
+            self.collect_finished()
+            if len(self.task_threads) <= at_most:
+                return
+            self.note_stop(", ".join(self.task_threads))
+            if self.signals.cold and self._abort is None:
+                self._abort = self.abort_running()
+            if self._abort is not None:
+                self._abort.poll()
+            self._task_ended.wait(0.1)
+            self._task_ended.clear()
 
-        The status goes first, so the runner (which watches it) does not report the kill
-        as a failure. The task's processes are this process's only children.
+    def collect_finished(self) -> list[str]:
+        """Forget the runner threads that ended; their task ids."""
+        done = [task_id for task_id, t in self.task_threads.items() if not t.is_alive()]
+        for task_id in done:
+            self.task_threads.pop(task_id).join()
+        return done
+
+    def abort_running(self) -> TreeKill:
+        """Cold stop: mark every running task stopped, then kill their process trees.
+
+        The statuses go first, so the runners (which watch them) do not report the kills
+        as failures. The tasks' processes are this process's only children.
         """
-        try:
-            mark_stopped(self.store, task_id, AGENT_STOPPED)
-        except Exception:  # loop boundary: kill the task even when the store is away
-            log.exception("could not mark task %s stopped", task_id)
+        for task_id in list(self.task_threads):
+            try:
+                mark_stopped(self.store, task_id, AGENT_STOPPED)
+            except Exception:  # loop boundary: kill the task even when the store is away
+                log.exception("could not mark task %s stopped", task_id)
         return TreeKill(tree_of(os.getpid(), include_root=False), self.abort_grace_s, self.clock)
 
     def note_stop(self, task_id: str | None = None) -> None:
@@ -289,9 +321,15 @@ class Daemon:
         log.info("worker %s serving queues %s", self.worker_id, ", ".join(self.queues))
 
     def drain(self) -> None:
-        """Wait for tasks still running when the loop ends (none here: tasks run inline)."""
+        """Wait for the tasks still running when the loop ends (abort them on a cold stop)."""
+        if self.task_threads:
+            log.info("waiting for %d running task(s)", len(self.task_threads))
+        self.wait_for_tasks(0)
 
     def stop(self) -> None:
+        close = getattr(self.runner_factory, "close", None)
+        if close is not None:
+            close()  # its warm-start zygotes, ...
         self.heartbeat.stop_thread()
         self.heartbeat.unregister()
         log.info("worker %s stopped after %d task(s)", self.worker_id, self.tasks_run)

@@ -13,6 +13,12 @@ from typing import Any
 from agent.config import Settings, load_settings
 
 
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
 def gpu_env(gpus: str | None, cpu_only: bool, in_container: bool = False) -> dict[str, str]:
     """Environment that pins a task's GPUs: ``--gpus 0,1`` / ``--gpus all`` / ``--cpu-only``.
 
@@ -43,6 +49,9 @@ class RunnerSpec:
         gpus: GPUs handed to containers ("all", "0,1"), None for none.
         agent_table: overrides of the ``[agent]`` settings table (``venv_cache_size``...).
         api_url: the store to use in a child process (None: settings decide).
+        warm_start: start tasks of warm environments by forking them from a zygote of
+            the environment (``agent.execution.warm``); ``[agent] warm_start`` can turn
+            it off too. Not for services mode, whose runners live one task long.
     """
 
     worker_id: str
@@ -53,6 +62,7 @@ class RunnerSpec:
     gpus: str | None = None
     agent_table: dict[str, Any] = field(default_factory=dict)
     api_url: str | None = None
+    warm_start: bool = True
     _built: tuple[Any, Any, Any, Any] | None = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -87,7 +97,19 @@ class RunnerSpec:
             backend = self._docker_backend(settings, store)
         else:
             backend = backend_from_settings(settings, no_env=self.no_env)
+            if self.warm_start and _as_bool(settings.agent.get("warm_start", True)):
+                from agent.execution.warm import WarmBackend
+
+                backend = WarmBackend(backend)
         return store, settings, backend, repo_cache_from_settings(settings)
+
+    def close(self) -> None:
+        """Release what the built parts hold (the warm-start zygotes); idle runners only."""
+        if self._built is None:
+            return
+        close = getattr(self._built[2], "close", None)
+        if close is not None:
+            close()
 
     def _docker_backend(self, settings: Settings, store: Any) -> Any:
         import docker

@@ -53,6 +53,10 @@ class Prepared:
     env_vars: dict[str, str] = field(default_factory=dict)
     unset_vars: tuple[str, ...] = ()
     cleanup: Callable[[], None] | None = None
+    #: The interpreter when ``argv`` is ``python <entry point> ...`` (a warm start may fork it).
+    python: str | None = None
+    #: Its environment was there before this task (not just built): a warm start may serve it.
+    warm: bool = False
 
     def release(self) -> None:
         """Free what ``prepare`` holds (the environment's in-use lock); idempotent."""
@@ -91,14 +95,24 @@ def task_argv(python: str, task: Task) -> list[str]:
     return [program, task.script.entry_point, *(str(arg) for arg in args)]
 
 
+def task_environment(prepared: Prepared, env_vars: Mapping[str, str]) -> dict[str, str]:
+    """The daemon's environment, adjusted for ``prepared``, plus ``env_vars``."""
+    env = {k: v for k, v in os.environ.items() if k not in (*prepared.unset_vars, *PRIVATE_VARS)}
+    env.update(prepared.env_vars)
+    env.update(env_vars)
+    return env
+
+
 def start_process(
     prepared: Prepared, env_vars: Mapping[str, str], on_lines: OnLines
 ) -> TaskProcess:
     """Launch ``prepared`` as a local process with the daemon's environment, adjusted."""
-    env = {k: v for k, v in os.environ.items() if k not in (*prepared.unset_vars, *PRIVATE_VARS)}
-    env.update(prepared.env_vars)
-    env.update(env_vars)
-    return launch(prepared.argv, prepared.cwd, env, on_lines)
+    return launch(prepared.argv, prepared.cwd, task_environment(prepared, env_vars), on_lines)
+
+
+def _python_of(argv: list[str], python: str) -> str | None:
+    """``python`` when ``argv`` runs a script with it (not another binary)."""
+    return python if argv and argv[0] == python else None
 
 
 class ProcessBackend:
@@ -116,10 +130,13 @@ class ProcessBackend:
             )
         agent_dir = str(Path(agent.__file__).resolve().parent.parent)
         pythonpath = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), agent_dir) if p)
+        argv = task_argv(self.python, task)
         return Prepared(
-            argv=task_argv(self.python, task),
+            argv=argv,
             cwd=Path(workdir),
             env_vars={"PYTHONPATH": pythonpath},
+            python=_python_of(argv, self.python),
+            warm=True,
         )
 
     def start(
@@ -150,8 +167,9 @@ class VenvBackend:
     def prepare(self, task: Task, workdir: Path, log: Log) -> Prepared:
         env = self.env_cache.get(task.script.requirements, log=log, **self.install_options)
         log(f"{'reusing' if env.reused else 'built'} environment {env.key[:12]} ({env.path})")
+        argv = task_argv(str(env.python), task)
         return Prepared(
-            argv=task_argv(str(env.python), task),
+            argv=argv,
             cwd=Path(workdir),
             env_vars={
                 "VIRTUAL_ENV": str(env.path),
@@ -159,6 +177,8 @@ class VenvBackend:
             },
             unset_vars=("PYTHONPATH", "PYTHONHOME"),  # the task's requirements must win
             cleanup=env.release,
+            python=_python_of(argv, str(env.python)),
+            warm=env.reused,
         )
 
     def start(

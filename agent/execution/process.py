@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import psutil
 
@@ -43,7 +43,7 @@ MAX_PARTIAL_LINE = 64 * 1024
 DRAIN_TIMEOUT_S = 1.0
 
 
-def _death_signal_preexec() -> Callable[[], None] | None:
+def death_signal_preexec() -> Callable[[], None] | None:
     """A ``preexec_fn`` that asks the kernel to SIGKILL the child when we die (Linux)."""
     if not sys.platform.startswith("linux"):
         return None
@@ -112,12 +112,43 @@ def _pump(stream: IO[bytes], on_lines: OnLines, batch_interval: float) -> None:
         _deliver(on_lines, batch)
 
 
+def start_reader(
+    stream: IO[bytes], on_lines: OnLines, batch_interval: float, pid: int
+) -> threading.Thread:
+    """A thread that hands the lines of ``stream`` (a task's output) to ``on_lines``."""
+    reader = threading.Thread(
+        target=_pump,
+        args=(stream, on_lines, batch_interval),
+        name=f"task-output-{pid}",
+        daemon=True,
+    )
+    reader.start()
+    return reader
+
+
+class ChildProcess(Protocol):
+    """What :class:`TaskProcess` needs of its process: ``subprocess.Popen``'s own calls
+    (a warm start's forked child offers the same, see ``agent.execution.warm``)."""
+
+    pid: int
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int:
+        """The exit code; raises ``subprocess.TimeoutExpired`` after ``timeout``."""
+
+    def send_signal(self, sig: int) -> None: ...
+
+
 class TaskProcess:
     """A launched task: poll it, wait for it, kill its whole tree."""
 
     def __init__(
         self,
-        popen: subprocess.Popen[bytes],
+        popen: ChildProcess,
         reader: threading.Thread,
         watchdog: GroupWatchdog | None = None,
     ):
@@ -297,15 +328,9 @@ def launch(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        preexec_fn=_death_signal_preexec(),
+        preexec_fn=death_signal_preexec(),
         close_fds=True,
     )
     assert popen.stdout is not None
-    reader = threading.Thread(
-        target=_pump,
-        args=(popen.stdout, on_lines, batch_interval),
-        name=f"task-output-{popen.pid}",
-        daemon=True,
-    )
-    reader.start()
+    reader = start_reader(popen.stdout, on_lines, batch_interval, popen.pid)
     return TaskProcess(popen, reader, GroupWatchdog(popen.pid))

@@ -20,17 +20,37 @@ from agent.execution.backends import (
     backend_from_settings,
 )
 from agent.execution.env import EnvCache
+from agent.execution.warm import WarmBackend
 
 
 @pytest.fixture(
-    params=["process", pytest.param("venv", marks=pytest.mark.slow)],
+    params=[
+        "process",
+        "process-warm",
+        pytest.param("venv", marks=pytest.mark.slow),
+        pytest.param("venv-warm", marks=pytest.mark.slow),
+    ],
 )
 def backend(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> ExecutionBackend:
-    if request.param == "process":
-        return ProcessBackend()
-    return VenvBackend(EnvCache(tmp_path_factory.mktemp("venvs")), no_index=True)
+) -> Iterator[ExecutionBackend]:
+    """Each backend, and each behind warm starts (a task forked from a zygote of its
+    environment, the venv built beforehand so that it is warm)."""
+    kind, _, warm = request.param.partition("-")
+    inner: ExecutionBackend = (
+        ProcessBackend()
+        if kind == "process"
+        else VenvBackend(EnvCache(tmp_path_factory.mktemp("venvs")), no_index=True)
+    )
+    if not warm:
+        yield inner
+        return
+    if kind == "venv":
+        empty = tmp_path_factory.mktemp("warm-up")
+        inner.prepare(Task(script=Script(entry_point="x.py")), empty, log=print).release()
+    backend = WarmBackend(inner, ready_timeout=60)
+    yield backend
+    backend.close()
 
 
 class Output:
@@ -73,6 +93,54 @@ def run(backend: ExecutionBackend, workdir: Path) -> Iterator:
 def test_is_an_execution_backend(backend: ExecutionBackend) -> None:
     assert isinstance(backend, ExecutionBackend)
     assert backend.name
+
+
+def test_warm_backends_fork_their_tasks(backend: ExecutionBackend, run, workdir: Path) -> None:
+    handle, out = run(script_task(workdir, "print('hi')"))
+    assert handle.wait(timeout=30) == 0
+    handle.kill_tree(grace=1)
+    assert out.lines == ["hi"]
+    forked = type(getattr(handle, "_popen", None)).__name__ == "ForkedChild"
+    assert forked == isinstance(backend, WarmBackend)
+
+
+def test_sys_argv_and_main(run, workdir: Path) -> None:
+    (workdir / "main.py").write_text(
+        "import sys\n"
+        "class Thing: pass\n"
+        "print(sys.argv)\n"
+        "print(__name__, __file__, Thing.__module__)\n"
+        "print(sys.path[0])\n"
+    )
+    task = Task(script=Script(entry_point="main.py"), runtime={"argv": ["--n", "3"]})
+    handle, out = run(task)
+    assert handle.wait(timeout=30) == 0
+    handle.kill_tree(grace=1)
+    argv, main, path0 = out.lines
+    assert argv == "['main.py', '--n', '3']"
+    assert main == f"__main__ {workdir / 'main.py'} __main__"
+    assert Path(path0) == workdir
+
+
+def test_an_exception_is_exit_code_1_with_its_traceback(run, workdir: Path) -> None:
+    handle, out = run(
+        script_task(
+            workdir,
+            "import threading, time\n"
+            "threading.Thread(target=lambda: (time.sleep(0.2), print('thread done'))).start()\n"
+            "raise ValueError('boom')\n",
+        )
+    )
+    assert handle.wait(timeout=30) == 1
+    handle.kill_tree(grace=1)
+    assert out.lines[0] == "Traceback (most recent call last):"
+    assert "ValueError: boom" in out.lines
+    assert "thread done" in out.lines  # non-daemon threads finish before the exit
+
+
+def test_killed_by_a_signal(run, workdir: Path) -> None:
+    handle, _ = run(script_task(workdir, "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"))
+    assert handle.wait(timeout=30) == -signal.SIGKILL
 
 
 def test_runs_the_entry_point_in_the_workdir(run, workdir: Path) -> None:

@@ -286,7 +286,6 @@ def _make_daemon(
     store = get_backend()
     services = config.get(options["services_mode"], "services_mode", int)
     if services:
-        spec.warm_start = False  # each service's runner lives in a process of its own
         return ServicesHost(store, queues, max_running=services, **common)
     slots = config.get(options["slots"], "slots", int, 1)
     return Daemon(store, queues, slots=slots, **common)

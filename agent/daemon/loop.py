@@ -1,12 +1,12 @@
 """The daemon loop: claim a task from the queues, hand it to a runner, repeat.
 
 The loop knows nothing of *how* a task runs: a ``runner_factory`` makes an object with
-``run(task_id)`` (``agent.execution.runner.TaskRunner``, or ``services_mode``'s host) that
-takes an already-claimed task to its end and never raises. The loop owns the rest: the
-worker record and its heartbeats (which renew the running tasks' leases), the reaping of
-tasks whose worker vanished, the claim order, the slots (up to ``slots`` tasks run at once,
-each in its own runner thread; a claim happens only while a slot is free), and the stop
-signals (warm: finish the running tasks, cold: abort them).
+``run(task_id)`` (``agent.execution.runner.TaskRunner``) that takes an already-claimed
+task to its end and never raises. The loop owns the rest: the worker record and its
+heartbeats (which renew the running tasks' leases), the reaping of tasks whose worker
+vanished, the claim order, the slots (up to ``slots`` tasks run at once, each in its own
+runner thread; a claim happens only while a slot is free), and the stop signals (warm:
+finish the running tasks, cold: abort them). ``services_mode``'s host is such a loop.
 """
 
 from __future__ import annotations

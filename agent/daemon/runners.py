@@ -1,8 +1,8 @@
 """What a daemon runs its tasks with: a picklable recipe for a ``TaskRunner``.
 
-``RunnerSpec`` holds only plain values, so ``services_mode`` can send it to a spawned
-child process, which builds its own store connection and execution backend from it.
-In the daemon's own process the built parts are cached and reused across tasks.
+``RunnerSpec`` holds only plain values (so a child process could build its own store
+connection and execution backend from it); in the daemon's process the built parts are
+cached and reused across tasks, by the plain daemon and the services host alike.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class RunnerSpec:
         api_url: the store to use in a child process (None: settings decide).
         warm_start: start tasks of warm environments by forking them from a zygote of
             the environment (``agent.execution.warm``); ``[agent] warm_start`` can turn
-            it off too. Not for services mode, whose runners live one task long.
+            it off too.
     """
 
     worker_id: str

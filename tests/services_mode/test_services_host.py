@@ -13,16 +13,25 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _meet_code(me, other, go):
-    """Mark ``me`` started, then wait for ``other`` to start too and for ``go``."""
-    return f"open({str(me)!r}, 'w').close()\n" + wait_file_code(
-        other, wait_file_code(go, "print('met')")
+    """Print the parent, mark ``me`` started, then wait for ``other`` to start and ``go``."""
+    return (
+        "import os\nprint('parent', os.getppid(), flush=True)\n"
+        f"open({str(me)!r}, 'w').close()\n"
+        + wait_file_code(other, wait_file_code(go, "print('met')"))
     )
+
+
+def _parent_of_task(store, task_id: str) -> int:
+    for line in log_text(store, task_id).splitlines():
+        if line.startswith("parent "):
+            return int(line.split()[1])
+    raise AssertionError(f"no parent line in the log of {task_id}")
 
 
 def test_runs_n_at_once_survives_a_crash_and_waits_on_warm_stop(store, start_daemon, tmp_path):
     a, b, go = tmp_path / "a", tmp_path / "b", tmp_path / "go"
     crash = make_task(
-        store, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n", "services"
+        store, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", "services"
     )
     first = make_task(store, _meet_code(a, b, go), "services", name="first")
     second = make_task(store, _meet_code(b, a, go), "services", name="second")
@@ -33,8 +42,12 @@ def test_runs_n_at_once_survives_a_crash_and_waits_on_warm_stop(store, start_dae
     wait_for(lambda: a.exists() and b.exists(), what="both services to run at once")
     crashed = store.get_task(crash.id)
     assert crashed.status == "failed"
-    assert "service process died" in crashed.status_message
+    assert "killed by signal SIGKILL" in crashed.status_message
     assert store.get_task(later.id).status == "queued"  # two running: no room
+    # Each service is a process of its own, forked from the host's warm zygote.
+    wait_for(lambda: "parent " in log_text(store, second.id), what="the parent lines")
+    (zygote,) = {_parent_of_task(store, t.id) for t in (first, second)}
+    assert zygote != host.pid and psutil.Process(zygote).ppid() == host.pid
 
     host.signal(signal.SIGTERM)
     host.wait_log("warm stop")
@@ -47,13 +60,20 @@ def test_runs_n_at_once_survives_a_crash_and_waits_on_warm_stop(store, start_dae
     assert store.get_task(later.id).status == "queued"
 
 
-def test_cold_stop_aborts_every_service(store, start_daemon, tmp_path):
+SLEEPER = "import os, time\nopen({!r}, 'w').write(str(os.getpid()))\ntime.sleep(300)\n"
+
+
+def _start_two_sleepers(store, start_daemon, tmp_path):
     marks = [tmp_path / f"s{i}" for i in range(2)]
-    code = "import os, time\nopen({!r}, 'w').write(str(os.getpid()))\ntime.sleep(300)\n"
-    tasks = [make_task(store, code.format(str(m)), "svc") for m in marks]
-    host = start_daemon("--queue", "svc", "--services-mode")
+    tasks = [make_task(store, SLEEPER.format(str(m)), "svc") for m in marks]
+    host = start_daemon("--queue", "svc", "--services-mode", "--lease", "1")
     wait_for(lambda: all(m.exists() and m.read_text() for m in marks), what="both to start")
-    pids = [int(m.read_text()) for m in marks]
+    return host, tasks, [int(m.read_text()) for m in marks]
+
+
+def test_cold_stop_aborts_every_service(store, start_daemon, tmp_path):
+    host, tasks, pids = _start_two_sleepers(store, start_daemon, tmp_path)
+    children = psutil.Process(host.pid).children(recursive=True)
 
     host.signal(signal.SIGTERM)
     host.wait_log("warm stop")
@@ -64,6 +84,23 @@ def test_cold_stop_aborts_every_service(store, start_daemon, tmp_path):
         stopped = store.get_task(task.id)
         assert (stopped.status, stopped.status_message) == ("stopped", "agent stopped")
     wait_for(lambda: not any(_alive(p) for p in pids), 10, "the task processes to die")
+    wait_for(lambda: not any(_alive(c.pid) for c in children), 10, "the host's children to die")
+
+
+def test_kill_9_of_the_host_leaves_no_service_process(store, start_daemon, tmp_path):
+    host, tasks, pids = _start_two_sleepers(store, start_daemon, tmp_path)
+
+    host.signal(signal.SIGKILL)
+    host.wait()
+
+    wait_for(lambda: not any(_alive(p) for p in pids), 10, "the task processes to die")
+
+    def all_lost():
+        store.reap_expired()
+        return all(store.get_task(t.id).status == "failed" for t in tasks)
+
+    wait_for(all_lost, 15, "the leases to lapse")
+    assert {store.get_task(t.id).status_message for t in tasks} == {"worker lost"}
 
 
 def _alive(pid: int) -> bool:

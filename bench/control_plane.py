@@ -1,6 +1,7 @@
 """Control-plane benchmark: task cycles per second and claim latency, per backend.
 
-A cycle is create + enqueue + claim + complete. Backends: SqlBackend on SQLite,
+A cycle is create + enqueue (one ``create_task(task, queue=...)`` call) + claim +
+complete. Backends: SqlBackend on SQLite,
 SqlBackend on PostgreSQL (when reachable), and HttpBackend against a real
 ``agent server`` subprocess on each of them.
 
@@ -33,8 +34,7 @@ def _producer(url: str, queue: str, count: int, start_evt) -> None:
     store = backend_for_url(url)
     start_evt.wait()
     for _ in range(count):
-        task = store.create_task(Task(name="bench", project="bench"))
-        store.enqueue(task.id, queue)
+        store.create_task(Task(name="bench", project="bench"), queue=queue)
 
 
 def _claimer(url: str, queue: str, worker: str, start_evt, done, total: int) -> None:
@@ -57,10 +57,14 @@ def cycles_per_second(url: str, total: int, claimers: int, producers: int = 2) -
     ctx = mp.get_context("spawn")
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     start_evt, done = ctx.Event(), ctx.Value("i", 0)
-    procs = [ctx.Process(target=_producer, args=(url, queue, total // producers, start_evt))
-             for _ in range(producers)]
-    procs += [ctx.Process(target=_claimer, args=(url, queue, f"w{i}", start_evt, done, total))
-              for i in range(claimers)]
+    procs = [
+        ctx.Process(target=_producer, args=(url, queue, total // producers, start_evt))
+        for _ in range(producers)
+    ]
+    procs += [
+        ctx.Process(target=_claimer, args=(url, queue, f"w{i}", start_evt, done, total))
+        for i in range(claimers)
+    ]
     for proc in procs:
         proc.start()
     time.sleep(1.5)  # let every process import and connect before the clock starts
@@ -100,7 +104,8 @@ def claim_latency(url: str, samples: int) -> tuple[float, float]:
         latencies.append((results.get(timeout=30) - t0) * 1000)
     proc.join()
     latencies.sort()
-    return statistics.median(latencies), latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return statistics.median(latencies), p99
 
 
 @contextmanager
@@ -110,9 +115,9 @@ def server(db_url: str, files: str):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli.main", "server", "--port", str(port),
-                             "--db", db_url, "--files", files],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [sys.executable, "-m", "agent.cli.main", "server", "--port", str(port)]
+    cmd += ["--db", db_url, "--files", files]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         import requests
@@ -151,7 +156,9 @@ def fresh_pg(url: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--latency-samples", type=int, default=200)
     parser.add_argument("--pg", default=os.environ.get("AGENT_TEST_PG_URL", DEFAULT_PG))

@@ -12,8 +12,8 @@ if TYPE_CHECKING:
 
 #: Shortest id prefix the CLI accepts.
 MIN_PREFIX = 4
-#: How many tasks a prefix search scans (the Backend contract has no id-prefix filter).
-SCAN_LIMIT = 100_000
+#: Matches of a prefix worth listing: enough to say it is ambiguous and by how much.
+MATCH_LIMIT = 100
 
 
 def current_backend() -> Backend:
@@ -39,15 +39,19 @@ def resolve_task_id(backend: Backend, ref: str) -> str:
         raise InvalidInput(
             f"task id '{ref}' is too short: give the full id or at least {MIN_PREFIX} characters"
         )
-    wanted = ref.lower()
-    matches = [
-        task for task in backend.query_tasks(limit=SCAN_LIMIT) if task.id.lower().startswith(wanted)
-    ]
+    # Ids are lowercase hex unless a caller chose one: try the prefix as typed, then lowercased.
+    found = {
+        task.id: task
+        for prefix in dict.fromkeys([ref, ref.lower()])
+        for task in backend.query_tasks(id_prefix=prefix, limit=MATCH_LIMIT)
+    }
+    matches = list(found.values())
     if not matches:
         raise NotFound(f"no task with id or id prefix '{ref}' (list them with `agent tasks`)")
     if len(matches) > 1:
         shown = ", ".join(f"{task.id[:12]} ({task.name or 'unnamed'})" for task in matches[:3])
-        more = f" and {len(matches) - 3} more" if len(matches) > 3 else ""
+        plus = "+" if len(matches) >= MATCH_LIMIT else ""
+        more = f" and {len(matches) - 3}{plus} more" if len(matches) > 3 else ""
         raise NotFound(f"task id prefix '{ref}' is ambiguous: {shown}{more}; give more characters")
     return matches[0].id
 

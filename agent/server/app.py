@@ -1,6 +1,8 @@
 """The FastAPI application of ``agent server``: a thin HTTP shell over ``SqlBackend``.
 
-- ``/api/v1/...``: one endpoint per Backend method (:mod:`agent.server.routes`).
+- ``/api/v1/...``: one endpoint per Backend method (:mod:`agent.server.routes`); the
+  busiest ones (create, enqueue, claim, status, logs) are answered by
+  :mod:`agent.server.fast` when the request is well-formed, alike but cheaper.
 - Errors: every error answers ``{"error": {"type": "NotFound", "message": "..."}}``
   with the AgentError's ``http_status``; bad input is 422 ``InvalidInput``; an
   unexpected exception is a logged 500 ``InternalError``.
@@ -30,7 +32,9 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agent.core.errors import AgentError, IllegalTransition
+from agent.core.errors import AgentError
+from agent.server.errors import agent_error_response, error_body, unstorable_response
+from agent.server.fast import FastPaths
 from agent.server.routes import make_api_router
 from agent.store.sql import SqlBackend
 
@@ -77,6 +81,7 @@ def create_app(
     app.include_router(make_api_router(backend))
     if files_root is not None:
         _include_files_router(app, Path(files_root))
+    app.add_middleware(FastPaths, backend=backend)  # inside the auth check below
     if token:
         app.add_middleware(BearerTokenAuth, token=token, open_paths=frozenset({HEALTH_PATH}))
     return app
@@ -175,19 +180,10 @@ def _include_files_router(app: FastAPI, root: Path) -> None:
 
 
 # -- errors -------------------------------------------------------------------------------
-def error_body(kind: str, message: str, **extra: Any) -> dict[str, Any]:
-    """The JSON of every error answer. ``detail`` repeats the message for generic clients."""
-    return {"error": {"type": kind, "message": message, **extra}, "detail": message}
-
-
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AgentError)
     async def agent_error(request: Request, exc: AgentError) -> JSONResponse:
-        extra = {}
-        if isinstance(exc, IllegalTransition):
-            extra = {"current": exc.current, "new": exc.new}
-        body = error_body(type(exc).__name__, str(exc), **extra)
-        return JSONResponse(body, status_code=exc.http_status)
+        return agent_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -206,9 +202,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DataError)
     async def unstorable(request: Request, exc: DataError) -> JSONResponse:
-        # The database refused a value (a NUL byte in PostgreSQL text, a number out of range).
-        reason = str(exc.orig).splitlines()[0] if exc.orig else "bad value"
-        return JSONResponse(error_body("InvalidInput", f"value cannot be stored: {reason}"), 422)
+        return unstorable_response(exc)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

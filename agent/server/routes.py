@@ -18,6 +18,7 @@ from agent.server import schemas as s
 from agent.store.sql import SqlBackend
 
 TaskId = Annotated[str, Path(min_length=1, max_length=64)]
+QueueName = Annotated[str, Query(min_length=1, max_length=255)]
 
 
 def make_api_router(backend: SqlBackend) -> APIRouter:
@@ -45,11 +46,13 @@ def _project_routes(router: APIRouter, backend: SqlBackend) -> None:
 
 def _task_routes(router: APIRouter, backend: SqlBackend) -> None:
     @router.post("/tasks", tags=["tasks"])
-    def create_task(body: s.TaskIn) -> dict[str, Any]:
-        data = body.model_dump()
-        if data["id"] is None:
-            del data["id"]
-        return backend.create_task(Task.from_dict(data)).to_dict()
+    def create_task(
+        body: s.TaskIn,
+        queue: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
+        priority: Annotated[int, Query(ge=-s.INT32_MAX, le=s.INT32_MAX)] = 0,
+    ) -> dict[str, Any]:
+        """Create a task; with ``queue``, also enqueue it there (one transaction)."""
+        return backend.create_task(task_from_body(body), queue, priority).to_dict()
 
     @router.get("/tasks/{task_id}", tags=["tasks"])
     def get_task(task_id: TaskId) -> dict[str, Any]:
@@ -107,13 +110,11 @@ def _queue_routes(router: APIRouter, backend: SqlBackend) -> None:
         return backend.create_queue(body.name).to_dict()
 
     @router.get("/queues/by-name", tags=["queues"])
-    def get_queue(name: Annotated[str, Query(min_length=1, max_length=255)]) -> dict[str, Any]:
+    def get_queue(name: QueueName) -> dict[str, Any]:
         return backend.get_queue(name).to_dict()
 
     @router.get("/queues/entries", tags=["queues"])
-    def queue_entries(
-        name: Annotated[str, Query(min_length=1, max_length=255)],
-    ) -> dict[str, Any]:
+    def queue_entries(name: QueueName) -> dict[str, Any]:
         return {"task_ids": backend.queue_entries(name)}
 
     @router.post("/queues/claim", tags=["queues"])
@@ -208,3 +209,11 @@ def _artifact_routes(router: APIRouter, backend: SqlBackend) -> None:
 
 def _artifact_dict(artifact: Artifact) -> dict[str, Any]:
     return dataclasses.asdict(artifact)
+
+
+def task_from_body(body: s.TaskIn) -> Task:
+    """The Task a create request describes (a new id unless it names one)."""
+    data = body.model_dump()
+    if data["id"] is None:
+        del data["id"]
+    return Task.from_dict(data)

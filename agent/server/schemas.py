@@ -124,6 +124,7 @@ class TaskQuery(Body):
     parent: Id | None = None
     runtime: dict[Name, Any] | None = Field(default=None, max_length=50)
     limit: int = Field(default=1000, ge=1, le=100_000)
+    id_prefix: Annotated[str, Field(max_length=64)] | None = None
 
 
 class ProjectIn(Body):

@@ -36,8 +36,13 @@ class Backend(Protocol):
         """Create (idempotent) and return the project name."""
 
     # -- tasks ------------------------------------------------------------
-    def create_task(self, task: Task) -> Task:
-        """Store a new task (status ``created``); timestamps are set by the store."""
+    def create_task(self, task: Task, queue: str | None = None, priority: int = 0) -> Task:
+        """Store a new task (status ``created``); timestamps are set by the store.
+
+        With ``queue``, the task is also enqueued there in the same transaction, as
+        :meth:`enqueue` would (status ``queued``): one call instead of two.
+        Raises Conflict for an id already taken, InvalidInput for a bad task or queue name.
+        """
 
     def get_task(self, task_id: str) -> Task:
         """The task with its artifacts. Raises NotFound."""
@@ -83,8 +88,13 @@ class Backend(Protocol):
         parent: str | None = None,
         runtime: dict[str, Any] | None = None,
         limit: int = 1000,
+        id_prefix: str | None = None,
     ) -> list[Task]:
-        """Tasks matching every given filter, newest first (without artifacts)."""
+        """Tasks matching every given filter, newest first (without artifacts).
+
+        ``id_prefix``: only tasks whose id starts with it (case-sensitive), to resolve
+        the short ids people type; InvalidInput past 64 characters (an id's most).
+        """
 
     def delete_task(self, task_id: str) -> None:
         """Remove a task and everything it owns."""
@@ -100,7 +110,11 @@ class Backend(Protocol):
         """All queues with their current length."""
 
     def enqueue(self, task_id: str, queue: str, priority: int = 0) -> Task:
-        """Put the task on the queue (created on demand); status -> queued."""
+        """Put the task on the queue (created on demand); status -> queued.
+
+        A claim waiting on that queue in the store's process is woken at once: one
+        claim per task enqueued, not every waiting claim.
+        """
 
     def dequeue(self, task_id: str) -> Task:
         """Take a queued task off its queue; status -> created."""

@@ -106,7 +106,7 @@ class HttpBackend:
         self.timeout = float(timeout)
         self.retries = max(1, int(retries))
         self.max_backoff = max_backoff
-        self._session = _make_session(token)
+        self._session = _make_session(self.url, token)
 
     def __repr__(self) -> str:
         return f"HttpBackend({self.url!r})"
@@ -123,7 +123,9 @@ class HttpBackend:
         read_timeout: float | None = None,
     ) -> Any:
         """Send one request (with retries); the decoded JSON answer, or None for 204."""
-        data = None if body is None else json.dumps(body, default=_jsonable)
+        # Bytes, not str: http.client then sends the headers and the body in one packet,
+        # and the server reads the request at once.
+        data = None if body is None else json.dumps(body, default=_jsonable).encode()
         timeout = (min(10.0, self.timeout), read_timeout or self.timeout)
         retrying = Retrying(
             stop=stop_after_attempt(self.retries),
@@ -155,7 +157,7 @@ class HttpBackend:
         self,
         method: str,
         path: str,
-        data: str | None,
+        data: bytes | None,
         params: dict[str, Any] | None,
         timeout: tuple[float, float],
     ) -> requests.Response:
@@ -181,8 +183,9 @@ class HttpBackend:
         return self._call("POST", "/projects", body={"name": name}, idempotent=True)["name"]
 
     # -- tasks --------------------------------------------------------------
-    def create_task(self, task: Task) -> Task:
-        data = self._call("POST", "/tasks", body=task.to_dict(), idempotent=False)
+    def create_task(self, task: Task, queue: str | None = None, priority: int = 0) -> Task:
+        params = None if queue is None else {"queue": queue, "priority": int(priority)}
+        data = self._call("POST", "/tasks", body=task.to_dict(), params=params, idempotent=False)
         return Task.from_dict(data)
 
     def get_task(self, task_id: str) -> Task:
@@ -232,12 +235,13 @@ class HttpBackend:
         parent: str | None = None,
         runtime: dict[str, Any] | None = None,
         limit: int = 1000,
+        id_prefix: str | None = None,
     ) -> list[Task]:
         if status is not None and not isinstance(status, str):
             status = list(status)
         body = dict(
             project=project, name=name, status=status, tag=tag, type=type, parent=parent,
-            runtime=runtime, limit=max(1, min(int(limit), 100_000)),
+            runtime=runtime, limit=max(1, min(int(limit), 100_000)), id_prefix=id_prefix,
         )  # fmt: skip
         data = self._call("POST", "/tasks/query", body=body, idempotent=True)
         return [Task.from_dict(item) for item in data["tasks"]]
@@ -382,7 +386,7 @@ class HttpBackend:
 
 
 # -- helpers ---------------------------------------------------------------------------
-def _make_session(token: str | None) -> requests.Session:
+def _make_session(url: str, token: str | None) -> requests.Session:
     session = requests.Session()
     # Retries are ours (tenacity); urllib3 must not retry behind our back.
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
@@ -392,6 +396,14 @@ def _make_session(token: str | None) -> requests.Session:
     session.headers["User-Agent"] = f"pipeline-agent/{os.getpid()}"
     if token:
         session.headers["Authorization"] = f"Bearer {token}"
+    elif netrc_auth := requests.utils.get_netrc_auth(url):
+        session.auth = netrc_auth
+    # The environment's proxies and CA bundle, read once for our one server: requests
+    # would scan the whole environment on every request, which costs more than the
+    # rest of a request to a local server.
+    settings = session.merge_environment_settings(url, {}, None, None, None)
+    session.proxies, session.verify = settings["proxies"], settings["verify"]
+    session.trust_env = False
     return session
 
 

@@ -5,6 +5,10 @@ claim cannot race another. PostgreSQL: claims take the queue head with
 ``FOR UPDATE SKIP LOCKED``. Claims long-poll: an enqueue through this same
 backend object wakes its waiting claimers at once; enqueues from other
 processes are seen by polling every few milliseconds.
+
+Frequent operations (create, enqueue, claim, status changes) run statements built
+once (:mod:`agent.store.statements`) and answer from the row they wrote instead of
+reading the task back.
 """
 
 from __future__ import annotations
@@ -42,12 +46,18 @@ from agent.core.models import (
     transition,
 )
 from agent.store import schema as t
+from agent.store import statements as q
 from agent.store.base import DEFAULT_LEASE_S, UPDATABLE_FIELDS
+from agent.store.wakeups import ClaimSignals, ClaimWaiter, PollBackoff
 
-#: Poll interval bounds of a long-polling claim (seconds).
-_POLL_MIN, _POLL_MAX = 0.005, 0.05
 _JSON_FIELDS = ("tags", "script", "hyperparams", "configuration", "container", "runtime")
 _TASK_TYPES = {t_.value for t_ in TaskTypes}
+_SCRIPT_FIELDS = tuple(f.name for f in dataclasses.fields(Script))
+#: The task columns a Task gives (artifacts live in their own table).
+_TASK_COLUMNS = tuple(f.name for f in dataclasses.fields(Task) if f.name != "artifacts")
+#: Connections a file-backed SQLite store keeps open: enough for a server's concurrent
+#: requests, so none is opened (and set up with PRAGMAs) per request.
+_SQLITE_POOL_SIZE = 20
 #: Task ids: what fits the id column and a URL path segment (uuid4 hex and more).
 _TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -62,9 +72,13 @@ def _make_engine(url: str) -> Engine:
     url = _normalize_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
+        pool_args = {}
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+            pool_args = {"pool_size": _SQLITE_POOL_SIZE, "max_overflow": 2 * _SQLITE_POOL_SIZE}
+        engine = create_engine(
+            url, connect_args={"timeout": 60, "check_same_thread": False}, **pool_args
+        )
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):  # pragma: no cover - trivial
@@ -102,7 +116,14 @@ class SqlBackend:
         self.url = url
         self.engine = _make_engine(url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
-        self._enqueued = threading.Condition()
+        dialect = self.engine.dialect.name
+        #: Claims waiting in this process; an enqueue here wakes one (see agent.store.wakeups).
+        self.claim_signals = ClaimSignals()
+        self._take_head = q.take_head(dialect)
+        self._take_head_below_locked = None if self.is_sqlite else q.take_head(dialect, True)
+        self._insert_project = q.insert_ignoring_duplicates(dialect, t.projects, "name")
+        self._insert_queue = q.insert_ignoring_duplicates(dialect, t.queues, "name")
+        self._task_for_update = q.TASK if self.is_sqlite else q.TASK_FOR_UPDATE
         self._known_projects: set[str] = set()
         self._known_queues: dict[str, str] = {}
         self._write_lock: threading.Lock | None = None
@@ -119,7 +140,7 @@ class SqlBackend:
 
     def _after_fork(self) -> None:
         self.engine.dispose(close=False)
-        self._enqueued = threading.Condition()
+        self.claim_signals = ClaimSignals()
         if self._write_lock is not None:
             self._write_lock = threading.Lock()
 
@@ -167,20 +188,20 @@ class SqlBackend:
             raise InvalidInput("project name must be 1 to 255 characters")
         with self._write() as conn:
             self._ensure_project(conn, name)
+        self._known_projects.add(name)
         return name
 
     def _ensure_project(self, conn: Connection, name: str) -> None:
-        # Projects and queues are never deleted, so a name seen once needs no lookup.
-        if not name or name in self._known_projects:
-            return
-        exists = conn.execute(select(t.projects.c.name).where(t.projects.c.name == name)).first()
-        if not exists:
-            conn.execute(insert(t.projects).values(name=name, created=now()))
-        self._known_projects.add(name)
+        # Projects and queues are never deleted, so a name seen once needs no statement.
+        # Callers remember a name only once their transaction has committed.
+        if name and name not in self._known_projects:
+            conn.execute(self._insert_project, {"name": name, "created": now()})
 
     # -- tasks --------------------------------------------------------------
-    def create_task(self, task: Task) -> Task:
+    def create_task(self, task: Task, queue: str | None = None, priority: int = 0) -> Task:
         _validate_task(task)
+        if queue is not None:
+            _validate_queue_name(queue)
         stamp = now()
         row = _task_to_row(task)
         row.update(
@@ -193,32 +214,48 @@ class SqlBackend:
             queue=None,
             lease_expires=None,
         )
-        with self._write() as conn:
-            if conn.execute(select(t.tasks.c.id).where(t.tasks.c.id == task.id)).first():
-                raise Conflict(f"task {task.id} already exists")
-            self._ensure_project(conn, task.project)
-            conn.execute(insert(t.tasks).values(**row))
-            self._write_tags(conn, task.id, task.tags, new=True)
-            self._write_props(conn, task.id, task.runtime, new=True)
-            return self._load_task(conn, task.id)
+        if queue is not None:
+            row.update(status=TaskStatus.queued.value, queue=queue, status_message="")
+        try:
+            with self._write() as conn:
+                self._ensure_project(conn, task.project)
+                conn.execute(q.INSERT_TASK, row)
+                self._write_tags(conn, task.id, row["tags"], new=True)
+                self._write_props(conn, task.id, row["runtime"], new=True)
+                if queue is not None:
+                    queue_id = self._ensure_queue(conn, queue)
+                    self._insert_entry(conn, queue_id, task.id, priority)
+        except IntegrityError:
+            if self._task_exists(task.id):
+                raise Conflict(f"task {task.id} already exists") from None
+            raise
+        self._known_projects.add(task.project)
+        if queue is not None:
+            self._known_queues[queue] = queue_id
+            self.claim_signals.notify(queue)
+        # The row as stored, read back as get_task would (a new task has no artifacts).
+        return _row_to_task(row)
+
+    def _task_exists(self, task_id: str) -> bool:
+        with self._read() as conn:
+            return conn.execute(q.TASK_EXISTS, {"task_id": task_id}).first() is not None
 
     def get_task(self, task_id: str) -> Task:
         with self._read() as conn:
             return self._load_task(conn, task_id)
 
     def _load_task(self, conn: Connection, task_id: str) -> Task:
-        row = conn.execute(select(t.tasks).where(t.tasks.c.id == task_id)).mappings().first()
-        if row is None:
-            raise NotFound(f"no task with id '{task_id}'")
+        return self._with_artifacts(conn, self._require(conn, task_id))
+
+    def _with_artifacts(self, conn: Connection, row: dict[str, Any]) -> Task:
+        """The task of a row just read or written, with its artifacts."""
         task = _row_to_task(row)
-        task.artifacts = self._artifacts(conn, task_id)
+        task.artifacts = self._artifacts(conn, task.id)
         return task
 
     def _require(self, conn: Connection, task_id: str, lock: bool = False) -> dict[str, Any]:
-        query = select(t.tasks).where(t.tasks.c.id == task_id)
-        if lock and not self.is_sqlite:
-            query = query.with_for_update()
-        row = conn.execute(query).mappings().first()
+        query = self._task_for_update if lock else q.TASK
+        row = conn.execute(query, {"task_id": task_id}).mappings().first()
         if row is None:
             raise NotFound(f"no task with id '{task_id}'")
         return dict(row)
@@ -242,7 +279,10 @@ class SqlBackend:
                 self._write_tags(conn, task_id, values["tags"])
             if "runtime" in fields:
                 self._write_props(conn, task_id, values["runtime"])
-            return self._load_task(conn, task_id)
+            task = self._load_task(conn, task_id)
+        if values.get("project"):
+            self._known_projects.add(values["project"])
+        return task
 
     def merge_runtime(self, task_id: str, values: dict[str, Any]) -> Task:
         if not isinstance(values, dict):
@@ -266,7 +306,7 @@ class SqlBackend:
             conn.execute(delete(t.task_tags).where(t.task_tags.c.task_id == task_id))
         unique = sorted({str(tag) for tag in tags})
         if unique:
-            conn.execute(insert(t.task_tags), [{"task_id": task_id, "tag": tag} for tag in unique])
+            conn.execute(q.INSERT_TAGS, [{"task_id": task_id, "tag": tag} for tag in unique])
 
     def _write_props(
         self, conn: Connection, task_id: str, runtime: dict[str, Any], new: bool = False
@@ -275,7 +315,7 @@ class SqlBackend:
             conn.execute(delete(t.task_props).where(t.task_props.c.task_id == task_id))
         rows = [{"task_id": task_id, "key": str(k), "value": _canon(v)} for k, v in runtime.items()]
         if rows:
-            conn.execute(insert(t.task_props), rows)
+            conn.execute(q.INSERT_PROPS, rows)
 
     def set_status(
         self,
@@ -286,8 +326,8 @@ class SqlBackend:
     ) -> Task:
         with self._write() as conn:
             row = self._require(conn, task_id, lock=True)
-            self._set_status(conn, row, status, message, expected)
-            return self._load_task(conn, task_id)
+            row = self._set_status(conn, row, status, message, expected)
+            return self._with_artifacts(conn, row)
 
     def _set_status(
         self,
@@ -296,7 +336,9 @@ class SqlBackend:
         status: str,
         message: str | None,
         expected: Sequence[str] | None,
-    ) -> None:
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Move the task of ``row`` (also setting ``extra`` columns); the row as it is now."""
         current = row["status"]
         if expected is not None and current not in {str(s) for s in expected}:
             raise Conflict(
@@ -315,10 +357,12 @@ class SqlBackend:
         if new is TaskStatus.created:
             values.update(started=None, completed=None, worker=None, queue=None)
         if current == TaskStatus.queued.value:
-            conn.execute(delete(t.queue_entries).where(t.queue_entries.c.task_id == row["id"]))
+            conn.execute(q.DELETE_ENTRY_OF_TASK, {"task_id": row["id"]})
         if current == TaskStatus.in_progress.value:
             values["lease_expires"] = None
-        conn.execute(update(t.tasks).where(t.tasks.c.id == row["id"]).values(**values))
+        values.update(extra)
+        conn.execute(q.UPDATE_TASK, {"task_id": row["id"], **values})
+        return {**row, **values}
 
     def clone_task(
         self,
@@ -355,9 +399,19 @@ class SqlBackend:
         parent: str | None = None,
         runtime: dict[str, Any] | None = None,
         limit: int = 1000,
+        id_prefix: str | None = None,
     ) -> list[Task]:
         query = select(t.tasks)
         c = t.tasks.c
+        if id_prefix is not None and len(id_prefix) > 64:
+            raise InvalidInput("an id prefix is at most 64 characters (as long as an id)")
+        if id_prefix:
+            query = query.where(c.id.startswith(id_prefix, autoescape=True))
+            if self.is_sqlite:
+                # SQLite's LIKE ignores case and cannot use the index; a range on the id
+                # does both (ids compare as bytes).
+                upper = id_prefix[:-1] + chr(ord(id_prefix[-1]) + 1)
+                query = query.where(and_(c.id >= id_prefix, c.id < upper))
         if project is not None:
             query = query.where(c.project == project)
         if name is not None:
@@ -401,20 +455,21 @@ class SqlBackend:
     def create_queue(self, name: str) -> Queue:
         _validate_queue_name(name)
         with self._write() as conn:
-            self._ensure_queue(conn, name)
+            queue_id = self._ensure_queue(conn, name)
+        self._known_queues[name] = queue_id
         return self.get_queue(name)
 
     def _ensure_queue(self, conn: Connection, name: str) -> str:
+        """The queue's id, creating the queue if need be. Callers remember the id in
+        ``_known_queues`` once their transaction has committed."""
         if name in self._known_queues:
             return self._known_queues[name]
-        row = conn.execute(select(t.queues.c.id).where(t.queues.c.name == name)).first()
-        if row:
-            queue_id = row[0]
-        else:
-            queue_id = new_id()
-            conn.execute(insert(t.queues).values(id=queue_id, name=name, created=now()))
-        self._known_queues[name] = queue_id
-        return queue_id
+        conn.execute(self._insert_queue, {"id": new_id(), "name": name, "created": now()})
+        return conn.execute(q.QUEUE_ID, {"name": name}).scalar_one()
+
+    def _insert_entry(self, conn: Connection, queue_id: str, task_id: str, priority: int) -> None:
+        entry = {"queue_id": queue_id, "task_id": task_id, "priority": int(priority)}
+        conn.execute(q.INSERT_ENTRY, {**entry, "enqueued": now()})
 
     def get_queue(self, name: str) -> Queue:
         for queue in self.list_queues():
@@ -443,21 +498,15 @@ class SqlBackend:
         _validate_queue_name(queue)
         with self._write() as conn:
             row = self._require(conn, task_id, lock=True)
+            row = self._set_status(
+                conn, row, TaskStatus.queued.value, "", None,
+                queue=queue, worker=None, started=None, completed=None,
+            )  # fmt: skip
             queue_id = self._ensure_queue(conn, queue)
-            self._set_status(conn, row, TaskStatus.queued.value, "", None)
-            conn.execute(
-                update(t.tasks)
-                .where(t.tasks.c.id == task_id)
-                .values(queue=queue, worker=None, started=None, completed=None)
-            )
-            conn.execute(
-                insert(t.queue_entries).values(
-                    queue_id=queue_id, task_id=task_id, priority=int(priority), enqueued=now()
-                )
-            )
-            task = self._load_task(conn, task_id)
-        with self._enqueued:
-            self._enqueued.notify_all()
+            self._insert_entry(conn, queue_id, task_id, priority)
+            task = self._with_artifacts(conn, row)
+        self._known_queues[queue] = queue_id
+        self.claim_signals.notify(queue)
         return task
 
     def dequeue(self, task_id: str) -> Task:
@@ -484,71 +533,70 @@ class SqlBackend:
         timeout: float = 0.0,
         lease_s: float = DEFAULT_LEASE_S,
     ) -> Task | None:
-        if isinstance(queues, str):
-            queues = [queues]
+        queues = [queues] if isinstance(queues, str) else list(queues)
         if not queues:
             raise InvalidInput("claim needs at least one queue")
-        deadline = time.monotonic() + max(0.0, float(timeout))
-        delay = _POLL_MIN
-        while True:
-            if self._any_waiting(list(queues)):
-                task = self._claim_once(list(queues), worker_id, lease_s)
-                if task is not None:
-                    return task
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+        if timeout <= 0:
+            if not self._any_waiting(queues):
                 return None
-            with self._enqueued:
-                self._enqueued.wait(min(delay, remaining))
-            delay = min(delay * 2, _POLL_MAX)
+            return self._claim_once(queues, worker_id, lease_s)
+        return self._wait_and_claim(queues, worker_id, time.monotonic() + float(timeout), lease_s)
+
+    def _wait_and_claim(
+        self, queues: list[str], worker_id: str, deadline: float, lease_s: float
+    ) -> Task | None:
+        backoff = PollBackoff(deadline)
+        with self.claim_signals.waiting(queues) as waiter:
+            while (task := self.claim_step(queues, worker_id, lease_s, waiter)) is None:
+                pause = backoff.next_pause()
+                if pause is None:
+                    return None
+                waiter.wait(pause)
+            return task
+
+    def claim_step(
+        self, queues: list[str], worker_id: str, lease_s: float, waiter: ClaimWaiter
+    ) -> Task | None:
+        """One look at the queues for a claim waiting with ``waiter``
+        (:meth:`ClaimSignals.waiting <agent.store.wakeups.ClaimSignals.waiting>`): the
+        task it takes, or None. Between two steps the claim waits for a wake-up."""
+        # A wake-up means a task was enqueued here: claim without the read first.
+        wakeups = waiter.take()
+        if not wakeups and not self._any_waiting(queues):
+            return None
+        task = self._claim_once(queues, worker_id, lease_s)
+        if task is not None:
+            if task.queue in wakeups:
+                wakeups.remove(task.queue)
+            waiter.hand_on(wakeups)  # for tasks on its other queues: other claimers
+        return task
 
     def _any_waiting(self, queues: list[str]) -> bool:
         # A cheap read first, so idle claimers polling an empty queue never take
         # SQLite's write lock.
-        query = (
-            select(t.queue_entries.c.id)
-            .select_from(
-                t.queue_entries.join(t.queues, t.queues.c.id == t.queue_entries.c.queue_id)
-            )
-            .where(t.queues.c.name.in_(queues))
-            .limit(1)
-        )
         with self._read() as conn:
-            return conn.execute(query).first() is not None
+            return conn.execute(q.ANY_ENTRY, {"queues": queues}).first() is not None
 
     def _claim_once(self, queues: list[str], worker_id: str, lease_s: float) -> Task | None:
         with self._write() as conn:
             for name in queues:
-                query = (
-                    select(t.queue_entries.c.id, t.queue_entries.c.task_id)
-                    .select_from(
-                        t.queue_entries.join(t.queues, t.queues.c.id == t.queue_entries.c.queue_id)
-                    )
-                    .where(t.queues.c.name == name)
-                    .order_by(t.queue_entries.c.priority.desc(), t.queue_entries.c.id)
-                    .limit(1)
-                )
-                if not self.is_sqlite:
-                    query = query.with_for_update(skip_locked=True, of=t.queue_entries)
-                entry = conn.execute(query).first()
-                if entry is None:
+                task_id = conn.execute(self._take_head, {"queue": name}).scalar()
+                if task_id is None and self._take_head_below_locked is not None:
+                    task_id = conn.execute(self._take_head_below_locked, {"queue": name}).scalar()
+                if task_id is None:
                     continue
-                conn.execute(delete(t.queue_entries).where(t.queue_entries.c.id == entry.id))
                 stamp = now()
-                conn.execute(
-                    update(t.tasks)
-                    .where(t.tasks.c.id == entry.task_id)
-                    .values(
-                        status=TaskStatus.in_progress.value,
-                        worker=worker_id,
-                        started=stamp,
-                        completed=None,
-                        last_update=stamp,
-                        lease_expires=stamp + lease_s,
-                        status_message="",
-                    )
+                values = dict(
+                    status=TaskStatus.in_progress.value,
+                    worker=worker_id,
+                    started=stamp,
+                    completed=None,
+                    last_update=stamp,
+                    lease_expires=stamp + lease_s,
+                    status_message="",
                 )
-                return self._load_task(conn, entry.task_id)
+                row = conn.execute(q.UPDATE_TASK_RETURNING, {"task_id": task_id, **values})
+                return self._with_artifacts(conn, dict(row.mappings().one()))
         return None
 
     # -- workers --------------------------------------------------------------
@@ -774,11 +822,7 @@ class SqlBackend:
             return self._artifacts(conn, task_id)
 
     def _artifacts(self, conn: Connection, task_id: str) -> dict[str, Artifact]:
-        rows = conn.execute(
-            select(t.artifacts)
-            .where(t.artifacts.c.task_id == task_id)
-            .order_by(t.artifacts.c.created)
-        ).mappings()
+        rows = conn.execute(q.ARTIFACTS, {"task_id": task_id}).mappings()
         return {r["name"]: _row_to_artifact(r) for r in rows}
 
     def find_artifact_by_hash(self, sha256: str) -> Artifact | None:
@@ -795,29 +839,39 @@ class SqlBackend:
 
 # -- row <-> record -------------------------------------------------------------------
 def _canon(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    # A dataclass is stored as its fields (as Task.to_dict would), anything else as text.
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)
 
 
 def _defaults_for(fields: dict[str, Any]) -> dict[str, Any]:
     values = dict(fields)
     if isinstance(values.get("script"), dict):
-        values["script"] = Script(
-            **{
-                k: v
-                for k, v in values["script"].items()
-                if k in {f.name for f in dataclasses.fields(Script)}
-            }
-        )
+        values["script"] = _script(values["script"])
     return values
 
 
+def _script(data: dict[str, Any] | None) -> Script:
+    return Script(**{k: v for k, v in (data or {}).items() if k in _SCRIPT_FIELDS})
+
+
 def _task_to_row(task: Task, only: Iterable[str] | None = None) -> dict[str, Any]:
-    row = task.to_dict()
-    row.pop("artifacts", None)
+    """The task's columns, holding what reading them back would give (and nothing that
+    the caller's Task shares: every JSON column is a new object)."""
+    row = {name: getattr(task, name) for name in _TASK_COLUMNS}
+    script = row["script"]
+    if dataclasses.is_dataclass(script):
+        row["script"] = {name: getattr(script, name) for name in _SCRIPT_FIELDS}
     row["type"] = str(row["type"].value if hasattr(row["type"], "value") else row["type"])
     row["tags"] = [str(tag) for tag in row["tags"] or []]
     for key in ("hyperparams", "configuration", "container", "runtime"):
         row[key] = json.loads(_canon(row[key] or {}))
+    row["script"] = json.loads(json.dumps(row["script"]))
     if only is not None:
         row = {k: row[k] for k in only}
     return row
@@ -825,13 +879,7 @@ def _task_to_row(task: Task, only: Iterable[str] | None = None) -> dict[str, Any
 
 def _row_to_task(row: Any) -> Task:
     data = {k: row[k] for k in row.keys() if k != "lease_expires"}
-    data["script"] = Script(
-        **{
-            k: v
-            for k, v in (data["script"] or {}).items()
-            if k in {f.name for f in dataclasses.fields(Script)}
-        }
-    )
+    data["script"] = _script(data["script"])
     return Task.from_dict(data)
 
 

@@ -237,6 +237,52 @@ def test_errors_are_json_with_the_error_type(open_server: LiveServer) -> None:
         HttpBackend(url).get_queue("never-made")
 
 
+def test_the_busiest_endpoints_answer_like_every_other(open_server: LiveServer) -> None:
+    # Valid requests to these take the server's fast path; others go through FastAPI.
+    api = f"{open_server.url}/api/v1"
+
+    def post(path: str, body: object, **params: str) -> requests.Response:
+        return requests.post(f"{api}{path}", json=body, params=params, timeout=10)
+
+    def invalid(response: requests.Response) -> list[str]:
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["type"] == "InvalidInput"
+        return [d["loc"] for d in response.json()["error"]["details"]]
+
+    created = post("/tasks", {"name": "hot", "project": "hot"}, queue="hot-q", priority="3")
+    assert created.status_code == 200 and created.headers["content-type"] == "application/json"
+    task = created.json()
+    assert task["status"] == "queued" and task["queue"] == "hot-q"
+    assert requests.get(f"{api}/tasks/{task['id']}", timeout=10).json() == task
+    assert invalid(post("/tasks", {}, queue="")) == ["query.queue"]
+    assert invalid(post("/tasks", {}, priority="high")) == ["query.priority"]
+    assert invalid(post("/tasks", {}, priority=str(2**31))) == ["query.priority"]
+    assert invalid(post("/tasks", {"type": "nope"})) == ["body.type"]
+    assert invalid(post(f"/tasks/{task['id']}/status", {})) == ["body.status"]
+    assert invalid(post(f"/tasks/{task['id']}/enqueue", {"queue": ""})) == ["body.queue"]
+    assert invalid(post(f"/tasks/{task['id']}/logs", {"lines": [1]}))
+    assert invalid(post("/queues/claim", {"queues": ["hot-q"]})) == ["body.worker_id"]
+
+    refused = post(f"/tasks/{task['id']}/status", {"status": "completed"})
+    assert refused.status_code == 409
+    assert refused.json()["error"] | {"message": ""} == {
+        "type": "IllegalTransition", "message": "", "current": "queued", "new": "completed",
+    }  # fmt: skip
+    missing = post(f"/tasks/{'0' * 32}/enqueue", {"queue": "hot-q"})
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "NotFound"
+
+    claimed = post("/queues/claim", {"queues": ["hot-q"], "worker_id": "w", "timeout": 5})
+    assert claimed.json()["task"]["id"] == task["id"]
+    assert claimed.json()["task"] == requests.get(f"{api}/tasks/{task['id']}", timeout=10).json()
+    assert post(f"/tasks/{task['id']}/logs", {"lines": ["a", {"text": "b"}]}).json() == {
+        "last_seq": 2
+    }
+    done = post(f"/tasks/{task['id']}/status", {"status": "completed", "message": "ok"})
+    assert done.json()["status"] == "completed" and done.json()["status_message"] == "ok"
+    empty = post("/queues/claim", {"queues": ["hot-q"], "worker_id": "w"})
+    assert empty.json() == {"task": None}
+
+
 def test_a_stopped_server_is_a_clear_error() -> None:
     client = HttpBackend(f"http://127.0.0.1:{free_port()}", retries=2, max_backoff=0.1)
     with pytest.raises(ServerUnavailable, match="cannot reach the agent server"):

@@ -255,6 +255,63 @@ def test_query_tasks_by_each_filter(backend: Backend, uid: str) -> None:
     assert created == sorted(created, reverse=True)  # newest first
 
 
+def test_query_tasks_by_id_prefix(backend: Backend, uid: str) -> None:
+    ids = [f"{uid}-a1", f"{uid}-a2", f"{uid}-b1", f"{uid}_a3", f"{uid}xa4"]
+    for task_id in ids:
+        make_task(backend, uid, id=task_id)
+
+    def found(prefix: str) -> set[str]:
+        return {t.id for t in backend.query_tasks(id_prefix=prefix)}
+
+    assert found(f"{uid}-a") == {f"{uid}-a1", f"{uid}-a2"}
+    assert found(f"{uid}-") == {f"{uid}-a1", f"{uid}-a2", f"{uid}-b1"}
+    assert found(f"{uid}_") == {f"{uid}_a3"}  # '_' is no wildcard
+    assert found(f"{uid}%") == set()  # nor is '%'
+    assert found(f"{uid}-A") == set()  # ids compare case-sensitively
+    assert found(f"{uid}-a1") == {f"{uid}-a1"}
+    assert found(uid) == set(ids)
+    assert len(backend.query_tasks(id_prefix=uid, limit=2)) == 2
+    assert [t.id for t in backend.query_tasks(id_prefix=f"{uid}-b", project=f"proj-{uid}")] == [
+        f"{uid}-b1"
+    ]
+    assert backend.query_tasks(id_prefix=f"{uid}-b", project="elsewhere") == []
+    with pytest.raises(InvalidInput):
+        backend.query_tasks(id_prefix="x" * 65)
+
+
+def test_create_task_on_a_queue_enqueues_it(backend: Backend, uid: str) -> None:
+    queue = f"direct-{uid}"
+    low = backend.create_task(Task(name="low", project=f"proj-{uid}"), queue=queue)
+    high = backend.create_task(Task(name="high", project=f"proj-{uid}"), queue=queue, priority=5)
+    for task in (low, high):
+        assert task.status == "queued" and task.queue == queue
+        assert task.started is None and task.worker is None
+        assert backend.get_task(task.id) == task
+    assert backend.queue_entries(queue) == [high.id, low.id]
+    assert f"proj-{uid}" in backend.list_projects()
+    claimed = backend.claim([queue], f"w-{uid}")
+    assert claimed.id == high.id and claimed.status == "in_progress"
+
+
+def test_create_task_on_a_bad_queue_creates_nothing(backend: Backend, uid: str) -> None:
+    with pytest.raises(InvalidInput):
+        backend.create_task(Task(name=f"orphan-{uid}", project=f"proj-{uid}"), queue="")
+    assert backend.query_tasks(name=f"orphan-{uid}") == []
+
+
+def test_create_task_answers_what_get_task_reads(backend: Backend, uid: str) -> None:
+    task = make_task(
+        backend,
+        uid,
+        tags=["b", "a", "b"],
+        script=Script(entry_point="x.py", requirements=("numpy",)),  # a tuple, stored as a list
+        container={"image": "img", "arguments": ("--a", "--b"), "setup_script": ""},
+        hyperparams={"Args": {"x": (1, 2)}},
+        runtime={"k": {"nested": [1, {"deep": None}]}},
+    )
+    assert backend.get_task(task.id) == task
+
+
 def test_delete_task_removes_it_and_what_it_owns(backend: Backend, uid: str) -> None:
     queue = f"del-{uid}"
     task = make_task(backend, uid)
@@ -376,6 +433,16 @@ def test_enqueue_sets_status_and_queue(backend: Backend, uid: str) -> None:
         backend.enqueue("0" * 32, queue)
 
 
+def test_a_refused_enqueue_leaves_a_usable_queue(backend: Backend, uid: str) -> None:
+    queue = f"refused-{uid}"
+    done = task_in(backend, uid, S.completed)
+    with pytest.raises(IllegalTransition):
+        backend.enqueue(done.id, queue)  # the queue would be created by this enqueue
+    task = backend.enqueue(make_task(backend, uid).id, queue)
+    assert backend.queue_entries(queue) == [task.id]
+    assert backend.claim([queue], f"w-{uid}").id == task.id
+
+
 def test_failed_task_can_be_enqueued_again(backend: Backend, uid: str) -> None:
     queue = f"again-{uid}"
     task = task_in(backend, uid, S.failed)
@@ -444,6 +511,50 @@ def test_long_poll_claim_gets_a_task_enqueued_meanwhile(backend: Backend, uid: s
     claimer.join(timeout=40)
     assert not claimer.is_alive()
     assert got and got[0] is not None and got[0].id == task.id
+
+
+def test_every_waiting_claimer_gets_one_task(backend: Backend, uid: str) -> None:
+    queue, other = f"herd-{uid}", f"herd-other-{uid}"
+    backend.create_queue(queue)
+    got: list[Task | None] = []
+    claimers = [
+        threading.Thread(target=lambda q=qs: got.append(backend.claim(q, uid, timeout=30)))
+        for qs in ([queue], [queue], [other, queue], [queue, other])
+    ]
+    for claimer in claimers:
+        claimer.start()
+    time.sleep(0.3)  # let them wait (the test holds either way)
+    tasks = [backend.enqueue(make_task(backend, uid).id, queue) for _ in claimers]
+    for claimer in claimers:
+        claimer.join(timeout=40)
+        assert not claimer.is_alive()
+    assert sorted(t.id for t in got if t) == sorted(t.id for t in tasks)  # each exactly once
+    assert backend.queue_entries(queue) == []
+
+
+def test_concurrent_first_use_of_a_project_and_a_queue(target, uid: str) -> None:
+    project, queue, writers = f"race-{uid}", f"race-{uid}", 6
+    stores = [target.open() for _ in range(writers)]
+    start = threading.Barrier(writers)
+    errors: list[BaseException] = []
+
+    def create(store: Backend) -> None:
+        start.wait()
+        try:
+            store.enqueue(store.create_task(Task(name="racer", project=project)).id, queue)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert stores[0].list_projects().count(project) == 1
+    assert len(stores[0].queue_entries(queue)) == writers
+    for store in stores:
+        store.close()
 
 
 # -- workers and leases ----------------------------------------------------------------

@@ -1,0 +1,31 @@
+"""The JSON of error answers, shared by the FastAPI handlers and the fast paths."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
+
+from agent.core.errors import AgentError, IllegalTransition
+
+
+def error_body(kind: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The JSON of every error answer. ``detail`` repeats the message for generic clients."""
+    return {"error": {"type": kind, "message": message, **extra}, "detail": message}
+
+
+def agent_error_response(exc: AgentError) -> JSONResponse:
+    """The answer to an AgentError: its type and message, with its HTTP status."""
+    extra = {}
+    if isinstance(exc, IllegalTransition):
+        extra = {"current": exc.current, "new": exc.new}
+    body = error_body(type(exc).__name__, str(exc), **extra)
+    return JSONResponse(body, status_code=exc.http_status)
+
+
+def unstorable_response(exc: DataError) -> JSONResponse:
+    """The answer when the database refused a value (a NUL byte in PostgreSQL text, a
+    number out of range): the client's mistake, not the server's."""
+    reason = str(exc.orig).splitlines()[0] if exc.orig else "bad value"
+    return JSONResponse(error_body("InvalidInput", f"value cannot be stored: {reason}"), 422)

@@ -1,0 +1,289 @@
+"""The busiest endpoints, answered without FastAPI's per-request machinery.
+
+Daemons and controllers call create, enqueue, claim, status changes and log appends all
+the time, and FastAPI spends more on each of those (its middleware and dependency
+machinery, ``jsonable_encoder``) than the store does. :class:`FastPaths` is an ASGI
+layer in front of the FastAPI app that answers these requests itself, with the same
+request models (:mod:`agent.server.schemas`), the same store calls and the same JSON.
+
+It takes a request only when it answers exactly as FastAPI would: a JSON body that the
+endpoint's model accepts and a query string it knows. Anything else (a body that does
+not validate, an unexpected parameter, any other path) goes on to FastAPI untouched, so
+errors look the same; and the endpoints stay in :mod:`agent.server.routes`, so the
+OpenAPI schema, the docs and every other endpoint are unchanged.
+
+On SQLite a store call is a fraction of a millisecond of CPU under the GIL, so it runs on
+the event loop: handing it to a worker thread and back costs more than the call itself,
+and on a busy machine every handoff can stall the loop (a write by another process on the
+same database file makes the loop wait its turn, as any writer waits). A claim that has to wait for a
+task waits as a coroutine, woken by the enqueue (:mod:`agent.store.wakeups`), so a
+thousand idle daemons hold no thread. On PostgreSQL a call mostly waits on the network,
+so calls run in worker threads, side by side, and a waiting claim holds its thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+import anyio.to_thread
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DataError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agent.core.errors import AgentError
+from agent.core.models import Script, Task
+from agent.server import schemas as s
+from agent.server.errors import agent_error_response, unstorable_response
+from agent.server.routes import task_from_body
+from agent.store.sql import SqlBackend
+from agent.store.wakeups import PollBackoff
+
+API = "/api/v1"
+_TASK_PATH = f"{API}/tasks/"
+#: Runs the store call of a request; returns what to answer as JSON.
+Call = Callable[[], Awaitable[Any]]
+#: Takes the query parameters and the decoded JSON body: the Call, or None to let FastAPI answer.
+Handler = Callable[[dict[str, str], Any], Call | None]
+_TASK_FIELDS = tuple(f.name for f in dataclasses.fields(Task))
+_SCRIPT_FIELDS = tuple(f.name for f in dataclasses.fields(Script))
+_INT32 = re.compile(r"-?[0-9]{1,10}")
+
+
+class FastPaths:
+    """ASGI middleware answering the hot endpoints of ``backend`` (see the module doc)."""
+
+    def __init__(self, app: ASGIApp, backend: SqlBackend):
+        self.app = app
+        self.backend = backend
+        self._inline = backend.is_sqlite  # see the module doc
+        self._paths: dict[str, Handler] = {
+            f"{API}/tasks": self._create_task,
+            f"{API}/queues/claim": self._claim,
+        }
+        # POST /tasks/{task_id}/<action> -> handler(task_id, body).
+        self._task_actions: dict[str, Callable[[str, Any], Call | None]] = {
+            "enqueue": self._enqueue,
+            "status": self._set_status,
+            "logs": self._append_logs,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self._route(scope)
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        messages = await _read_request(receive)
+        call = _parse(route, scope, messages)
+        if call is None:
+            await self.app(scope, _replay(messages, receive), send)
+            return
+        try:
+            content = await call()
+        except AgentError as exc:
+            response = agent_error_response(exc)
+        except DataError as exc:
+            response = unstorable_response(exc)
+        else:
+            await _send_json(send, content)
+            return
+        await response(scope, receive, send)
+
+    def _route(self, scope: Scope) -> Handler | None:
+        """The handler for this request, or None when FastAPI is to answer it."""
+        if scope["type"] != "http" or scope["method"] != "POST" or not _is_json(scope):
+            return None
+        path: str = scope["path"]
+        handler = self._paths.get(path)
+        if handler is not None:
+            return handler
+        if not path.startswith(_TASK_PATH):
+            return None
+        task_id, _, action = path[len(_TASK_PATH) :].partition("/")
+        action_handler = self._task_actions.get(action)
+        if action_handler is None or not 0 < len(task_id) <= 64:
+            return None
+        return functools.partial(self._task_action, action_handler, task_id)
+
+    @staticmethod
+    def _task_action(
+        handler: Callable[[str, Any], Call | None], task_id: str, query: dict[str, str], body: Any
+    ) -> Call | None:
+        return None if query else handler(task_id, body)  # FastAPI would ignore a parameter
+
+    # -- handlers: validate as FastAPI would, or answer None ------------------------------
+    def _create_task(self, query: dict[str, str], body: Any) -> Call | None:
+        if not set(query) <= {"queue", "priority"}:
+            return None
+        queue = query.get("queue")
+        if queue is not None and not 0 < len(queue) <= 255:
+            return None
+        priority = 0
+        if "priority" in query:
+            if not _INT32.fullmatch(query["priority"]):
+                return None
+            priority = int(query["priority"])
+            if abs(priority) > s.INT32_MAX:
+                return None
+        model = _validate(s.TaskIn, body)
+        if model is None:
+            return None
+        task = task_from_body(model)
+        return self._quick(task_dict, self.backend.create_task, task, queue, priority)
+
+    def _claim(self, query: dict[str, str], body: Any) -> Call | None:
+        request = _validate(s.ClaimRequest, body)
+        if query or request is None:
+            return None
+        queues, worker, lease = request.queues, request.worker_id, request.lease_s
+
+        async def claim() -> dict[str, Any]:
+            if request.timeout <= 0:
+                task = await self._store(self.backend.claim, queues, worker, 0.0, lease)
+            elif self._inline:
+                deadline = time.monotonic() + request.timeout
+                task = await self._wait_and_claim(queues, worker, deadline, lease)
+            else:
+                task = await anyio.to_thread.run_sync(
+                    self.backend.claim, queues, worker, request.timeout, lease
+                )
+            return {"task": task_dict(task) if task else None}
+
+        return claim
+
+    def _enqueue(self, task_id: str, body: Any) -> Call | None:
+        request = _validate(s.EnqueueRequest, body)
+        if request is None:
+            return None
+        return self._quick(
+            task_dict, self.backend.enqueue, task_id, request.queue, request.priority
+        )
+
+    def _set_status(self, task_id: str, body: Any) -> Call | None:
+        change = _validate(s.StatusChange, body)
+        if change is None:
+            return None
+        return self._quick(
+            task_dict,
+            self.backend.set_status,
+            task_id, change.status, change.message, change.expected,
+        )  # fmt: skip
+
+    def _append_logs(self, task_id: str, body: Any) -> Call | None:
+        request = _validate(s.LogAppend, body)
+        if request is None:
+            return None
+        lines = [
+            line if isinstance(line, str) else line.model_dump(exclude_none=True)
+            for line in request.lines
+        ]
+        return self._quick(_last_seq, self.backend.append_logs, task_id, lines)
+
+    # -- running store calls --------------------------------------------------------------
+    def _quick(self, answer: Callable[[Any], Any], method: Callable[..., Any], *args: Any) -> Call:
+        """The Call of a store call that never waits: ``answer(method(*args))``."""
+
+        async def call() -> Any:
+            return answer(await self._store(method, *args))
+
+        return call
+
+    async def _wait_and_claim(
+        self, queues: list[str], worker: str, deadline: float, lease: float
+    ) -> Task | None:
+        """SqlBackend.claim's wait, as a coroutine: each look at the queues runs inline."""
+        backoff = PollBackoff(deadline)
+        with self.backend.claim_signals.waiting_async(queues) as waiter:
+            while (task := self.backend.claim_step(queues, worker, lease, waiter)) is None:
+                pause = backoff.next_pause()
+                if pause is None:
+                    return None
+                await waiter.wait(pause)
+            return task
+
+    async def _store(self, method: Callable[..., Any], *args: Any) -> Any:
+        if self._inline:
+            return method(*args)
+        return await anyio.to_thread.run_sync(method, *args)
+
+
+def _last_seq(seq: int) -> dict[str, Any]:
+    return {"last_seq": seq}
+
+
+def task_dict(task: Task) -> dict[str, Any]:
+    """``task.to_dict()`` for JSON, without its deep copy of every nested value."""
+    data = {name: getattr(task, name) for name in _TASK_FIELDS}
+    data["script"] = {name: getattr(task.script, name) for name in _SCRIPT_FIELDS}
+    data["artifacts"] = {name: dataclasses.asdict(a) for name, a in task.artifacts.items()}
+    return data
+
+
+def _parse(route: Handler, scope: Scope, messages: list[Message]) -> Call | None:
+    if messages[-1]["type"] != "http.request":  # the client left while sending
+        return None
+    query = _query(scope["query_string"])
+    if query is None:
+        return None
+    try:
+        body = json.loads(b"".join(m.get("body", b"") for m in messages))
+    except (ValueError, RecursionError):  # FastAPI answers these (422, 400)
+        return None
+    return route(query, body)
+
+
+def _validate(model: type[BaseModel], body: Any) -> Any:
+    try:
+        return model.model_validate(body)
+    except ValidationError:
+        return None
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return value.split(b";", 1)[0].strip().lower() == b"application/json"
+    return False
+
+
+def _query(query_string: bytes) -> dict[str, str] | None:
+    """The query parameters, as Starlette parses them; None if one is repeated."""
+    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    query = dict(pairs)
+    return query if len(query) == len(pairs) else None
+
+
+async def _read_request(receive: Receive) -> list[Message]:
+    """The messages of the request body, up to its end (or the client's disconnect)."""
+    messages = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return messages
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` that gives the messages already read, then the rest from the client."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
+
+
+async def _send_json(send: Send, content: Any) -> None:
+    # As Starlette's JSONResponse renders it.
+    body = json.dumps(
+        content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode("utf-8")
+    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

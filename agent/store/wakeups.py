@@ -1,0 +1,169 @@
+"""Wake-ups of long-polling claims inside one process.
+
+An enqueue wakes exactly one claimer waiting on that task's queue, not every waiting
+claimer: with eight idle daemons, one new task must not send eight of them to the
+database. Claimers still poll on a backoff (:class:`PollBackoff`), which covers enqueues
+made by other processes and a wake-up whose task another claimer took first.
+
+A claimer waits in a thread (:meth:`ClaimSignals.waiting`) or as a coroutine on an event
+loop (:meth:`ClaimSignals.waiting_async`, the server's claims on SQLite); an enqueue
+wakes either kind, from any thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TypeVar
+
+#: Pauses between two looks at the queues of a waiting claim (seconds).
+POLL_MIN_S, POLL_MAX_S = 0.005, 0.05
+
+
+class PollBackoff:
+    """Pauses of a waiting claim: 5 ms doubling up to 50 ms, never past the deadline."""
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline  # time.monotonic()
+        self._pause = POLL_MIN_S
+
+    def next_pause(self) -> float | None:
+        """How long to wait before the next look; None once the deadline has passed."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        pause, self._pause = min(self._pause, remaining), min(self._pause * 2, POLL_MAX_S)
+        return pause
+
+
+class ClaimWaiter:
+    """One waiting claim: the queues it takes from and the wake-ups it was given."""
+
+    def __init__(self, queues: Sequence[str], lock: threading.Lock, wake: Callable[[], None]):
+        self.queues = tuple(dict.fromkeys(queues))
+        self._lock = lock
+        self._wake = wake
+        #: Queue names of the wake-ups given to this waiter and not used yet.
+        self._wakeups: list[str] = []
+
+    def take(self) -> list[str]:
+        """The queues of the wake-ups received since the last call (each: a task enqueued)."""
+        with self._lock:
+            wakeups, self._wakeups = self._wakeups, []
+            self._clear()
+        return wakeups
+
+    def hand_on(self, wakeups: list[str]) -> None:
+        """Wake-ups this claimer will not use: they go to other waiters when it stops waiting."""
+        with self._lock:
+            self._wakeups.extend(wakeups)
+
+    def _give(self, queue: str) -> None:  # the lock is held
+        self._wakeups.append(queue)
+        self._wake()
+
+    def _clear(self) -> None:  # the lock is held
+        raise NotImplementedError
+
+
+class ThreadClaimWaiter(ClaimWaiter):
+    """A claim waiting in a thread."""
+
+    def __init__(self, queues: Sequence[str], lock: threading.Lock):
+        self._event = threading.Event()
+        super().__init__(queues, lock, self._event.set)
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until a wake-up comes or ``timeout`` seconds pass."""
+        self._event.wait(timeout)
+
+    def _clear(self) -> None:
+        self._event.clear()
+
+
+class AsyncClaimWaiter(ClaimWaiter):
+    """A claim waiting as a coroutine on the running event loop."""
+
+    def __init__(self, queues: Sequence[str], lock: threading.Lock):
+        self._event = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        super().__init__(queues, lock, self._set)
+
+    async def wait(self, timeout: float) -> None:
+        """Sleep until a wake-up comes or ``timeout`` seconds pass."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+            pass
+
+    def _set(self) -> None:
+        if threading.get_ident() == self._loop_thread:
+            self._event.set()
+        else:  # an asyncio.Event is set on its own loop (a late set: one needless look)
+            self._loop.call_soon_threadsafe(self._event.set)
+
+    def _clear(self) -> None:
+        self._event.clear()  # take() runs on the loop
+
+
+W = TypeVar("W", bound=ClaimWaiter)
+
+
+class ClaimSignals:
+    """The claimers waiting in this process, by queue, and the wake-ups sent to them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[str, list[ClaimWaiter]] = {}
+
+    @contextmanager
+    def waiting(self, queues: Sequence[str]) -> Iterator[ThreadClaimWaiter]:
+        """Register a claim waiting in this thread for the duration of the block.
+
+        Register before looking at the queues: an enqueue between the look and the wait
+        then still reaches the waiter.
+        """
+        with self._registered(ThreadClaimWaiter(queues, self._lock)) as waiter:
+            yield waiter
+
+    @contextmanager
+    def waiting_async(self, queues: Sequence[str]) -> Iterator[AsyncClaimWaiter]:
+        """As :meth:`waiting`, for a claim waiting on the running event loop."""
+        with self._registered(AsyncClaimWaiter(queues, self._lock)) as waiter:
+            yield waiter
+
+    def notify(self, queue: str) -> None:
+        """A task was enqueued on ``queue``: wake one claimer waiting on it, if any."""
+        with self._lock:
+            self._wake_one(queue)
+
+    @contextmanager
+    def _registered(self, waiter: W) -> Iterator[W]:
+        with self._lock:
+            for name in waiter.queues:
+                self._waiting.setdefault(name, []).append(waiter)
+        try:
+            yield waiter
+        finally:
+            with self._lock:
+                for name in waiter.queues:
+                    waiters = self._waiting[name]
+                    waiters.remove(waiter)
+                    if not waiters:
+                        del self._waiting[name]
+                unused, waiter._wakeups = waiter._wakeups, []
+                for name in unused:
+                    self._wake_one(name)
+
+    def _wake_one(self, queue: str) -> None:  # the lock is held
+        waiters = self._waiting.get(queue)
+        if not waiters:
+            return  # the next claim looks at the database first
+        # The longest-waiting claimer without a wake-up to use; else the first one,
+        # which hands the extra wake-up on when it stops waiting.
+        idle = next((w for w in waiters if not w._wakeups), waiters[0])
+        idle._give(queue)

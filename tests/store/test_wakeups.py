@@ -1,0 +1,72 @@
+"""ClaimSignals: an enqueue wakes one waiting claimer of its queue, and no wake-up is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from agent.store.wakeups import ClaimSignals
+
+
+def test_an_enqueue_wakes_one_waiter_of_its_queue() -> None:
+    signals = ClaimSignals()
+    with (
+        signals.waiting(["q"]) as first,
+        signals.waiting(["q"]) as second,
+        signals.waiting(["other"]) as elsewhere,
+    ):
+        signals.notify("q")
+        assert first.take() == ["q"]  # the longest waiting
+        assert second.take() == [] and elsewhere.take() == []
+        signals.notify("q")
+        signals.notify("q")
+        assert first.take() == ["q"] and second.take() == ["q"]  # one each
+
+
+def test_nobody_waiting_drops_the_wake_up() -> None:
+    signals = ClaimSignals()
+    signals.notify("q")  # the next claim looks at the database first
+    with signals.waiting(["q"]) as waiter:
+        assert waiter.take() == []
+
+
+def test_unused_wake_ups_go_to_the_next_waiter() -> None:
+    signals = ClaimSignals()
+    leaving_cm = signals.waiting(["a", "q"])
+    leaving = leaving_cm.__enter__()
+    with signals.waiting(["q"]) as staying:
+        signals.notify("a")
+        signals.notify("q")  # `leaving` holds one already: `staying` gets this one
+        assert staying.take() == ["q"]
+        signals.notify("q")
+        signals.notify("q")  # every waiter holds one: the longest waiting gets a second
+        assert leaving.take() == ["a", "q"]
+        assert staying.take() == ["q"]
+        leaving.hand_on(["q"])  # it took the task from `a`: the one from `q` is not its
+        signals.notify("a")  # arrives while it claims: it will not use that one either
+        leaving_cm.__exit__(None, None, None)
+        assert staying.take() == ["q"]  # nobody else waits on `a`: that one is dropped
+
+
+def test_wait_returns_on_a_wake_up_from_another_thread() -> None:
+    signals = ClaimSignals()
+    with signals.waiting(["q"]) as waiter:
+        threading.Timer(0.05, signals.notify, args=("q",)).start()
+        waiter.wait(30)
+        assert waiter.take() == ["q"]
+
+
+def test_a_waiting_coroutine_is_woken_from_its_loop_or_another_thread() -> None:
+    async def scenario() -> None:
+        signals = ClaimSignals()
+        with signals.waiting_async(["q"]) as waiter:
+            asyncio.get_running_loop().call_later(0.05, signals.notify, "q")  # the loop's thread
+            await asyncio.wait_for(waiter.wait(30), 20)
+            assert waiter.take() == ["q"]
+            threading.Timer(0.05, signals.notify, args=("q",)).start()  # another thread
+            await asyncio.wait_for(waiter.wait(30), 20)
+            assert waiter.take() == ["q"]
+            await waiter.wait(0.01)  # no wake-up: the pause runs out
+            assert waiter.take() == []
+
+    asyncio.run(scenario())

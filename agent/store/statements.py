@@ -77,7 +77,12 @@ def take_head(dialect_name: str, skip_top: bool = False) -> Delete:
     ``skip_top`` looks past a top priority whose entries are all locked."""
     head = _ANY_HEAD if skip_top else _HEAD
     if dialect_name != "sqlite":
-        head = head.with_for_update(skip_locked=True, of=_entries)
+        # Lock the entry and its task in one go, skipping either when taken: a status
+        # change (abort of a queued task) locks the task first and then the entry, so
+        # taking them one after the other here could deadlock with it.
+        head = head.join(_tasks, _tasks.c.id == _entries.c.task_id).with_for_update(
+            skip_locked=True, of=[_entries, _tasks]
+        )
     return (
         delete(_entries)
         .where(_entries.c.id == head.scalar_subquery())

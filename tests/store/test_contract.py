@@ -757,3 +757,43 @@ def test_concurrent_claims_take_each_task_exactly_once(target, uid: str) -> None
             task = loader.get_task(task_id)
             assert task.status == "in_progress" and task.worker == worker
     loader.close()
+
+
+def test_claims_racing_aborts_of_queued_tasks_never_fail(target, uid: str) -> None:
+    # A claim takes a queue entry and its task; an abort of a queued task takes the task
+    # and then its entry. Racing each other they must neither deadlock nor lose a task.
+    queue = f"race-{uid}"
+    claimer, aborter = target.open(), target.open()
+    ids = [
+        claimer.create_task(Task(name=f"r{i}", project=f"p-{uid}"), queue=queue).id
+        for i in range(60)
+    ]
+    errors: list[BaseException] = []
+
+    def claim_all() -> None:
+        try:
+            while claimer.claim([queue], f"w-{uid}") is not None:
+                pass
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def abort_all() -> None:
+        for task_id in reversed(ids):
+            try:
+                aborter.set_status(task_id, "stopped", "aborted", expected=["queued"])
+            except Conflict:  # claimed first: fine
+                pass
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=claim_all), threading.Thread(target=abort_all)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    statuses = {claimer.get_task(task_id).status for task_id in ids}
+    assert statuses <= {"in_progress", "stopped"}
+    assert claimer.queue_entries(queue) == []
+    claimer.close()
+    aborter.close()

@@ -14,6 +14,7 @@ import pytest
 
 from agent.core.models import Script, Task
 from tests.daemon.daemon_support import (
+    DaemonProcess,
     agent_env,
     log_text,
     make_task,
@@ -208,3 +209,60 @@ def test_detached_daemon_and_stop(store, home):
     finally:
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def _git(cwd: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def test_every_kind_of_bad_task_fails_alone_and_the_daemon_goes_on(store, home, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "main.py").write_text("print('from the repo')\n")
+    _git(repo, "add", "main.py")
+    _git(repo, "commit", "-qm", "first")
+    commit = _git(repo, "rev-parse", "HEAD")
+    bad_diff = "--- a/main.py\n+++ b/main.py\n@@ -1 +1 @@\n-not what is there\n+print(2)\n"
+
+    def repo_task(name: str, **script) -> Task:
+        fields = {"repository": str(repo), "commit": commit, "entry_point": "main.py", **script}
+        task = store.create_task(Task(name=name, project="p", script=Script(**fields)))
+        store.enqueue(task.id, "q")
+        return task
+
+    expected = {
+        repo_task("unreachable", repository=str(tmp_path / "no-such-repo")).id: (
+            "repository unreachable"
+        ),
+        repo_task("missing commit", commit="0" * 40).id: "commit not found",
+        repo_task("bad diff", diff=bad_diff).id: "diff does not apply",
+        repo_task("no entry point", entry_point="nope.py").id: "nope.py",
+        repo_task("unsatisfiable", requirements=["no-such-dist-xyz==9.9.9"]).id: (
+            "no-such-dist-xyz"
+        ),
+    }
+    good = repo_task("good")
+    # A real venv (no --no-env), offline, so the unsatisfiable requirement fails fast.
+    (home / "agent.toml").write_text("[agent]\nno_index = true\n")
+    daemon = DaemonProcess(home, ["--queue", "q"]).start()
+    try:
+        ids = [*expected, good.id]
+        wait_for(lambda: _finished(store, ids), 120, "every task to finish")
+        for task_id, reason in expected.items():
+            task = store.get_task(task_id)
+            assert task.status == "failed", (task.name, task.status_message)
+            assert reason in task.status_message, (task.name, task.status_message)
+            assert log_text(store, task_id), f"{task.name}: the log holds the details"
+        assert store.get_task(good.id).status == "completed"
+        assert "from the repo" in log_text(store, good.id)
+        assert daemon.proc.poll() is None
+    finally:
+        daemon.stop()

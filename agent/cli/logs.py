@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from agent.store.base import Backend
 
 #: Seconds between polls of ``--follow``.
+#: After a task is final, how long its log must stay quiet before --follow returns.
+SETTLE_S = 2.0
 POLL_INTERVAL_S = 0.2
 #: States after which no more lines will come (a ``created`` task may still be enqueued).
 FINAL_STATES = frozenset(s.value for s in TaskStatus if s.is_terminal) | {"archived"}
@@ -39,21 +42,32 @@ def follow_logs(
     emit: Callable[[LogLine], None],
     interval: float = POLL_INTERVAL_S,
     sleep: Callable[[float], None] = time.sleep,
+    settle: float = SETTLE_S,
 ) -> int:
     """Emit new lines until the task is final and none remain; return the last seq.
 
-    The status is read *before* the lines, so a line written just before the task
-    finished is still read by the pass that sees the final status.
+    A task may set its own final status (``Task.close``) a moment before its last
+    output reaches the log through the agent, so after the final status is seen the
+    log is polled until it stays quiet for ``settle`` seconds (counted in polls) —
+    unless the task finished longer ago than that.
     """
+    quiet_polls_needed = max(1, math.ceil(settle / interval)) if settle > 0 else 1
+    quiet = 0
     while True:
-        final = backend.get_task(task_id).status in FINAL_STATES
+        task = backend.get_task(task_id)
+        final = task.status in FINAL_STATES
         emitted = 0
         for line in read_logs(backend, task_id, after):
             emit(line)
             after = line.seq
             emitted += 1
         if final and not emitted:
-            return after
+            quiet += 1
+            finished_long_ago = task.completed is not None and time.time() - task.completed > settle
+            if finished_long_ago or quiet >= quiet_polls_needed:
+                return after
+        else:
+            quiet = 0
         if not emitted:
             sleep(interval)
 

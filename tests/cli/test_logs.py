@@ -70,12 +70,30 @@ def test_follow_reads_lines_written_as_the_task_finished(backend, running_task):
     naps: list[float] = []
 
     def sleep(seconds: float) -> None:  # the "runner" acts while the follower sleeps
+        if not naps:
+            backend.append_logs(task.id, ["final line"])
+            backend.set_status(task.id, "failed", "exit code 1")
         naps.append(seconds)
-        backend.append_logs(task.id, ["final line"])
-        backend.set_status(task.id, "failed", "exit code 1")
 
     last = follow_logs(backend, task.id, 0, lambda line: seen.append(line.text), sleep=sleep)
-    assert seen == ["final line"] and naps == [0.2] and last == 1
+    assert seen == ["final line"] and last == 1
+    assert naps[0] == 0.2 and sum(naps) >= 2.0  # then the log had to stay quiet ~2 s
+
+
+def test_follow_reads_lines_that_arrive_after_the_final_status(backend, running_task):
+    """A task that closes itself is final before the agent has shipped its last output."""
+    task = running_task()
+    backend.set_status(task.id, "completed")  # Task.close() in the task
+    seen: list[str] = []
+    naps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 3:  # the agent's last batch lands 0.6 s later
+            backend.append_logs(task.id, ["Accuracy=100%", "task process exited with code 0"])
+
+    follow_logs(backend, task.id, 0, lambda line: seen.append(line.text), sleep=sleep)
+    assert seen == ["Accuracy=100%", "task process exited with code 0"]
 
 
 def test_follow_of_a_finished_task_returns_at_once(invoke, backend, running_task):

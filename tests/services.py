@@ -25,8 +25,11 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import URL, make_url
@@ -159,3 +162,25 @@ def docker_image_present(image: str = BASE_IMAGE) -> bool:
         ["docker", "image", "inspect", image], capture_output=True, timeout=30, check=False
     )
     return result.returncode == 0
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def agent_env(home: Path, **extra: str) -> dict[str, str]:
+    """Environment of an agent subprocess: this checkout importable, ``home`` as
+    AGENT_HOME, no server settings inherited."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
+    env["AGENT_HOME"] = str(home)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env

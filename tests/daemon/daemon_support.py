@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from agent.core.models import Script, Task
 from agent.store.base import Backend
-from tests.services import REPO_ROOT
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def agent_env(home: Path, **extra: str) -> dict[str, str]:
-    """The environment of an agent subprocess: this repo, ``home``, no server."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
-    env["AGENT_HOME"] = str(home)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    env.update(extra)
-    return env
+from tests.services import REPO_ROOT, agent_env, wait_for  # noqa: F401 - re-exported
 
 
 def make_task(

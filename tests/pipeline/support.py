@@ -7,37 +7,22 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from agent.core.models import Task
 from agent.store.base import Backend
+from tests import services
+from tests.services import agent_env  # noqa: F401 - re-exported
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = Path(__file__).resolve().parent / "pipelines"
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def agent_env(home: Path, **extra: str) -> dict[str, str]:
-    """Environment of a subprocess: this checkout importable, ``home`` as AGENT_HOME."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
-    env["AGENT_HOME"] = str(home)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    env.update(extra)
-    return env
+    """:func:`tests.services.wait_for` with the longer default that pipelines need."""
+    return services.wait_for(predicate, timeout, what)
 
 
 def git(cwd: Path, *args: str) -> str:

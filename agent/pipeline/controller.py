@@ -237,11 +237,7 @@ class PipelineController:
             execution_queue=execution_queue,
             cache=cache_executed_step,
             continue_on_fail=continue_on_fail,
-            retry=RetryPolicy.coerce(
-                retry_on_failure if retry_on_failure is not None else self._retry_on_failure,
-                retry_delay,
-                retry_backoff,
-            ),
+            retry=self._retry_policy(retry_on_failure, retry_delay, retry_backoff),
             time_limit=time_limit,
             monitor_metrics=monitor_metrics,
             monitor_artifacts=monitor_artifacts,
@@ -321,11 +317,7 @@ class PipelineController:
             execution_queue=execution_queue,
             cache=cache_executed_step,
             continue_on_fail=continue_on_fail,
-            retry=RetryPolicy.coerce(
-                retry_on_failure if retry_on_failure is not None else self._retry_on_failure,
-                retry_delay,
-                retry_backoff,
-            ),
+            retry=self._retry_policy(retry_on_failure, retry_delay, retry_backoff),
             time_limit=time_limit,
             monitor_metrics=monitor_metrics,
             monitor_artifacts=monitor_artifacts,
@@ -337,6 +329,14 @@ class PipelineController:
         )
         self._add_spec(spec)
         return True
+
+    def _retry_policy(
+        self, retry_on_failure: Any, retry_delay: float | None, retry_backoff: float | None
+    ) -> RetryPolicy:
+        """A step's retries: its own ``retry_on_failure``, else the pipeline's default."""
+        if retry_on_failure is None:
+            retry_on_failure = self._retry_on_failure
+        return RetryPolicy.coerce(retry_on_failure, retry_delay, retry_backoff)
 
     def _add_spec(self, spec: StepSpec) -> None:
         if spec.name in self._specs:

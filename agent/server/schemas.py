@@ -60,43 +60,35 @@ class ContainerIn(Body):
     setup_script: Text = ""
 
 
-class TaskIn(Body):
+class TaskFields(Body):
+    """The fields a client may set on a task (status, timestamps, worker and queue are
+    the store's)."""
+
+    name: Name = ""
+    project: Name = ""
+    type: TaskTypes = TaskTypes.custom
+    parent: Id | None = None
+    tags: list[Name] = Field(default_factory=list, max_length=1000)
+    comment: Text = ""
+    script: ScriptIn = Field(default_factory=ScriptIn)
+    hyperparams: dict[Name, JsonObject] = Field(default_factory=dict)
+    configuration: dict[Name, Text] = Field(default_factory=dict)
+    container: ContainerIn = Field(default_factory=ContainerIn)
+    runtime: dict[Name, Any] = Field(default_factory=dict)
+    status_message: Text = ""
+    output_uri: Text | None = None
+
+
+class TaskIn(TaskFields):
     """A new task; the store sets status, timestamps, worker and queue."""
 
     id: Id | None = None
-    name: Name = ""
-    project: Name = ""
-    type: TaskTypes = TaskTypes.custom
-    parent: Id | None = None
-    tags: list[Name] = Field(default_factory=list, max_length=1000)
-    comment: Text = ""
-    script: ScriptIn = Field(default_factory=ScriptIn)
-    hyperparams: dict[Name, JsonObject] = Field(default_factory=dict)
-    configuration: dict[Name, Text] = Field(default_factory=dict)
-    container: ContainerIn = Field(default_factory=ContainerIn)
-    runtime: dict[Name, Any] = Field(default_factory=dict)
-    status_message: Text = ""
-    output_uri: Text | None = None
 
 
-class TaskUpdate(BaseModel):
+class TaskUpdate(TaskFields):
     """``update_task`` fields; only the keys sent are changed, unknown keys are refused."""
 
     model_config = ConfigDict(extra="forbid")
-
-    name: Name = ""
-    project: Name = ""
-    type: TaskTypes = TaskTypes.custom
-    parent: Id | None = None
-    tags: list[Name] = Field(default_factory=list, max_length=1000)
-    comment: Text = ""
-    script: ScriptIn = Field(default_factory=ScriptIn)
-    hyperparams: dict[Name, JsonObject] = Field(default_factory=dict)
-    configuration: dict[Name, Text] = Field(default_factory=dict)
-    container: ContainerIn = Field(default_factory=ContainerIn)
-    runtime: dict[Name, Any] = Field(default_factory=dict)
-    output_uri: Text | None = None
-    status_message: Text = ""
 
 
 class RuntimeMerge(Body):

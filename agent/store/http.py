@@ -21,14 +21,15 @@ import dataclasses
 import enum
 import json
 import os
+import random
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import PurePath
-from typing import Any
-from urllib.parse import quote
+from typing import Any, NamedTuple
+from urllib.parse import quote, urlencode
 
 import requests
-from requests.adapters import HTTPAdapter
+import urllib3
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -36,7 +37,7 @@ from tenacity import (
     wait_exponential,
     wait_random,
 )
-from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
 
 from agent.core.errors import (
     ERRORS_BY_NAME,
@@ -76,10 +77,23 @@ class ServerUnavailable(AgentError):
     http_status = 503
 
 
+class _Answer(NamedTuple):
+    status: int
+    data: bytes
+    reason: str
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+
 class _RetryableStatus(Exception):
-    def __init__(self, response: requests.Response):
-        super().__init__(f"HTTP {response.status_code}")
-        self.response = response
+    def __init__(self, answer: _Answer):
+        super().__init__(f"HTTP {answer.status}")
+        self.answer = answer
 
 
 class HttpBackend:
@@ -106,7 +120,7 @@ class HttpBackend:
         self.timeout = float(timeout)
         self.retries = max(1, int(retries))
         self.max_backoff = max_backoff
-        self._session = _make_session(self.url, token)
+        self._pool, self._headers = _connection_pool(self.url, token)
 
     def __repr__(self) -> str:
         return f"HttpBackend({self.url!r})"
@@ -123,53 +137,71 @@ class HttpBackend:
         read_timeout: float | None = None,
     ) -> Any:
         """Send one request (with retries); the decoded JSON answer, or None for 204."""
-        # Bytes, not str: http.client then sends the headers and the body in one packet,
-        # and the server reads the request at once.
         data = None if body is None else json.dumps(body, default=_jsonable).encode()
-        timeout = (min(10.0, self.timeout), read_timeout or self.timeout)
-        retrying = Retrying(
-            stop=stop_after_attempt(self.retries),
-            wait=wait_exponential(multiplier=0.1, max=self.max_backoff) + wait_random(0, 0.1),
-            retry=retry_if_exception(lambda exc: _worth_retry(exc, idempotent)),
-            reraise=True,
+        if params:
+            path = f"{path}?{urlencode(params, doseq=True)}"
+        timeout = urllib3.Timeout(
+            connect=min(10.0, self.timeout), read=read_timeout or self.timeout
         )
         try:
-            for attempt in retrying:
-                with attempt:
-                    response = self._send(method, path, data, params, timeout)
-        except requests.RequestException as exc:
+            try:  # the first attempt outside tenacity: it costs more than a local request
+                answer = self._send(method, path, data, timeout)
+            except (HTTPError, _RetryableStatus) as exc:
+                if self.retries == 1 or not _worth_retry(exc, idempotent):
+                    raise
+                answer = self._retry(method, path, data, timeout, idempotent)
+        except HTTPError as exc:
             raise ServerUnavailable(
                 f"cannot reach the agent server at {self.url} ({_reason(exc)}); "
                 "is `agent server` running? check AGENT_API_URL"
             ) from exc
         except _RetryableStatus as exc:
             raise ServerUnavailable(
-                f"the agent server at {self.url} answered {exc.response.status_code} "
+                f"the agent server at {self.url} answered {exc.answer.status} "
                 f"to {method} {path}; try again later"
             ) from exc
-        if response.status_code >= 400:
-            raise _error_from(response)
-        if response.status_code == 204 or not response.content:
+        if answer.status >= 400:
+            raise _error_from(answer)
+        if answer.status == 204 or not answer.data:
             return None
-        return response.json()
+        return answer.json()
+
+    def _retry(
+        self, method: str, path: str, data: bytes | None, timeout: urllib3.Timeout, idempotent: bool
+    ) -> _Answer:
+        """The attempts after a failed first one, with backoff."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retries - 1),
+            wait=wait_exponential(multiplier=0.1, max=self.max_backoff) + wait_random(0, 0.1),
+            retry=retry_if_exception(lambda exc: _worth_retry(exc, idempotent)),
+            reraise=True,
+        )
+        time.sleep(0.1 + random.random() * 0.1)
+        for attempt in retrying:
+            with attempt:
+                answer = self._send(method, path, data, timeout)
+        return answer
 
     def _send(
-        self,
-        method: str,
-        path: str,
-        data: bytes | None,
-        params: dict[str, Any] | None,
-        timeout: tuple[float, float],
-    ) -> requests.Response:
-        response = self._session.request(
-            method, self.api + path, data=data, params=params, timeout=timeout
+        self, method: str, path: str, data: bytes | None, timeout: urllib3.Timeout
+    ) -> _Answer:
+        response = self._pool.urlopen(
+            method,
+            self.api + path,
+            body=data,
+            headers=self._headers,
+            timeout=timeout,
+            retries=False,  # ours: see the module doc
+            redirect=False,
+            assert_same_host=False,
         )
-        if response.status_code in RETRY_STATUSES:
-            raise _RetryableStatus(response)
-        return response
+        answer = _Answer(response.status, response.data, response.reason or "")
+        if answer.status in RETRY_STATUSES:
+            raise _RetryableStatus(answer)
+        return answer
 
     def close(self) -> None:
-        self._session.close()
+        self._pool.clear()
 
     def server_config(self) -> dict[str, Any]:
         """The server's ``/api/v1/config``: ``files_url`` (default artifact destination), ..."""
@@ -386,25 +418,34 @@ class HttpBackend:
 
 
 # -- helpers ---------------------------------------------------------------------------
-def _make_session(url: str, token: str | None) -> requests.Session:
-    session = requests.Session()
-    # Retries are ours (tenacity); urllib3 must not retry behind our back.
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers["Content-Type"] = "application/json"
-    session.headers["User-Agent"] = f"pipeline-agent/{os.getpid()}"
+def _connection_pool(url: str, token: str | None) -> tuple[urllib3.PoolManager, dict[str, str]]:
+    """A keep-alive pool for ``url`` and the headers of every request.
+
+    urllib3 directly, not a requests Session: a Session's per-request work (hooks,
+    cookies, re-preparing the request) costs more than the rest of a request to a local
+    server. What requests would take from the environment (proxies, NO_PROXY, the CA
+    bundle, ~/.netrc) is read here once, as requests reads it.
+    """
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "User-Agent": f"pipeline-agent/{os.getpid()}",
+    }
     if token:
-        session.headers["Authorization"] = f"Bearer {token}"
+        headers["Authorization"] = f"Bearer {token}"
     elif netrc_auth := requests.utils.get_netrc_auth(url):
-        session.auth = netrc_auth
-    # The environment's proxies and CA bundle, read once for our one server: requests
-    # would scan the whole environment on every request, which costs more than the
-    # rest of a request to a local server.
-    settings = session.merge_environment_settings(url, {}, None, None, None)
-    session.proxies, session.verify = settings["proxies"], settings["verify"]
-    session.trust_env = False
-    return session
+        headers.update(urllib3.make_headers(basic_auth=":".join(netrc_auth)))
+    settings = requests.Session().merge_environment_settings(url, {}, None, None, None)
+    verify = settings["verify"]
+    tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE"}
+    if verify:
+        bundle = requests.certs.where() if verify is True else verify
+        tls["ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"] = bundle
+    pool_args = {"num_pools": 4, "maxsize": POOL_SIZE, "block": False, **tls}
+    proxy = requests.utils.select_proxy(url, settings["proxies"])
+    if proxy:
+        return urllib3.ProxyManager(proxy, **pool_args), headers
+    return urllib3.PoolManager(**pool_args), headers
 
 
 def _task_path(task_id: str, action: str | None = None) -> str:
@@ -414,12 +455,7 @@ def _task_path(task_id: str, action: str | None = None) -> str:
 
 def _never_sent(exc: BaseException) -> bool:
     """True when the request cannot have reached the server (no connection was made)."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if isinstance(exc, requests.ConnectionError):
-        reason = getattr(exc.args[0], "reason", None) if exc.args else None
-        return isinstance(reason, NewConnectionError)
-    return False
+    return isinstance(exc, ConnectTimeoutError)  # NewConnectionError is one
 
 
 def _worth_retry(exc: BaseException, idempotent: bool) -> bool:
@@ -427,25 +463,27 @@ def _worth_retry(exc: BaseException, idempotent: bool) -> bool:
         return True
     if not idempotent:
         return False
-    return isinstance(exc, (requests.ConnectionError, requests.Timeout, _RetryableStatus))
+    return isinstance(exc, (HTTPError, _RetryableStatus))
 
 
-def _reason(exc: requests.RequestException) -> str:
+def _reason(exc: HTTPError) -> str:
+    if isinstance(exc, NewConnectionError):
+        return "connection refused"
     if _never_sent(exc):
-        return "connection refused" if isinstance(exc, requests.ConnectionError) else "timed out"
-    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if isinstance(exc, ReadTimeoutError):
         return "no answer in time"
     return exc.__class__.__name__
 
 
-def _error_from(response: requests.Response) -> AgentError:
+def _error_from(answer: _Answer) -> AgentError:
     """The AgentError the server's error answer names."""
-    status = response.status_code
+    status = answer.status
     try:
-        error = response.json()["error"]
+        error = answer.json()["error"]
         kind, message = str(error["type"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
-        error, kind, message = {}, "", (response.text[:500] or response.reason or "")
+        error, kind, message = {}, "", (answer.text[:500] or answer.reason or "")
     cls = ERRORS_BY_NAME.get(kind) or _ERROR_BY_STATUS.get(status, AgentError)
     if cls is IllegalTransition:
         exc: AgentError = IllegalTransition(str(error.get("current")), str(error.get("new")))

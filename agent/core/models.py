@@ -177,6 +177,14 @@ class Task:
         """JSON-able dict with DESIGN.md's field names."""
         return dataclasses.asdict(self)
 
+    def to_json_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` for encoding at once: it shares the task's nested values
+        instead of deep-copying them, so it must not be changed."""
+        data = {name: getattr(self, name) for name in _TASK_FIELDS}
+        data["script"] = {name: getattr(self.script, name) for name in _SCRIPT_FIELDS}
+        data["artifacts"] = {name: dataclasses.asdict(a) for name, a in self.artifacts.items()}
+        return data
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Task:
         """Inverse of :meth:`to_dict`; unknown keys are ignored."""
@@ -217,6 +225,10 @@ class Queue:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+_TASK_FIELDS = tuple(f.name for f in dataclasses.fields(Task))
+_SCRIPT_FIELDS = tuple(f.name for f in dataclasses.fields(Script))
 
 
 @dataclass

@@ -23,7 +23,6 @@ so calls run in worker threads, side by side, and a waiting claim holds its thre
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import re
@@ -38,7 +37,7 @@ from sqlalchemy.exc import DataError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.core.errors import AgentError
-from agent.core.models import Script, Task
+from agent.core.models import Task
 from agent.server import schemas as s
 from agent.server.errors import agent_error_response, unstorable_response
 from agent.server.routes import task_from_body
@@ -51,8 +50,6 @@ _TASK_PATH = f"{API}/tasks/"
 Call = Callable[[], Awaitable[Any]]
 #: Takes the query parameters and the decoded JSON body: the Call, or None to let FastAPI answer.
 Handler = Callable[[dict[str, str], Any], Call | None]
-_TASK_FIELDS = tuple(f.name for f in dataclasses.fields(Task))
-_SCRIPT_FIELDS = tuple(f.name for f in dataclasses.fields(Script))
 _INT32 = re.compile(r"-?[0-9]{1,10}")
 
 
@@ -218,11 +215,7 @@ def _last_seq(seq: int) -> dict[str, Any]:
 
 
 def task_dict(task: Task) -> dict[str, Any]:
-    """``task.to_dict()`` for JSON, without its deep copy of every nested value."""
-    data = {name: getattr(task, name) for name in _TASK_FIELDS}
-    data["script"] = {name: getattr(task.script, name) for name in _SCRIPT_FIELDS}
-    data["artifacts"] = {name: dataclasses.asdict(a) for name, a in task.artifacts.items()}
-    return data
+    return task.to_json_dict()
 
 
 def _parse(route: Handler, scope: Scope, messages: list[Message]) -> Call | None:

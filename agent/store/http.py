@@ -120,7 +120,9 @@ class HttpBackend:
         self.timeout = float(timeout)
         self.retries = max(1, int(retries))
         self.max_backoff = max_backoff
-        self._pool, self._headers = _connection_pool(self.url, token)
+        self._pool, self._headers, absolute = _connection_pool(self.url, token)
+        #: What a request's path goes after: the whole URL through a proxy, else its path.
+        self._base = self.api if absolute else (urllib3.util.parse_url(self.api).path or "")
 
     def __repr__(self) -> str:
         return f"HttpBackend({self.url!r})"
@@ -187,7 +189,7 @@ class HttpBackend:
     ) -> _Answer:
         response = self._pool.urlopen(
             method,
-            self.api + path,
+            self._base + path,
             body=data,
             headers=self._headers,
             timeout=timeout,
@@ -201,7 +203,10 @@ class HttpBackend:
         return answer
 
     def close(self) -> None:
-        self._pool.clear()
+        if isinstance(self._pool, urllib3.ProxyManager):
+            self._pool.clear()
+        else:
+            self._pool.close()
 
     def server_config(self) -> dict[str, Any]:
         """The server's ``/api/v1/config``: ``files_url`` (default artifact destination), ..."""
@@ -217,7 +222,9 @@ class HttpBackend:
     # -- tasks --------------------------------------------------------------
     def create_task(self, task: Task, queue: str | None = None, priority: int = 0) -> Task:
         params = None if queue is None else {"queue": queue, "priority": int(priority)}
-        data = self._call("POST", "/tasks", body=task.to_dict(), params=params, idempotent=False)
+        data = self._call(
+            "POST", "/tasks", body=task.to_json_dict(), params=params, idempotent=False
+        )
         return Task.from_dict(data)
 
     def get_task(self, task_id: str) -> Task:
@@ -418,8 +425,11 @@ class HttpBackend:
 
 
 # -- helpers ---------------------------------------------------------------------------
-def _connection_pool(url: str, token: str | None) -> tuple[urllib3.PoolManager, dict[str, str]]:
-    """A keep-alive pool for ``url`` and the headers of every request.
+def _connection_pool(
+    url: str, token: str | None
+) -> tuple[urllib3.HTTPConnectionPool | urllib3.ProxyManager, dict[str, str], bool]:
+    """A keep-alive pool for ``url``, the headers of every request, and whether the pool
+    takes whole URLs (through a proxy) rather than paths.
 
     urllib3 directly, not a requests Session: a Session's per-request work (hooks,
     cookies, re-preparing the request) costs more than the rest of a request to a local
@@ -441,11 +451,13 @@ def _connection_pool(url: str, token: str | None) -> tuple[urllib3.PoolManager, 
     if verify:
         bundle = requests.certs.where() if verify is True else verify
         tls["ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"] = bundle
-    pool_args = {"num_pools": 4, "maxsize": POOL_SIZE, "block": False, **tls}
+    pool_args = {"maxsize": POOL_SIZE, "block": False}
+    if url.startswith("https:"):
+        pool_args.update(tls)
     proxy = requests.utils.select_proxy(url, settings["proxies"])
     if proxy:
-        return urllib3.ProxyManager(proxy, **pool_args), headers
-    return urllib3.PoolManager(**pool_args), headers
+        return urllib3.ProxyManager(proxy, num_pools=4, **pool_args), headers, True
+    return urllib3.connection_from_url(url, **pool_args), headers, False
 
 
 def _task_path(task_id: str, action: str | None = None) -> str:

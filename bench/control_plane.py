@@ -30,16 +30,23 @@ from agent.store.factory import backend_for_url  # noqa: E402
 DEFAULT_PG = "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres"
 
 
-def _producer(url: str, queue: str, count: int, start_evt) -> None:
+def _ready_store(url: str, ready):
+    """The backend, connected (one request made), once every process is: the clock
+    starts when all have imported and connected, not while some still start."""
     store = backend_for_url(url)
-    start_evt.wait()
+    store.list_queues()
+    ready.wait()
+    return store
+
+
+def _producer(url: str, queue: str, count: int, ready) -> None:
+    store = _ready_store(url, ready)
     for _ in range(count):
         store.create_task(Task(name="bench", project="bench"), queue=queue)
 
 
-def _claimer(url: str, queue: str, worker: str, start_evt, done, total: int) -> None:
-    store = backend_for_url(url)
-    start_evt.wait()
+def _claimer(url: str, queue: str, worker: str, ready, done, total: int) -> None:
+    store = _ready_store(url, ready)
     while True:
         with done.get_lock():
             if done.value >= total:
@@ -56,20 +63,19 @@ def cycles_per_second(url: str, total: int, claimers: int, producers: int = 2) -
     """Run ``total`` cycles with that many claimer processes; return cycles/s."""
     ctx = mp.get_context("spawn")
     queue = f"bench-{uuid.uuid4().hex[:8]}"
-    start_evt, done = ctx.Event(), ctx.Value("i", 0)
+    ready, done = ctx.Barrier(producers + claimers + 1), ctx.Value("i", 0)
     procs = [
-        ctx.Process(target=_producer, args=(url, queue, total // producers, start_evt))
+        ctx.Process(target=_producer, args=(url, queue, total // producers, ready))
         for _ in range(producers)
     ]
     procs += [
-        ctx.Process(target=_claimer, args=(url, queue, f"w{i}", start_evt, done, total))
+        ctx.Process(target=_claimer, args=(url, queue, f"w{i}", ready, done, total))
         for i in range(claimers)
     ]
     for proc in procs:
         proc.start()
-    time.sleep(1.5)  # let every process import and connect before the clock starts
+    ready.wait(timeout=120)
     t0 = time.perf_counter()
-    start_evt.set()
     for proc in procs:
         proc.join()
         if proc.exitcode != 0:

@@ -17,6 +17,7 @@ as on the SQL store.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
 import json
@@ -25,11 +26,10 @@ import random
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import PurePath
-from typing import Any, NamedTuple
-from urllib.parse import quote, urlencode
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
 
 import requests
-import urllib3
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -37,7 +37,6 @@ from tenacity import (
     wait_exponential,
     wait_random,
 )
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
 
 from agent.core.errors import (
     ERRORS_BY_NAME,
@@ -59,9 +58,8 @@ from agent.core.models import (
     worker_from_dict,
 )
 from agent.store.base import DEFAULT_LEASE_S
+from agent.store.transport import Answer, JsonTransport, TransportError
 
-#: Connections kept per host: daemons, controllers and log streamers share one client.
-POOL_SIZE = 32
 #: Longest long-poll the server grants one claim request; longer waits loop.
 MAX_CLAIM_POLL_S = 60.0
 #: Extra read time over a claim's long-poll before the client gives up on the answer.
@@ -77,21 +75,8 @@ class ServerUnavailable(AgentError):
     http_status = 503
 
 
-class _Answer(NamedTuple):
-    status: int
-    data: bytes
-    reason: str
-
-    def json(self) -> Any:
-        return json.loads(self.data)
-
-    @property
-    def text(self) -> str:
-        return self.data.decode("utf-8", "replace")
-
-
 class _RetryableStatus(Exception):
-    def __init__(self, answer: _Answer):
+    def __init__(self, answer: Answer):
         super().__init__(f"HTTP {answer.status}")
         self.answer = answer
 
@@ -120,9 +105,10 @@ class HttpBackend:
         self.timeout = float(timeout)
         self.retries = max(1, int(retries))
         self.max_backoff = max_backoff
-        self._pool, self._headers, absolute = _connection_pool(self.url, token)
-        #: What a request's path goes after: the whole URL through a proxy, else its path.
-        self._base = self.api if absolute else (urllib3.util.parse_url(self.api).path or "")
+        self._transport = _transport(self.url, token, min(10.0, self.timeout))
+        #: What a request's path goes after: the base URL's path (``/api/v1``, or more
+        #: behind a reverse proxy that serves the API under a prefix).
+        self._base = urlsplit(self.api).path
 
     def __repr__(self) -> str:
         return f"HttpBackend({self.url!r})"
@@ -142,19 +128,17 @@ class HttpBackend:
         data = None if body is None else json.dumps(body, default=_jsonable).encode()
         if params:
             path = f"{path}?{urlencode(params, doseq=True)}"
-        timeout = urllib3.Timeout(
-            connect=min(10.0, self.timeout), read=read_timeout or self.timeout
-        )
+        timeout = read_timeout or self.timeout
         try:
             try:  # the first attempt outside tenacity: it costs more than a local request
                 answer = self._send(method, path, data, timeout)
-            except (HTTPError, _RetryableStatus) as exc:
+            except (TransportError, _RetryableStatus) as exc:
                 if self.retries == 1 or not _worth_retry(exc, idempotent):
                     raise
                 answer = self._retry(method, path, data, timeout, idempotent)
-        except HTTPError as exc:
+        except TransportError as exc:
             raise ServerUnavailable(
-                f"cannot reach the agent server at {self.url} ({_reason(exc)}); "
+                f"cannot reach the agent server at {self.url} ({exc.reason}); "
                 "is `agent server` running? check AGENT_API_URL"
             ) from exc
         except _RetryableStatus as exc:
@@ -169,8 +153,8 @@ class HttpBackend:
         return answer.json()
 
     def _retry(
-        self, method: str, path: str, data: bytes | None, timeout: urllib3.Timeout, idempotent: bool
-    ) -> _Answer:
+        self, method: str, path: str, data: bytes | None, timeout: float, idempotent: bool
+    ) -> Answer:
         """The attempts after a failed first one, with backoff."""
         retrying = Retrying(
             stop=stop_after_attempt(self.retries - 1),
@@ -184,29 +168,14 @@ class HttpBackend:
                 answer = self._send(method, path, data, timeout)
         return answer
 
-    def _send(
-        self, method: str, path: str, data: bytes | None, timeout: urllib3.Timeout
-    ) -> _Answer:
-        response = self._pool.urlopen(
-            method,
-            self._base + path,
-            body=data,
-            headers=self._headers,
-            timeout=timeout,
-            retries=False,  # ours: see the module doc
-            redirect=False,
-            assert_same_host=False,
-        )
-        answer = _Answer(response.status, response.data, response.reason or "")
+    def _send(self, method: str, path: str, data: bytes | None, timeout: float) -> Answer:
+        answer = self._transport.request(method, self._base + path, data, timeout)
         if answer.status in RETRY_STATUSES:
             raise _RetryableStatus(answer)
         return answer
 
     def close(self) -> None:
-        if isinstance(self._pool, urllib3.ProxyManager):
-            self._pool.clear()
-        else:
-            self._pool.close()
+        self._transport.close()
 
     def server_config(self) -> dict[str, Any]:
         """The server's ``/api/v1/config``: ``files_url`` (default artifact destination), ..."""
@@ -425,17 +394,9 @@ class HttpBackend:
 
 
 # -- helpers ---------------------------------------------------------------------------
-def _connection_pool(
-    url: str, token: str | None
-) -> tuple[urllib3.HTTPConnectionPool | urllib3.ProxyManager, dict[str, str], bool]:
-    """A keep-alive pool for ``url``, the headers of every request, and whether the pool
-    takes whole URLs (through a proxy) rather than paths.
-
-    urllib3 directly, not a requests Session: a Session's per-request work (hooks,
-    cookies, re-preparing the request) costs more than the rest of a request to a local
-    server. What requests would take from the environment (proxies, NO_PROXY, the CA
-    bundle, ~/.netrc) is read here once, as requests reads it.
-    """
+def _transport(url: str, token: str | None, connect_timeout: float) -> JsonTransport:
+    """The connection pool to ``url``, with what requests would take from the
+    environment (proxies and NO_PROXY, the CA bundle, ~/.netrc), read once."""
     headers = {
         "Content-Type": "application/json",
         "Accept": "application/json",
@@ -444,20 +405,13 @@ def _connection_pool(
     if token:
         headers["Authorization"] = f"Bearer {token}"
     elif netrc_auth := requests.utils.get_netrc_auth(url):
-        headers.update(urllib3.make_headers(basic_auth=":".join(netrc_auth)))
+        user = ":".join(netrc_auth).encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(user).decode()
     settings = requests.Session().merge_environment_settings(url, {}, None, None, None)
     verify = settings["verify"]
-    tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE"}
-    if verify:
-        bundle = requests.certs.where() if verify is True else verify
-        tls["ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"] = bundle
-    pool_args = {"maxsize": POOL_SIZE, "block": False}
-    if url.startswith("https:"):
-        pool_args.update(tls)
+    ca_bundle = None if verify is False else (requests.certs.where() if verify is True else verify)
     proxy = requests.utils.select_proxy(url, settings["proxies"])
-    if proxy:
-        return urllib3.ProxyManager(proxy, num_pools=4, **pool_args), headers, True
-    return urllib3.connection_from_url(url, **pool_args), headers, False
+    return JsonTransport(url, headers, connect_timeout, ca_bundle=ca_bundle, proxy=proxy)
 
 
 def _task_path(task_id: str, action: str | None = None) -> str:
@@ -465,30 +419,13 @@ def _task_path(task_id: str, action: str | None = None) -> str:
     return f"{path}/{action}" if action else path
 
 
-def _never_sent(exc: BaseException) -> bool:
-    """True when the request cannot have reached the server (no connection was made)."""
-    return isinstance(exc, ConnectTimeoutError)  # NewConnectionError is one
-
-
 def _worth_retry(exc: BaseException, idempotent: bool) -> bool:
-    if _never_sent(exc):
+    if isinstance(exc, TransportError) and not exc.sent:
         return True
-    if not idempotent:
-        return False
-    return isinstance(exc, (HTTPError, _RetryableStatus))
+    return idempotent and isinstance(exc, (TransportError, _RetryableStatus))
 
 
-def _reason(exc: HTTPError) -> str:
-    if isinstance(exc, NewConnectionError):
-        return "connection refused"
-    if _never_sent(exc):
-        return "timed out"
-    if isinstance(exc, ReadTimeoutError):
-        return "no answer in time"
-    return exc.__class__.__name__
-
-
-def _error_from(answer: _Answer) -> AgentError:
+def _error_from(answer: Answer) -> AgentError:
     """The AgentError the server's error answer names."""
     status = answer.status
     try:

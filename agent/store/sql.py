@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import sqlite3
 import threading
 import time
 import weakref
@@ -48,6 +49,7 @@ from agent.core.models import (
 from agent.store import schema as t
 from agent.store import statements as q
 from agent.store.base import DEFAULT_LEASE_S, UPDATABLE_FIELDS
+from agent.store.tx import SQLITE_PRAGMAS, AlchemyTx, SqlitePool, Tx
 from agent.store.wakeups import ClaimSignals, ClaimWaiter, PollBackoff
 
 _JSON_FIELDS = ("tags", "script", "hyperparams", "configuration", "container", "runtime")
@@ -84,10 +86,8 @@ def _make_engine(url: str) -> Engine:
         def _on_connect(dbapi_conn, _record):  # pragma: no cover - trivial
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=60000")
+            for pragma in SQLITE_PRAGMAS:
+                cur.execute(pragma)
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -128,10 +128,13 @@ class SqlBackend:
         self._known_queues: dict[str, str] = {}
         self._write_lock: threading.Lock | None = None
         self._lock_path = ""
+        #: Raw sqlite3 connections for the busy paths (see agent.store.tx); file stores only.
+        self._raw: SqlitePool | None = None
         database = self.engine.url.database
         if self.is_sqlite and database and database != ":memory:":
             self._write_lock = threading.Lock()
             self._lock_path = database + ".lock"
+            self._raw = SqlitePool(database)
         self._create_schema()
         # A forked child (a local-mode pipeline step) must not share the parent's
         # connections: drop the pool in the child without closing the parent's.
@@ -143,6 +146,8 @@ class SqlBackend:
         self.claim_signals = ClaimSignals()
         if self._write_lock is not None:
             self._write_lock = threading.Lock()
+        if self._raw is not None:
+            self._raw.forget()
 
     def _create_schema(self) -> None:
         for attempt in range(5):
@@ -157,16 +162,20 @@ class SqlBackend:
 
     # -- plumbing -----------------------------------------------------------
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        if self._write_lock is None:  # PostgreSQL locks rows itself
-            with self.engine.begin() as conn:
-                yield conn
+    def _write_locks(self) -> Iterator[None]:
+        """SQLite file: this process's writers one at a time, then the file's flock.
+        SQLite's own busy handler sleeps in steps of up to 100 ms while another process
+        writes; a blocking flock wakes the moment it is free. PostgreSQL locks rows."""
+        if self._write_lock is None:
+            yield
             return
-        # SQLite: SQLite's own busy handler sleeps in steps of up to 100 ms while
-        # another process writes; a blocking flock wakes the moment it is free.
         with self._write_lock, _flock(self._lock_path):
-            with self.engine.begin() as conn:
-                yield conn
+            yield
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._write_locks(), self.engine.begin() as conn:
+            yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -174,8 +183,29 @@ class SqlBackend:
             with conn.begin():
                 yield conn
 
+    @contextmanager
+    def _tx_write(self) -> Iterator[Tx]:
+        """A write transaction for the busy paths: raw sqlite3 on a SQLite file."""
+        if self._raw is None:
+            with self._write() as conn:
+                yield AlchemyTx(conn)
+            return
+        with self._write_locks(), self._raw.transaction("IMMEDIATE") as tx:
+            yield tx
+
+    @contextmanager
+    def _tx_read(self) -> Iterator[Tx]:
+        if self._raw is None:
+            with self._read() as conn:
+                yield AlchemyTx(conn)
+            return
+        with self._raw.transaction("DEFERRED") as tx:
+            yield tx
+
     def close(self) -> None:
         self.engine.dispose()
+        if self._raw is not None:
+            self._raw.close()
 
     # -- projects -----------------------------------------------------------
     def list_projects(self) -> list[str]:
@@ -186,16 +216,16 @@ class SqlBackend:
     def create_project(self, name: str) -> str:
         if not name or len(name) > 255:
             raise InvalidInput("project name must be 1 to 255 characters")
-        with self._write() as conn:
-            self._ensure_project(conn, name)
+        with self._tx_write() as tx:
+            self._ensure_project(tx, name)
         self._known_projects.add(name)
         return name
 
-    def _ensure_project(self, conn: Connection, name: str) -> None:
+    def _ensure_project(self, tx: Tx, name: str) -> None:
         # Projects and queues are never deleted, so a name seen once needs no statement.
         # Callers remember a name only once their transaction has committed.
         if name and name not in self._known_projects:
-            conn.execute(self._insert_project, {"name": name, "created": now()})
+            tx.run(self._insert_project, {"name": name, "created": now()})
 
     # -- tasks --------------------------------------------------------------
     def create_task(self, task: Task, queue: str | None = None, priority: int = 0) -> Task:
@@ -217,15 +247,15 @@ class SqlBackend:
         if queue is not None:
             row.update(status=TaskStatus.queued.value, queue=queue, status_message="")
         try:
-            with self._write() as conn:
-                self._ensure_project(conn, task.project)
-                conn.execute(q.INSERT_TASK, row)
-                self._write_tags(conn, task.id, row["tags"], new=True)
-                self._write_props(conn, task.id, row["runtime"], new=True)
+            with self._tx_write() as tx:
+                self._ensure_project(tx, task.project)
+                tx.run(q.INSERT_TASK, row)
+                self._write_tags(tx, task.id, row["tags"], new=True)
+                self._write_props(tx, task.id, row["runtime"], new=True)
                 if queue is not None:
-                    queue_id = self._ensure_queue(conn, queue)
-                    self._insert_entry(conn, queue_id, task.id, priority)
-        except IntegrityError:
+                    queue_id = self._ensure_queue(tx, queue)
+                    self._insert_entry(tx, queue_id, task.id, priority)
+        except (IntegrityError, sqlite3.IntegrityError):
             if self._task_exists(task.id):
                 raise Conflict(f"task {task.id} already exists") from None
             raise
@@ -237,28 +267,29 @@ class SqlBackend:
         return _row_to_task(row)
 
     def _task_exists(self, task_id: str) -> bool:
-        with self._read() as conn:
-            return conn.execute(q.TASK_EXISTS, {"task_id": task_id}).first() is not None
+        with self._tx_read() as tx:
+            return tx.first(q.TASK_EXISTS, {"task_id": task_id}) is not None
 
     def get_task(self, task_id: str) -> Task:
-        with self._read() as conn:
-            return self._load_task(conn, task_id)
+        with self._tx_read() as tx:
+            return self._load_task(tx, task_id)
 
-    def _load_task(self, conn: Connection, task_id: str) -> Task:
-        return self._with_artifacts(conn, self._require(conn, task_id))
+    def _load_task(self, tx: Tx, task_id: str) -> Task:
+        return self._with_artifacts(tx, self._require(tx, task_id))
 
-    def _with_artifacts(self, conn: Connection, row: dict[str, Any]) -> Task:
+    def _with_artifacts(self, tx: Tx, row: dict[str, Any]) -> Task:
         """The task of a row just read or written, with its artifacts."""
         task = _row_to_task(row)
-        task.artifacts = self._artifacts(conn, task.id)
+        task.artifacts = self._artifacts(tx, task.id)
         return task
 
-    def _require(self, conn: Connection, task_id: str, lock: bool = False) -> dict[str, Any]:
-        query = self._task_for_update if lock else q.TASK
-        row = conn.execute(query, {"task_id": task_id}).mappings().first()
+    def _require(self, tx: Tx | Connection, task_id: str, lock: bool = False) -> dict[str, Any]:
+        if isinstance(tx, Connection):
+            tx = AlchemyTx(tx)
+        row = tx.first(self._task_for_update if lock else q.TASK, {"task_id": task_id})
         if row is None:
             raise NotFound(f"no task with id '{task_id}'")
-        return dict(row)
+        return row
 
     def update_task(self, task_id: str, **fields: Any) -> Task:
         bad = set(fields) - UPDATABLE_FIELDS
@@ -270,16 +301,16 @@ class SqlBackend:
         if "type" in values and values["type"] not in _TASK_TYPES:
             raise InvalidInput(f"unknown task type '{values['type']}'")
         values["last_update"] = now()
-        with self._write() as conn:
-            self._require(conn, task_id, lock=True)
+        with self._tx_write() as tx:
+            self._require(tx, task_id, lock=True)
             if values.get("project"):
-                self._ensure_project(conn, values["project"])
-            conn.execute(update(t.tasks).where(t.tasks.c.id == task_id).values(**values))
+                self._ensure_project(tx, values["project"])
+            tx.run(q.UPDATE_TASK, {**values, "task_id": task_id})
             if "tags" in fields:
-                self._write_tags(conn, task_id, values["tags"])
+                self._write_tags(tx, task_id, values["tags"])
             if "runtime" in fields:
-                self._write_props(conn, task_id, values["runtime"])
-            task = self._load_task(conn, task_id)
+                self._write_props(tx, task_id, values["runtime"])
+            task = self._load_task(tx, task_id)
         if values.get("project"):
             self._known_projects.add(values["project"])
         return task
@@ -287,35 +318,29 @@ class SqlBackend:
     def merge_runtime(self, task_id: str, values: dict[str, Any]) -> Task:
         if not isinstance(values, dict):
             raise InvalidInput("runtime values must be an object")
-        with self._write() as conn:
-            row = self._require(conn, task_id, lock=True)
+        with self._tx_write() as tx:
+            row = self._require(tx, task_id, lock=True)
             runtime = dict(row["runtime"] or {})
             runtime.update(values)
-            conn.execute(
-                update(t.tasks)
-                .where(t.tasks.c.id == task_id)
-                .values(runtime=runtime, last_update=now())
-            )
-            self._write_props(conn, task_id, runtime)
-            return self._load_task(conn, task_id)
+            tx.run(q.UPDATE_TASK, {"task_id": task_id, "runtime": runtime, "last_update": now()})
+            self._write_props(tx, task_id, runtime)
+            return self._load_task(tx, task_id)
 
-    def _write_tags(
-        self, conn: Connection, task_id: str, tags: Iterable[str], new: bool = False
-    ) -> None:
+    def _write_tags(self, tx: Tx, task_id: str, tags: Iterable[str], new: bool = False) -> None:
         if not new:
-            conn.execute(delete(t.task_tags).where(t.task_tags.c.task_id == task_id))
+            tx.run(q.DELETE_TAGS_OF_TASK, {"task_id": task_id})
         unique = sorted({str(tag) for tag in tags})
         if unique:
-            conn.execute(q.INSERT_TAGS, [{"task_id": task_id, "tag": tag} for tag in unique])
+            tx.run(q.INSERT_TAGS, [{"task_id": task_id, "tag": tag} for tag in unique])
 
     def _write_props(
-        self, conn: Connection, task_id: str, runtime: dict[str, Any], new: bool = False
+        self, tx: Tx, task_id: str, runtime: dict[str, Any], new: bool = False
     ) -> None:
         if not new:
-            conn.execute(delete(t.task_props).where(t.task_props.c.task_id == task_id))
+            tx.run(q.DELETE_PROPS_OF_TASK, {"task_id": task_id})
         rows = [{"task_id": task_id, "key": str(k), "value": _canon(v)} for k, v in runtime.items()]
         if rows:
-            conn.execute(q.INSERT_PROPS, rows)
+            tx.run(q.INSERT_PROPS, rows)
 
     def set_status(
         self,
@@ -324,14 +349,14 @@ class SqlBackend:
         message: str | None = None,
         expected: Sequence[str] | None = None,
     ) -> Task:
-        with self._write() as conn:
-            row = self._require(conn, task_id, lock=True)
-            row = self._set_status(conn, row, status, message, expected)
-            return self._with_artifacts(conn, row)
+        with self._tx_write() as tx:
+            row = self._require(tx, task_id, lock=True)
+            row = self._set_status(tx, row, status, message, expected)
+            return self._with_artifacts(tx, row)
 
     def _set_status(
         self,
-        conn: Connection,
+        tx: Tx,
         row: dict[str, Any],
         status: str,
         message: str | None,
@@ -357,11 +382,11 @@ class SqlBackend:
         if new is TaskStatus.created:
             values.update(started=None, completed=None, worker=None, queue=None)
         if current == TaskStatus.queued.value:
-            conn.execute(q.DELETE_ENTRY_OF_TASK, {"task_id": row["id"]})
+            tx.run(q.DELETE_ENTRY_OF_TASK, {"task_id": row["id"]})
         if current == TaskStatus.in_progress.value:
             values["lease_expires"] = None
         values.update(extra)
-        conn.execute(q.UPDATE_TASK, {"task_id": row["id"], **values})
+        tx.run(q.UPDATE_TASK, {"task_id": row["id"], **values})
         return {**row, **values}
 
     def clone_task(
@@ -454,22 +479,22 @@ class SqlBackend:
     # -- queues ---------------------------------------------------------------
     def create_queue(self, name: str) -> Queue:
         _validate_queue_name(name)
-        with self._write() as conn:
-            queue_id = self._ensure_queue(conn, name)
+        with self._tx_write() as tx:
+            queue_id = self._ensure_queue(tx, name)
         self._known_queues[name] = queue_id
         return self.get_queue(name)
 
-    def _ensure_queue(self, conn: Connection, name: str) -> str:
+    def _ensure_queue(self, tx: Tx, name: str) -> str:
         """The queue's id, creating the queue if need be. Callers remember the id in
         ``_known_queues`` once their transaction has committed."""
         if name in self._known_queues:
             return self._known_queues[name]
-        conn.execute(self._insert_queue, {"id": new_id(), "name": name, "created": now()})
-        return conn.execute(q.QUEUE_ID, {"name": name}).scalar_one()
+        tx.run(self._insert_queue, {"id": new_id(), "name": name, "created": now()})
+        return tx.scalar(q.QUEUE_ID, {"name": name})
 
-    def _insert_entry(self, conn: Connection, queue_id: str, task_id: str, priority: int) -> None:
+    def _insert_entry(self, tx: Tx, queue_id: str, task_id: str, priority: int) -> None:
         entry = {"queue_id": queue_id, "task_id": task_id, "priority": int(priority)}
-        conn.execute(q.INSERT_ENTRY, {**entry, "enqueued": now()})
+        tx.run(q.INSERT_ENTRY, {**entry, "enqueued": now()})
 
     def get_queue(self, name: str) -> Queue:
         for queue in self.list_queues():
@@ -496,15 +521,15 @@ class SqlBackend:
 
     def enqueue(self, task_id: str, queue: str, priority: int = 0) -> Task:
         _validate_queue_name(queue)
-        with self._write() as conn:
-            row = self._require(conn, task_id, lock=True)
+        with self._tx_write() as tx:
+            row = self._require(tx, task_id, lock=True)
             row = self._set_status(
-                conn, row, TaskStatus.queued.value, "", None,
+                tx, row, TaskStatus.queued.value, "", None,
                 queue=queue, worker=None, started=None, completed=None,
             )  # fmt: skip
-            queue_id = self._ensure_queue(conn, queue)
-            self._insert_entry(conn, queue_id, task_id, priority)
-            task = self._with_artifacts(conn, row)
+            queue_id = self._ensure_queue(tx, queue)
+            self._insert_entry(tx, queue_id, task_id, priority)
+            task = self._with_artifacts(tx, row)
         self._known_queues[queue] = queue_id
         self.claim_signals.notify(queue)
         return task
@@ -574,15 +599,15 @@ class SqlBackend:
     def _any_waiting(self, queues: list[str]) -> bool:
         # A cheap read first, so idle claimers polling an empty queue never take
         # SQLite's write lock.
-        with self._read() as conn:
-            return conn.execute(q.ANY_ENTRY, {"queues": queues}).first() is not None
+        with self._tx_read() as tx:
+            return tx.first(q.ANY_ENTRY, {"queues": queues}) is not None
 
     def _claim_once(self, queues: list[str], worker_id: str, lease_s: float) -> Task | None:
-        with self._write() as conn:
+        with self._tx_write() as tx:
             for name in queues:
-                task_id = conn.execute(self._take_head, {"queue": name}).scalar()
+                task_id = tx.scalar(self._take_head, {"queue": name})
                 if task_id is None and self._take_head_below_locked is not None:
-                    task_id = conn.execute(self._take_head_below_locked, {"queue": name}).scalar()
+                    task_id = tx.scalar(self._take_head_below_locked, {"queue": name})
                 if task_id is None:
                     continue
                 stamp = now()
@@ -595,8 +620,9 @@ class SqlBackend:
                     lease_expires=stamp + lease_s,
                     status_message="",
                 )
-                row = conn.execute(q.UPDATE_TASK_RETURNING, {"task_id": task_id, **values})
-                return self._with_artifacts(conn, dict(row.mappings().one()))
+                row = tx.first(q.UPDATE_TASK_RETURNING, {"task_id": task_id, **values})
+                assert row is not None, task_id  # the entry's task: the foreign key holds it
+                return self._with_artifacts(tx, row)
         return None
 
     # -- workers --------------------------------------------------------------
@@ -698,7 +724,9 @@ class SqlBackend:
             for task_id in ids:
                 row = self._require(conn, task_id, lock=True)
                 if row["status"] == TaskStatus.in_progress.value:
-                    self._set_status(conn, row, TaskStatus.failed.value, "worker lost", None)
+                    self._set_status(
+                        AlchemyTx(conn), row, TaskStatus.failed.value, "worker lost", None
+                    )
         return ids
 
     # -- logs and metrics ---------------------------------------------------------
@@ -817,13 +845,12 @@ class SqlBackend:
         return artifact
 
     def get_artifacts(self, task_id: str) -> dict[str, Artifact]:
-        with self._read() as conn:
-            self._require(conn, task_id)
-            return self._artifacts(conn, task_id)
+        with self._tx_read() as tx:
+            self._require(tx, task_id)
+            return self._artifacts(tx, task_id)
 
-    def _artifacts(self, conn: Connection, task_id: str) -> dict[str, Artifact]:
-        rows = conn.execute(q.ARTIFACTS, {"task_id": task_id}).mappings()
-        return {r["name"]: _row_to_artifact(r) for r in rows}
+    def _artifacts(self, tx: Tx, task_id: str) -> dict[str, Artifact]:
+        return {r["name"]: _row_to_artifact(r) for r in tx.all(q.ARTIFACTS, {"task_id": task_id})}
 
     def find_artifact_by_hash(self, sha256: str) -> Artifact | None:
         if not sha256:  # artifacts without a hash must not match each other

@@ -29,7 +29,9 @@ ARTIFACTS = (
 
 INSERT_TASK = insert(_tasks)
 INSERT_TAGS = insert(t.task_tags)
+DELETE_TAGS_OF_TASK = delete(t.task_tags).where(t.task_tags.c.task_id == bindparam("task_id"))
 INSERT_PROPS = insert(t.task_props)
+DELETE_PROPS_OF_TASK = delete(t.task_props).where(t.task_props.c.task_id == bindparam("task_id"))
 UPDATE_TASK = update(_tasks).where(_tasks.c.id == bindparam("task_id"))
 #: The update of a claim, answering the task's row (no second read).
 UPDATE_TASK_RETURNING = UPDATE_TASK.returning(*_tasks.c)

@@ -1,0 +1,157 @@
+"""JsonTransport and HttpBackend's retries against small real HTTP servers on loopback.
+
+Each server here misbehaves in one way a real deployment can: it closes an idle
+keep-alive connection, it drops a request without answering, or it is not there.
+The point is what the client may repeat: only what cannot have been applied.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from agent.core.models import Task
+from agent.store.http import HttpBackend, ServerUnavailable
+from agent.store.transport import JsonTransport, TransportError
+from tests.services import free_port
+
+_TASK_JSON = Task(id="t1", name="n", project="p").to_json_dict()
+
+
+class _Server:
+    """A loopback HTTP/1.1 server answering ``behaviour(conn, n)`` for the n-th request
+    (counted over all connections); it records every request line it reads."""
+
+    def __init__(self, behaviour):
+        self.behaviour = behaviour
+        self.requests: list[str] = []
+        self.connections = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        reader = conn.makefile("rb")
+        with conn:
+            while True:
+                line = reader.readline()
+                if not line:
+                    return
+                length = 0
+                while (header := reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = header.decode().partition(":")
+                    if name.lower() == "content-length":
+                        length = int(value)
+                reader.read(length)
+                with self._lock:
+                    self.requests.append(line.decode().strip())
+                    n = len(self.requests)
+                if not self.behaviour(conn, n):
+                    return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _answer(conn: socket.socket, body: bytes = b'{"queues": []}', close: bool = False) -> None:
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    conn.sendall(head.encode() + b"\r\n" + body)
+    if close:  # close without saying so, as a server whose keep-alive timer ran out
+        conn.shutdown(socket.SHUT_RDWR)
+
+
+@contextmanager
+def serving(behaviour) -> Iterator[_Server]:
+    server = _Server(behaviour)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_an_idle_connection_the_server_closed_is_not_reused() -> None:
+    # The server answers and then closes each connection without a Connection: close
+    # header. A create (never retried) after that must go on a new connection.
+    def answer_then_close(conn, n):
+        _answer(conn, b'{"queues": []}' if n == 1 else json.dumps(_TASK_JSON).encode(), close=True)
+        return False
+
+    with serving(answer_then_close) as server:
+        client = HttpBackend(server.url, retries=1)
+        client.list_queues()
+        threading.Event().wait(0.05)  # the close reaches the client
+        assert client.create_task(Task(id="t1", name="n", project="p")).id == "t1"
+        assert server.connections == 2 and len(server.requests) == 2
+
+
+def test_a_dropped_create_is_not_repeated_but_a_dropped_read_is() -> None:
+    # The first request of each kind is dropped unanswered (the server may have applied
+    # it); the create must surface the error, the idempotent read must be retried.
+    def drop_first(conn, n):
+        if n in (1, 2):
+            return False
+        _answer(conn)
+        return True
+
+    with serving(drop_first) as server:
+        client = HttpBackend(server.url, retries=3, max_backoff=0.05)
+        with pytest.raises(ServerUnavailable, match="connection lost"):
+            client.create_task(Task(name="n", project="p"))
+        assert [r.split()[0] for r in server.requests] == ["POST"]
+        assert client.list_queues() == []
+        assert [r.split()[0] for r in server.requests] == ["POST", "GET", "GET"]
+
+
+def test_a_refused_connection_is_not_sent_and_is_retried() -> None:
+    port = free_port()
+    transport = JsonTransport(f"http://127.0.0.1:{port}", {}, connect_timeout=2)
+    with pytest.raises(TransportError) as caught:
+        transport.request("POST", "/api/v1/tasks", b"{}", read_timeout=2)
+    assert caught.value.sent is False and "refused" in caught.value.reason
+
+
+def test_no_answer_in_time_is_a_timeout_that_may_have_been_applied() -> None:
+    with serving(lambda conn, n: threading.Event().wait(2) and False) as server:
+        transport = JsonTransport(server.url, {}, connect_timeout=2)
+        with pytest.raises(TransportError) as caught:
+            transport.request("POST", "/x", b"{}", read_timeout=0.2)
+        assert caught.value.sent is True and caught.value.timed_out
+
+
+def test_a_forked_child_opens_its_own_connection() -> None:
+    def answer(conn, n):
+        _answer(conn)
+        return True
+
+    with serving(answer) as server:
+        transport = JsonTransport(server.url, {}, connect_timeout=2)
+        transport.request("GET", "/a", None, read_timeout=2)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child's outcome is its exit code
+            try:
+                answer_ = transport.request("GET", "/b", None, read_timeout=2)
+                os._exit(0 if answer_.status == 200 else 1)
+            except BaseException:
+                os._exit(2)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        transport.request("GET", "/c", None, read_timeout=2)  # the parent's socket still works
+        assert server.connections == 2 and len(server.requests) == 3

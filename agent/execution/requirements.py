@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import importlib.metadata
 import os
 import sys
 from pathlib import Path
@@ -43,8 +42,8 @@ def detect_requirements(source: str) -> list[str]:
             continue
         for dist in providers.get(module, ()):
             try:
-                pinned.add(f"{dist}=={importlib.metadata.version(dist)}")
-            except importlib.metadata.PackageNotFoundError:
+                pinned.add(f"{dist}=={_metadata().version(dist)}")
+            except _metadata().PackageNotFoundError:
                 continue
     return sorted(pinned, key=str.lower)
 
@@ -52,7 +51,7 @@ def detect_requirements(source: str) -> list[str]:
 @functools.lru_cache(maxsize=1)
 def _providers() -> dict[str, list[str]]:
     """Import name -> distributions, read once per process (scanning them takes ~0.25 s)."""
-    return dict(importlib.metadata.packages_distributions())
+    return dict(_metadata().packages_distributions())
 
 
 def read_requirements_file(path: str | os.PathLike[str]) -> list[str]:
@@ -76,3 +75,9 @@ def read_requirements_file(path: str | os.PathLike[str]) -> list[str]:
             if not line.startswith("-"):
                 found.append(line)
     return found
+
+
+def _metadata():
+    import importlib.metadata  # here: a pipeline that never pins requirements skips it
+
+    return importlib.metadata

@@ -6,9 +6,12 @@ claim cannot race another. PostgreSQL: claims take the queue head with
 backend object wakes its waiting claimers at once; enqueues from other
 processes are seen by polling every few milliseconds.
 
-Frequent operations (create, enqueue, claim, status changes) run statements built
-once (:mod:`agent.store.statements`) and answer from the row they wrote instead of
-reading the task back.
+Frequent operations (create, enqueue, claim, status changes, logs, artifacts) call
+named statements (:mod:`agent.store.statements`) through a :class:`~agent.store.tx.Tx`:
+on a SQLite file they run on raw sqlite3 from a catalog compiled ahead, without
+importing SQLAlchemy; elsewhere on SQLAlchemy. They answer from the row they wrote
+instead of reading the task back. Everything else uses SQLAlchemy Core directly,
+imported on first use.
 """
 
 from __future__ import annotations
@@ -20,19 +23,17 @@ import math
 import os
 import re
 import sqlite3
+import sys
 import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import Connection, and_, create_engine, delete, event, func, insert, select, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from typing import TYPE_CHECKING, Any
 
 from agent.core.errors import Conflict, InvalidInput, NotFound
+from agent.core.lazy import LazyModule
 from agent.core.models import (
     Artifact,
     LogLine,
@@ -46,17 +47,27 @@ from agent.core.models import (
     now,
     transition,
 )
-from agent.store import schema as t
-from agent.store import statements as q
 from agent.store.base import DEFAULT_LEASE_S, UPDATABLE_FIELDS
-from agent.store.tx import SQLITE_PRAGMAS, AlchemyTx, SqlitePool, Tx
+from agent.store.tx import SQLITE_PRAGMAS, AlchemyTx, SqlitePool, SqliteTx, Tx
 from agent.store.wakeups import ClaimSignals, ClaimWaiter, PollBackoff
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+    from sqlalchemy.engine import Engine
+
+# SQLAlchemy is imported when first needed: the embedded store's busy paths run without
+# it (see agent.store.tx), and its import is most of a short debug pipeline's run time.
+sa = LazyModule("sqlalchemy")
+t = LazyModule("agent.store.schema")
+q = LazyModule("agent.store.statements")
 
 _JSON_FIELDS = ("tags", "script", "hyperparams", "configuration", "container", "runtime")
 _TASK_TYPES = {t_.value for t_ in TaskTypes}
 _SCRIPT_FIELDS = tuple(f.name for f in dataclasses.fields(Script))
 #: The task columns a Task gives (artifacts live in their own table).
 _TASK_COLUMNS = tuple(f.name for f in dataclasses.fields(Task) if f.name != "artifacts")
+#: What a task row's full update sets: the table's columns but its id.
+_UPDATE_COLUMNS = (*(c for c in _TASK_COLUMNS if c != "id"), "lease_expires")
 #: Connections a file-backed SQLite store keeps open: enough for a server's concurrent
 #: requests, so none is opened (and set up with PRAGMAs) per request.
 _SQLITE_POOL_SIZE = 20
@@ -78,11 +89,11 @@ def _make_engine(url: str) -> Engine:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             pool_args = {"pool_size": _SQLITE_POOL_SIZE, "max_overflow": 2 * _SQLITE_POOL_SIZE}
-        engine = create_engine(
+        engine = sa.create_engine(
             url, connect_args={"timeout": 60, "check_same_thread": False}, **pool_args
         )
 
-        @event.listens_for(engine, "connect")
+        @sa.event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):  # pragma: no cover - trivial
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cur = dbapi_conn.cursor()
@@ -90,13 +101,13 @@ def _make_engine(url: str) -> Engine:
                 cur.execute(pragma)
             cur.close()
 
-        @event.listens_for(engine, "begin")
+        @sa.event.listens_for(engine, "begin")
         def _on_begin(conn):  # pragma: no cover - trivial
             mode = "DEFERRED" if conn.get_execution_options().get("readonly") else "IMMEDIATE"
             conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
 @contextmanager
@@ -114,24 +125,22 @@ class SqlBackend:
 
     def __init__(self, url: str):
         self.url = url
-        self.engine = _make_engine(url)
-        self.is_sqlite = self.engine.dialect.name == "sqlite"
-        dialect = self.engine.dialect.name
+        self._url = _normalize_url(url)
+        self.is_sqlite = self._url.startswith("sqlite")
+        self.dialect = "sqlite" if self.is_sqlite else "postgresql"
+        self._engine: Engine | None = None
+        self._statements: dict[str, Any] | None = None
         #: Claims waiting in this process; an enqueue here wakes one (see agent.store.wakeups).
         self.claim_signals = ClaimSignals()
-        self._take_head = q.take_head(dialect)
-        self._take_head_below_locked = None if self.is_sqlite else q.take_head(dialect, True)
-        self._insert_project = q.insert_ignoring_duplicates(dialect, t.projects, "name")
-        self._insert_queue = q.insert_ignoring_duplicates(dialect, t.queues, "name")
-        self._task_for_update = q.TASK if self.is_sqlite else q.TASK_FOR_UPDATE
         self._known_projects: set[str] = set()
         self._known_queues: dict[str, str] = {}
         self._write_lock: threading.Lock | None = None
         self._lock_path = ""
         #: Raw sqlite3 connections for the busy paths (see agent.store.tx); file stores only.
         self._raw: SqlitePool | None = None
-        database = self.engine.url.database
-        if self.is_sqlite and database and database != ":memory:":
+        database = _sqlite_path(self._url) if self.is_sqlite else None
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
             self._write_lock = threading.Lock()
             self._lock_path = database + ".lock"
             self._raw = SqlitePool(database)
@@ -141,8 +150,16 @@ class SqlBackend:
         this = weakref.ref(self)  # a hook must not keep closed backends alive
         os.register_at_fork(after_in_child=lambda: (b := this()) is not None and b._after_fork())
 
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, made on first use (a SQLite file's busy paths skip it)."""
+        if self._engine is None:
+            self._engine = _make_engine(self._url)
+        return self._engine
+
     def _after_fork(self) -> None:
-        self.engine.dispose(close=False)
+        if self._engine is not None:
+            self._engine.dispose(close=False)
         self.claim_signals = ClaimSignals()
         if self._write_lock is not None:
             self._write_lock = threading.Lock()
@@ -150,11 +167,15 @@ class SqlBackend:
             self._raw.forget()
 
     def _create_schema(self) -> None:
+        if self._raw is not None:
+            with self._write_locks():
+                self._raw.create_schema()
+            return
         for attempt in range(5):
             try:
                 t.metadata.create_all(self.engine)
                 return
-            except (OperationalError, IntegrityError):
+            except (sa.exc.OperationalError, sa.exc.IntegrityError):
                 # Two processes creating the schema at once: the loser retries.
                 if attempt == 4:
                     raise
@@ -188,7 +209,7 @@ class SqlBackend:
         """A write transaction for the busy paths: raw sqlite3 on a SQLite file."""
         if self._raw is None:
             with self._write() as conn:
-                yield AlchemyTx(conn)
+                yield self._alchemy_tx(conn)
             return
         with self._write_locks(), self._raw.transaction("IMMEDIATE") as tx:
             yield tx
@@ -197,20 +218,26 @@ class SqlBackend:
     def _tx_read(self) -> Iterator[Tx]:
         if self._raw is None:
             with self._read() as conn:
-                yield AlchemyTx(conn)
+                yield self._alchemy_tx(conn)
             return
         with self._raw.transaction("DEFERRED") as tx:
             yield tx
 
+    def _alchemy_tx(self, conn: Connection) -> AlchemyTx:
+        if self._statements is None:
+            self._statements = q.named(self.dialect)
+        return AlchemyTx(conn, self._statements)
+
     def close(self) -> None:
-        self.engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
         if self._raw is not None:
             self._raw.close()
 
     # -- projects -----------------------------------------------------------
     def list_projects(self) -> list[str]:
         with self._read() as conn:
-            rows = conn.execute(select(t.projects.c.name).order_by(t.projects.c.name)).all()
+            rows = conn.execute(sa.select(t.projects.c.name).order_by(t.projects.c.name)).all()
         return [r[0] for r in rows]
 
     def create_project(self, name: str) -> str:
@@ -225,7 +252,7 @@ class SqlBackend:
         # Projects and queues are never deleted, so a name seen once needs no statement.
         # Callers remember a name only once their transaction has committed.
         if name and name not in self._known_projects:
-            tx.run(self._insert_project, {"name": name, "created": now()})
+            tx.run("INSERT_PROJECT", {"name": name, "created": now()})
 
     # -- tasks --------------------------------------------------------------
     def create_task(self, task: Task, queue: str | None = None, priority: int = 0) -> Task:
@@ -249,13 +276,15 @@ class SqlBackend:
         try:
             with self._tx_write() as tx:
                 self._ensure_project(tx, task.project)
-                tx.run(q.INSERT_TASK, row)
+                tx.run("INSERT_TASK", row)
                 self._write_tags(tx, task.id, row["tags"], new=True)
                 self._write_props(tx, task.id, row["runtime"], new=True)
                 if queue is not None:
                     queue_id = self._ensure_queue(tx, queue)
                     self._insert_entry(tx, queue_id, task.id, priority)
-        except (IntegrityError, sqlite3.IntegrityError):
+        except Exception as exc:
+            if not _is_integrity_error(exc):
+                raise
             if self._task_exists(task.id):
                 raise Conflict(f"task {task.id} already exists") from None
             raise
@@ -268,7 +297,7 @@ class SqlBackend:
 
     def _task_exists(self, task_id: str) -> bool:
         with self._tx_read() as tx:
-            return tx.first(q.TASK_EXISTS, {"task_id": task_id}) is not None
+            return tx.first("TASK_EXISTS", {"task_id": task_id}) is not None
 
     def get_task(self, task_id: str) -> Task:
         with self._tx_read() as tx:
@@ -284,9 +313,9 @@ class SqlBackend:
         return task
 
     def _require(self, tx: Tx | Connection, task_id: str, lock: bool = False) -> dict[str, Any]:
-        if isinstance(tx, Connection):
-            tx = AlchemyTx(tx)
-        row = tx.first(self._task_for_update if lock else q.TASK, {"task_id": task_id})
+        if not isinstance(tx, (AlchemyTx, SqliteTx)):  # a SQLAlchemy connection
+            tx = self._alchemy_tx(tx)
+        row = tx.first("TASK_FOR_UPDATE" if lock else "TASK", {"task_id": task_id})
         if row is None:
             raise NotFound(f"no task with id '{task_id}'")
         return row
@@ -302,10 +331,10 @@ class SqlBackend:
             raise InvalidInput(f"unknown task type '{values['type']}'")
         values["last_update"] = now()
         with self._tx_write() as tx:
-            self._require(tx, task_id, lock=True)
+            row = self._require(tx, task_id, lock=True)
             if values.get("project"):
                 self._ensure_project(tx, values["project"])
-            tx.run(q.UPDATE_TASK, {**values, "task_id": task_id})
+            _update_row(tx, {**row, **values})
             if "tags" in fields:
                 self._write_tags(tx, task_id, values["tags"])
             if "runtime" in fields:
@@ -322,25 +351,25 @@ class SqlBackend:
             row = self._require(tx, task_id, lock=True)
             runtime = dict(row["runtime"] or {})
             runtime.update(values)
-            tx.run(q.UPDATE_TASK, {"task_id": task_id, "runtime": runtime, "last_update": now()})
+            _update_row(tx, {**row, "runtime": runtime, "last_update": now()})
             self._write_props(tx, task_id, runtime)
             return self._load_task(tx, task_id)
 
     def _write_tags(self, tx: Tx, task_id: str, tags: Iterable[str], new: bool = False) -> None:
         if not new:
-            tx.run(q.DELETE_TAGS_OF_TASK, {"task_id": task_id})
+            tx.run("DELETE_TAGS_OF_TASK", {"task_id": task_id})
         unique = sorted({str(tag) for tag in tags})
         if unique:
-            tx.run(q.INSERT_TAGS, [{"task_id": task_id, "tag": tag} for tag in unique])
+            tx.run("INSERT_TAGS", [{"task_id": task_id, "tag": tag} for tag in unique])
 
     def _write_props(
         self, tx: Tx, task_id: str, runtime: dict[str, Any], new: bool = False
     ) -> None:
         if not new:
-            tx.run(q.DELETE_PROPS_OF_TASK, {"task_id": task_id})
+            tx.run("DELETE_PROPS_OF_TASK", {"task_id": task_id})
         rows = [{"task_id": task_id, "key": str(k), "value": _canon(v)} for k, v in runtime.items()]
         if rows:
-            tx.run(q.INSERT_PROPS, rows)
+            tx.run("INSERT_PROPS", rows)
 
     def set_status(
         self,
@@ -382,12 +411,13 @@ class SqlBackend:
         if new is TaskStatus.created:
             values.update(started=None, completed=None, worker=None, queue=None)
         if current == TaskStatus.queued.value:
-            tx.run(q.DELETE_ENTRY_OF_TASK, {"task_id": row["id"]})
+            tx.run("DELETE_ENTRY_OF_TASK", {"task_id": row["id"]})
         if current == TaskStatus.in_progress.value:
             values["lease_expires"] = None
         values.update(extra)
-        tx.run(q.UPDATE_TASK, {"task_id": row["id"], **values})
-        return {**row, **values}
+        row = {**row, **values}
+        _update_row(tx, row)
+        return row
 
     def clone_task(
         self,
@@ -426,7 +456,7 @@ class SqlBackend:
         limit: int = 1000,
         id_prefix: str | None = None,
     ) -> list[Task]:
-        query = select(t.tasks)
+        query = sa.select(t.tasks)
         c = t.tasks.c
         if id_prefix is not None and len(id_prefix) > 64:
             raise InvalidInput("an id prefix is at most 64 characters (as long as an id)")
@@ -436,7 +466,7 @@ class SqlBackend:
                 # SQLite's LIKE ignores case and cannot use the index; a range on the id
                 # does both (ids compare as bytes).
                 upper = id_prefix[:-1] + chr(ord(id_prefix[-1]) + 1)
-                query = query.where(and_(c.id >= id_prefix, c.id < upper))
+                query = query.where(sa.and_(c.id >= id_prefix, c.id < upper))
         if project is not None:
             query = query.where(c.project == project)
         if name is not None:
@@ -450,11 +480,11 @@ class SqlBackend:
             query = query.where(c.parent == parent)
         if tag is not None:
             query = query.where(
-                c.id.in_(select(t.task_tags.c.task_id).where(t.task_tags.c.tag == tag))
+                c.id.in_(sa.select(t.task_tags.c.task_id).where(t.task_tags.c.tag == tag))
             )
         for key, value in (runtime or {}).items():
-            props = select(t.task_props.c.task_id).where(
-                and_(t.task_props.c.key == str(key), t.task_props.c.value == _canon(value))
+            props = sa.select(t.task_props.c.task_id).where(
+                sa.and_(t.task_props.c.key == str(key), t.task_props.c.value == _canon(value))
             )
             query = query.where(c.id.in_(props))
         query = query.order_by(c.created.desc(), c.id).limit(max(1, min(int(limit), 100000)))
@@ -473,8 +503,8 @@ class SqlBackend:
                 t.plots,
                 t.artifacts,
             ):
-                conn.execute(delete(table).where(table.c.task_id == task_id))
-            conn.execute(delete(t.tasks).where(t.tasks.c.id == task_id))
+                conn.execute(sa.delete(table).where(table.c.task_id == task_id))
+            conn.execute(sa.delete(t.tasks).where(t.tasks.c.id == task_id))
 
     # -- queues ---------------------------------------------------------------
     def create_queue(self, name: str) -> Queue:
@@ -489,12 +519,12 @@ class SqlBackend:
         ``_known_queues`` once their transaction has committed."""
         if name in self._known_queues:
             return self._known_queues[name]
-        tx.run(self._insert_queue, {"id": new_id(), "name": name, "created": now()})
-        return tx.scalar(q.QUEUE_ID, {"name": name})
+        tx.run("INSERT_QUEUE", {"id": new_id(), "name": name, "created": now()})
+        return tx.scalar("QUEUE_ID", {"name": name})
 
     def _insert_entry(self, tx: Tx, queue_id: str, task_id: str, priority: int) -> None:
         entry = {"queue_id": queue_id, "task_id": task_id, "priority": int(priority)}
-        tx.run(q.INSERT_ENTRY, {**entry, "enqueued": now()})
+        tx.run("INSERT_ENTRY", {**entry, "enqueued": now()})
 
     def get_queue(self, name: str) -> Queue:
         for queue in self.list_queues():
@@ -504,12 +534,12 @@ class SqlBackend:
 
     def list_queues(self) -> list[Queue]:
         counts = (
-            select(t.queue_entries.c.queue_id, func.count().label("n"))
+            sa.select(t.queue_entries.c.queue_id, sa.func.count().label("n"))
             .group_by(t.queue_entries.c.queue_id)
             .subquery()
         )
         query = (
-            select(t.queues, func.coalesce(counts.c.n, 0).label("length"))
+            sa.select(t.queues, sa.func.coalesce(counts.c.n, 0).label("length"))
             .select_from(t.queues.outerjoin(counts, counts.c.queue_id == t.queues.c.id))
             .order_by(t.queues.c.name)
         )
@@ -541,7 +571,7 @@ class SqlBackend:
 
     def queue_entries(self, queue: str) -> list[str]:
         query = (
-            select(t.queue_entries.c.task_id)
+            sa.select(t.queue_entries.c.task_id)
             .select_from(
                 t.queue_entries.join(t.queues, t.queues.c.id == t.queue_entries.c.queue_id)
             )
@@ -600,14 +630,14 @@ class SqlBackend:
         # A cheap read first, so idle claimers polling an empty queue never take
         # SQLite's write lock.
         with self._tx_read() as tx:
-            return tx.first(q.ANY_ENTRY, {"queues": queues}) is not None
+            return tx.first("ANY_ENTRY", {"queues": queues}) is not None
 
     def _claim_once(self, queues: list[str], worker_id: str, lease_s: float) -> Task | None:
         with self._tx_write() as tx:
             for name in queues:
-                task_id = tx.scalar(self._take_head, {"queue": name})
-                if task_id is None and self._take_head_below_locked is not None:
-                    task_id = tx.scalar(self._take_head_below_locked, {"queue": name})
+                task_id = tx.scalar("TAKE_HEAD", {"queue": name})
+                if task_id is None and not self.is_sqlite:
+                    task_id = tx.scalar("TAKE_HEAD_BELOW_LOCKED", {"queue": name})
                 if task_id is None:
                     continue
                 stamp = now()
@@ -620,7 +650,7 @@ class SqlBackend:
                     lease_expires=stamp + lease_s,
                     status_message="",
                 )
-                row = tx.first(q.UPDATE_TASK_RETURNING, {"task_id": task_id, **values})
+                row = tx.first("CLAIM_TASK", {"task_id": task_id, **values})
                 assert row is not None, task_id  # the entry's task: the foreign key holds it
                 return self._with_artifacts(tx, row)
         return None
@@ -637,14 +667,18 @@ class SqlBackend:
             raise InvalidInput("worker id must be 1 to 255 characters")
         stamp = now()
         with self._write() as conn:
-            exists = conn.execute(select(t.workers.c.id).where(t.workers.c.id == worker_id)).first()
+            exists = conn.execute(
+                sa.select(t.workers.c.id).where(t.workers.c.id == worker_id)
+            ).first()
             values = dict(
                 name=name or worker_id, queues=list(queues), last_heartbeat=stamp, stats=stats or {}
             )
             if exists:
-                conn.execute(update(t.workers).where(t.workers.c.id == worker_id).values(**values))
+                conn.execute(
+                    sa.update(t.workers).where(t.workers.c.id == worker_id).values(**values)
+                )
             else:
-                conn.execute(insert(t.workers).values(id=worker_id, registered=stamp, **values))
+                conn.execute(sa.insert(t.workers).values(id=worker_id, registered=stamp, **values))
         return self._worker(worker_id)
 
     def heartbeat(
@@ -656,14 +690,14 @@ class SqlBackend:
             if stats is not None:
                 values["stats"] = stats
             result = conn.execute(
-                update(t.workers).where(t.workers.c.id == worker_id).values(**values)
+                sa.update(t.workers).where(t.workers.c.id == worker_id).values(**values)
             )
             if result.rowcount == 0:
                 raise NotFound(f"no worker '{worker_id}' (register it first)")
             conn.execute(
-                update(t.tasks)
+                sa.update(t.tasks)
                 .where(
-                    and_(
+                    sa.and_(
                         t.tasks.c.worker == worker_id,
                         t.tasks.c.status == TaskStatus.in_progress.value,
                     )
@@ -674,7 +708,7 @@ class SqlBackend:
 
     def unregister_worker(self, worker_id: str) -> None:
         with self._write() as conn:
-            conn.execute(delete(t.workers).where(t.workers.c.id == worker_id))
+            conn.execute(sa.delete(t.workers).where(t.workers.c.id == worker_id))
 
     def _worker(self, worker_id: str) -> Worker:
         for worker in self.list_workers():
@@ -683,10 +717,10 @@ class SqlBackend:
         raise NotFound(f"no worker '{worker_id}'")
 
     def list_workers(self, alive_within: float | None = None) -> list[Worker]:
-        query = select(t.workers).order_by(t.workers.c.id)
+        query = sa.select(t.workers).order_by(t.workers.c.id)
         if alive_within is not None:
             query = query.where(t.workers.c.last_heartbeat >= now() - alive_within)
-        running = select(t.tasks.c.id, t.tasks.c.worker).where(
+        running = sa.select(t.tasks.c.id, t.tasks.c.worker).where(
             t.tasks.c.status == TaskStatus.in_progress.value
         )
         with self._read() as conn:
@@ -712,8 +746,8 @@ class SqlBackend:
             ids = [
                 r[0]
                 for r in conn.execute(
-                    select(t.tasks.c.id).where(
-                        and_(
+                    sa.select(t.tasks.c.id).where(
+                        sa.and_(
                             t.tasks.c.status == TaskStatus.in_progress.value,
                             t.tasks.c.lease_expires.is_not(None),
                             t.tasks.c.lease_expires < stamp,
@@ -725,32 +759,26 @@ class SqlBackend:
                 row = self._require(conn, task_id, lock=True)
                 if row["status"] == TaskStatus.in_progress.value:
                     self._set_status(
-                        AlchemyTx(conn), row, TaskStatus.failed.value, "worker lost", None
+                        self._alchemy_tx(conn), row, TaskStatus.failed.value, "worker lost", None
                     )
         return ids
 
     # -- logs and metrics ---------------------------------------------------------
     def append_logs(self, task_id: str, lines: Iterable[str | tuple[float, str, str]]) -> int:
         rows = [_log_row(line) for line in lines]
-        with self._write() as conn:
-            self._require(conn, task_id, lock=True)
-            last = (
-                conn.execute(
-                    select(func.max(t.logs.c.seq)).where(t.logs.c.task_id == task_id)
-                ).scalar()
-                or 0
+        with self._tx_write() as tx:
+            self._require(tx, task_id, lock=True)
+            last = tx.scalar("LAST_LOG_SEQ", {"task_id": task_id}) or 0
+            tx.run(
+                "INSERT_LOG",
+                [dict(task_id=task_id, seq=last + i + 1, **row) for i, row in enumerate(rows)],
             )
-            if rows:
-                conn.execute(
-                    insert(t.logs),
-                    [dict(task_id=task_id, seq=last + i + 1, **row) for i, row in enumerate(rows)],
-                )
         return last + len(rows)
 
     def get_logs(self, task_id: str, after: int = 0, limit: int = 10000) -> list[LogLine]:
         query = (
-            select(t.logs)
-            .where(and_(t.logs.c.task_id == task_id, t.logs.c.seq > int(after)))
+            sa.select(t.logs)
+            .where(sa.and_(t.logs.c.task_id == task_id, t.logs.c.seq > int(after)))
             .order_by(t.logs.c.seq)
             .limit(max(1, min(int(limit), 100000)))
         )
@@ -773,14 +801,13 @@ class SqlBackend:
                     value=_scalar_value(value),
                 )
             )
-        with self._write() as conn:
-            self._require(conn, task_id)
-            if rows:
-                conn.execute(insert(t.scalars), rows)
+        with self._tx_write() as tx:
+            self._require(tx, task_id)
+            tx.run("INSERT_SCALAR", rows)
 
     def get_scalars(self, task_id: str) -> dict[str, dict[str, list[tuple[int, float]]]]:
         query = (
-            select(t.scalars)
+            sa.select(t.scalars)
             .where(t.scalars.c.task_id == task_id)
             .order_by(t.scalars.c.title, t.scalars.c.series, t.scalars.c.iteration)
         )
@@ -802,12 +829,14 @@ class SqlBackend:
         with self._write() as conn:
             self._require(conn, task_id)
             conn.execute(
-                delete(t.plots).where(and_(*(getattr(t.plots.c, k) == v for k, v in key.items())))
+                sa.delete(t.plots).where(
+                    sa.and_(*(getattr(t.plots.c, k) == v for k, v in key.items()))
+                )
             )
-            conn.execute(insert(t.plots).values(figure=figure, reported=now(), **key))
+            conn.execute(sa.insert(t.plots).values(figure=figure, reported=now(), **key))
 
     def get_plots(self, task_id: str) -> list[dict[str, Any]]:
-        query = select(t.plots).where(t.plots.c.task_id == task_id).order_by(t.plots.c.reported)
+        query = sa.select(t.plots).where(t.plots.c.task_id == task_id).order_by(t.plots.c.reported)
         with self._read() as conn:
             self._require(conn, task_id)
             return [
@@ -833,15 +862,11 @@ class SqlBackend:
             )
         artifact = dataclasses.replace(artifact, created=artifact.created or now())
         values = dataclasses.asdict(artifact)
-        with self._write() as conn:
-            self._require(conn, task_id, lock=True)
-            conn.execute(
-                delete(t.artifacts).where(
-                    and_(t.artifacts.c.task_id == task_id, t.artifacts.c.name == artifact.name)
-                )
-            )
-            conn.execute(insert(t.artifacts).values(task_id=task_id, **values))
-            conn.execute(update(t.tasks).where(t.tasks.c.id == task_id).values(last_update=now()))
+        with self._tx_write() as tx:
+            self._require(tx, task_id, lock=True)
+            tx.run("DELETE_ARTIFACT", {"task_id": task_id, "name": artifact.name})
+            tx.run("INSERT_ARTIFACT", {"task_id": task_id, **values})
+            tx.run("TOUCH_TASK", {"task_id": task_id, "last_update": now()})
         return artifact
 
     def get_artifacts(self, task_id: str) -> dict[str, Artifact]:
@@ -850,18 +875,38 @@ class SqlBackend:
             return self._artifacts(tx, task_id)
 
     def _artifacts(self, tx: Tx, task_id: str) -> dict[str, Artifact]:
-        return {r["name"]: _row_to_artifact(r) for r in tx.all(q.ARTIFACTS, {"task_id": task_id})}
+        return {r["name"]: _row_to_artifact(r) for r in tx.all("ARTIFACTS", {"task_id": task_id})}
 
     def find_artifact_by_hash(self, sha256: str) -> Artifact | None:
         if not sha256:  # artifacts without a hash must not match each other
             return None
         with self._read() as conn:
             row = (
-                conn.execute(select(t.artifacts).where(t.artifacts.c.sha256 == sha256).limit(1))
+                conn.execute(sa.select(t.artifacts).where(t.artifacts.c.sha256 == sha256).limit(1))
                 .mappings()
                 .first()
             )
         return _row_to_artifact(row) if row else None
+
+
+# -- helpers --------------------------------------------------------------------------
+def _sqlite_path(url: str) -> str:
+    """The database file of a ``sqlite:///PATH`` URL (``:memory:`` or "" for memory)."""
+    return url.split("///", 1)[-1] if "///" in url else ""
+
+
+def _update_row(tx: Tx, row: dict[str, Any]) -> None:
+    """Write every column of a task's row (read in this transaction under its lock): one
+    statement for any change, so SQLite runs it from the catalog."""
+    tx.run("UPDATE_TASK", {**{k: row[k] for k in _UPDATE_COLUMNS}, "task_id": row["id"]})
+
+
+def _is_integrity_error(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.IntegrityError):
+        return True
+    # SQLAlchemy's, when it is in use (it cannot have raised if it was never imported).
+    alchemy = sys.modules.get("sqlalchemy.exc")
+    return alchemy is not None and isinstance(exc, alchemy.IntegrityError)
 
 
 # -- row <-> record -------------------------------------------------------------------

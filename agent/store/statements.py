@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql import Delete, Insert
+from sqlalchemy.sql import Delete, Executable, Insert
 
 from agent.store import schema as t
 
@@ -97,3 +97,132 @@ def insert_ignoring_duplicates(dialect_name: str, table, key: str) -> Insert:
     or queue at once both succeed (PostgreSQL runs them concurrently)."""
     dialect_insert = sqlite.insert if dialect_name == "sqlite" else postgresql.insert
     return dialect_insert(table).on_conflict_do_nothing(index_elements=[key])
+
+
+# -- named statements -------------------------------------------------------------------
+#: The task columns a full-row write sets (the id goes in the WHERE clause).
+TASK_COLUMNS = tuple(c.name for c in _tasks.c)
+_TASK_VALUES = tuple(name for name in TASK_COLUMNS if name != "id")
+#: The columns a claim sets.
+CLAIM_COLUMNS = (
+    "status",
+    "worker",
+    "started",
+    "completed",
+    "last_update",
+    "lease_expires",
+    "status_message",
+)
+_logs, _artifacts = t.logs, t.artifacts
+
+
+def named(dialect_name: str) -> dict[str, tuple[Executable, tuple[str, ...]]]:
+    """The statements of SqlBackend's busy paths by name, for a dialect, each with the
+    parameter names it is always called with (an INSERT's or UPDATE's columns).
+
+    Statements are called by name so that the embedded SQLite store can run them from
+    :mod:`agent.store.sqlite_catalog` (their SQLite form, compiled ahead) without
+    importing SQLAlchemy: that import is most of a short pipeline's run time.
+    """
+    pg = dialect_name != "sqlite"
+    statements = {
+        "TASK": (TASK, ("task_id",)),
+        "TASK_FOR_UPDATE": (TASK_FOR_UPDATE if pg else TASK, ("task_id",)),
+        "TASK_EXISTS": (TASK_EXISTS, ("task_id",)),
+        "INSERT_TASK": (INSERT_TASK, TASK_COLUMNS),
+        "UPDATE_TASK": (UPDATE_TASK, (*_TASK_VALUES, "task_id")),
+        "CLAIM_TASK": (UPDATE_TASK_RETURNING, (*CLAIM_COLUMNS, "task_id")),
+        "TOUCH_TASK": (UPDATE_TASK, ("last_update", "task_id")),
+        "INSERT_TAGS": (INSERT_TAGS, ("task_id", "tag")),
+        "DELETE_TAGS_OF_TASK": (DELETE_TAGS_OF_TASK, ("task_id",)),
+        "INSERT_PROPS": (INSERT_PROPS, ("task_id", "key", "value")),
+        "DELETE_PROPS_OF_TASK": (DELETE_PROPS_OF_TASK, ("task_id",)),
+        "INSERT_PROJECT": (insert_ignoring_duplicates(dialect_name, t.projects, "name"), ()),
+        "INSERT_QUEUE": (insert_ignoring_duplicates(dialect_name, _queues, "name"), ()),
+        "QUEUE_ID": (QUEUE_ID, ("name",)),
+        "INSERT_ENTRY": (INSERT_ENTRY, ("queue_id", "task_id", "priority", "enqueued")),
+        "DELETE_ENTRY_OF_TASK": (DELETE_ENTRY_OF_TASK, ("task_id",)),
+        "ANY_ENTRY": (ANY_ENTRY, ("queues",)),
+        "TAKE_HEAD": (take_head(dialect_name), ("queue",)),
+        "ARTIFACTS": (ARTIFACTS, ("task_id",)),
+        "DELETE_ARTIFACT": (
+            delete(_artifacts).where(
+                _artifacts.c.task_id == bindparam("task_id"),
+                _artifacts.c.name == bindparam("name"),
+            ),
+            ("task_id", "name"),
+        ),
+        "INSERT_ARTIFACT": (insert(_artifacts), tuple(c.name for c in _artifacts.c)),
+        "LAST_LOG_SEQ": (
+            select(func.max(_logs.c.seq)).where(_logs.c.task_id == bindparam("task_id")),
+            ("task_id",),
+        ),
+        "INSERT_LOG": (insert(_logs), tuple(c.name for c in _logs.c)),
+        "INSERT_SCALAR": (insert(t.scalars), tuple(c.name for c in t.scalars.c)),
+    }
+    if pg:
+        statements["TAKE_HEAD_BELOW_LOCKED"] = (take_head(dialect_name, True), ("queue",))
+    # The ignoring inserts name their columns through their parameters.
+    statements["INSERT_PROJECT"] = (statements["INSERT_PROJECT"][0], ("name", "created"))
+    statements["INSERT_QUEUE"] = (statements["INSERT_QUEUE"][0], ("id", "name", "created"))
+    return statements
+
+
+# -- the SQLite catalog -------------------------------------------------------------------
+CATALOG_PATH = __file__.rsplit("/", 1)[0] + "/sqlite_catalog.py"
+
+
+def sqlite_catalog() -> tuple[list[str], dict[str, tuple]]:
+    """The schema's DDL and every named statement compiled for SQLite: what
+    :mod:`agent.store.sqlite_catalog` holds and :class:`agent.store.tx.SqliteTx` runs.
+    Each statement: (sql, parameter order, fixed values, JSON parameters, JSON result
+    columns, expanding parameters)."""
+    from sqlalchemy import JSON
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    dialect = sqlite.dialect(paramstyle="qmark")
+    ddl = []
+    for table in t.metadata.sorted_tables:
+        ddl.append(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)).strip())
+        for index in sorted(table.indexes, key=lambda i: i.name or ""):
+            ddl.append(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)))
+    entries = {}
+    for name, (stmt, keys) in sorted(named("sqlite").items()):
+        compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
+        binds = compiled.binds
+        columns = getattr(stmt, "exported_columns", ())
+        entries[name] = (
+            compiled.string,
+            tuple(compiled.positiontup or ()),
+            {k: v for k, v in compiled.params.items() if k not in keys},
+            tuple(sorted(k for k, b in binds.items() if isinstance(b.type, JSON))),
+            tuple(sorted(c.name for c in columns if isinstance(c.type, JSON))),
+            tuple(sorted(k for k, b in binds.items() if b.expanding)),
+        )
+    return ddl, entries
+
+
+def sqlite_catalog_source() -> str:
+    ddl, entries = sqlite_catalog()
+    lines = [
+        '"""SqlBackend\'s SQLite statements and schema, compiled by SQLAlchemy ahead of time.',
+        "",
+        "Generated from agent/store/statements.py and schema.py: do not edit. After changing",
+        "either, run ``python -m agent.store.statements`` (a test checks this file is current).",
+        "See ``agent.store.statements.sqlite_catalog`` for what each entry holds.",
+        '"""',
+        "",
+        "# fmt: off",
+        "DDL = [",
+    ]
+    lines += [f"    {statement!r}," for statement in ddl]
+    lines += ["]", "", "STATEMENTS = {"]
+    lines += [f"    {name!r}: {entry!r}," for name, entry in entries.items()]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    with open(CATALOG_PATH, "w") as out:
+        out.write(sqlite_catalog_source())
+    print(f"wrote {CATALOG_PATH}")

@@ -1,18 +1,21 @@
 """Transactions of the SQL store's busiest operations, on SQLAlchemy or on raw sqlite3.
 
 SqlBackend's statements are SQLAlchemy Core (:mod:`agent.store.statements`), but on
-SQLite running one through SQLAlchemy costs several times what SQLite takes to run it:
-a task's create, claim and completion spend about 1 ms of CPU in SQLAlchemy against
-0.2 ms in sqlite3, and on ``agent server`` that is most of a request. So the busy paths
-talk to a :class:`Tx`, which has two implementations with the same results:
+SQLite running one through SQLAlchemy costs several times what SQLite takes to run it
+(a task's create, claim and completion: about 1 ms of CPU against 0.2 ms), and importing
+SQLAlchemy takes longer than a short pipeline runs in debug mode. So the busy paths
+call statements by name through a :class:`Tx`, which has two implementations with the
+same results:
 
-- :class:`AlchemyTx` runs statements on a SQLAlchemy ``Connection`` (PostgreSQL, an
-  in-memory SQLite database, and every statement outside the busy paths);
-- :class:`SqliteTx` runs the same statement objects on a sqlite3 connection of
-  :class:`SqlitePool`: each is compiled once by SQLAlchemy's SQLite compiler (per set of
-  parameter names), JSON parameters are encoded and JSON columns decoded as SQLAlchemy's
-  JSON type does. Both connections take the same locks (see ``SqlBackend._write``), so
-  the two kinds of transaction interleave safely.
+- :class:`AlchemyTx` runs the SQLAlchemy statement on a ``Connection`` (PostgreSQL, an
+  in-memory SQLite database);
+- :class:`SqliteTx` runs the statement's SQLite form from :mod:`agent.store.sqlite_catalog`
+  (compiled ahead by SQLAlchemy; a test keeps it current) on a sqlite3 connection of
+  :class:`SqlitePool`, encoding JSON parameters and decoding JSON columns as SQLAlchemy's
+  JSON type does. Neither this module nor the catalog imports SQLAlchemy.
+
+Both kinds of connection take the same locks (see ``SqlBackend._write``), so their
+transactions interleave safely.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import JSON
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import Connection
-from sqlalchemy.sql import Executable
+from agent.store.sqlite_catalog import DDL, STATEMENTS
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.sql import Executable
 
 Row = dict[str, Any]
 Params = dict[str, Any]
@@ -43,153 +47,124 @@ SQLITE_PRAGMAS = (
 
 
 class Tx(Protocol):
-    """One open transaction; every method takes a statement and its parameters."""
+    """One open transaction; statements are named as in ``statements.named``."""
 
-    def first(self, stmt: Executable, params: Params) -> Row | None:
+    def first(self, name: str, params: Params) -> Row | None:
         """The first row, as a dict (None when there is none)."""
 
-    def all(self, stmt: Executable, params: Params) -> list[Row]: ...
+    def all(self, name: str, params: Params) -> list[Row]: ...
 
-    def scalar(self, stmt: Executable, params: Params) -> Any:
+    def scalar(self, name: str, params: Params) -> Any:
         """The first column of the first row, or None."""
 
-    def run(self, stmt: Executable, params: Params | Sequence[Params]) -> None:
+    def run(self, name: str, params: Params | Sequence[Params]) -> None:
         """Execute for its effect; a list of parameter sets runs it once per set."""
 
 
 class AlchemyTx:
     """:class:`Tx` on a SQLAlchemy connection inside its transaction."""
 
-    def __init__(self, conn: Connection):
+    def __init__(self, conn: Connection, statements: dict[str, tuple[Executable, Any]]):
         self.conn = conn
+        self._statements = statements
 
-    def first(self, stmt: Executable, params: Params) -> Row | None:
-        row = self.conn.execute(stmt, params).mappings().first()
+    def _stmt(self, name: str) -> Executable:
+        return self._statements[name][0]
+
+    def first(self, name: str, params: Params) -> Row | None:
+        row = self.conn.execute(self._stmt(name), params).mappings().first()
         return None if row is None else dict(row)
 
-    def all(self, stmt: Executable, params: Params) -> list[Row]:
-        return [dict(row) for row in self.conn.execute(stmt, params).mappings()]
+    def all(self, name: str, params: Params) -> list[Row]:
+        return [dict(row) for row in self.conn.execute(self._stmt(name), params).mappings()]
 
-    def scalar(self, stmt: Executable, params: Params) -> Any:
-        return self.conn.execute(stmt, params).scalar()
+    def scalar(self, name: str, params: Params) -> Any:
+        return self.conn.execute(self._stmt(name), params).scalar()
 
-    def run(self, stmt: Executable, params: Params | Sequence[Params]) -> None:
-        self.conn.execute(stmt, params if isinstance(params, dict) else list(params))
-
-
-class _Compiled(NamedTuple):
-    sql: str
-    names: tuple[str, ...]  #: the parameters in the order of the ``?`` marks
-    fixed: Params  #: values the statement holds itself (LIMIT 1, column defaults)
-    json_params: frozenset[str]
-    json_columns: frozenset[str]
-    expanding: bool  #: has ``IN (...)`` parameters, expanded per call
-    compiled: Any
-
-
-_DIALECT = sqlite.dialect(paramstyle="qmark")
-
-
-def _compile(stmt: Executable, keys: Sequence[str]) -> _Compiled:
-    compiled = stmt.compile(dialect=_DIALECT, column_keys=list(keys))
-    binds = compiled.binds
-    columns = getattr(stmt, "exported_columns", ())
-    return _Compiled(
-        sql=compiled.string,
-        names=tuple(compiled.positiontup or ()),
-        fixed={k: v for k, v in compiled.params.items() if k not in keys},
-        json_params=frozenset(k for k, b in binds.items() if isinstance(b.type, JSON)),
-        json_columns=frozenset(c.name for c in columns if isinstance(c.type, JSON)),
-        expanding=any(b.expanding for b in binds.values()),
-        compiled=compiled,
-    )
+    def run(self, name: str, params: Params | Sequence[Params]) -> None:
+        batch = params if isinstance(params, dict) else list(params)
+        if batch:
+            self.conn.execute(self._stmt(name), batch)
 
 
 class SqliteTx:
     """:class:`Tx` on a raw sqlite3 connection inside ``BEGIN``."""
 
-    def __init__(self, conn: sqlite3.Connection, cache: dict[tuple[int, frozenset[str]], Any]):
+    def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
-        self._cache = cache
 
-    def _statement(self, stmt: Executable, keys: frozenset[str]) -> _Compiled:
-        key = (id(stmt), keys)
-        entry = self._cache.get(key)
-        if entry is None or entry[0] is not stmt:
-            entry = self._cache[key] = (stmt, _compile(stmt, sorted(keys)))
-        return entry[1]
+    def _execute(self, name: str, params: Params) -> tuple[tuple, sqlite3.Cursor]:
+        entry = STATEMENTS[name]
+        sql, args = _bind(entry, params)
+        return entry, self.conn.execute(sql, args)
 
-    def _args(self, c: _Compiled, params: Params) -> tuple[str, list[Any]]:
-        values = {**c.fixed, **params} if c.fixed else params
-        sql, names = c.sql, c.names
-        if c.expanding:
-            state = c.compiled.construct_expanded_state(values)
-            sql, names, values = state.statement, state.positiontup, state.parameters
-        args = []
-        for name in names:
-            value = values.get(name)
-            if name in c.json_params:
-                value = json.dumps(value)
-            args.append(value)
-        return sql, args
-
-    def _decode(self, c: _Compiled, cursor: sqlite3.Cursor, row: tuple) -> Row:
-        names = [d[0] for d in cursor.description]
-        out = dict(zip(names, row, strict=True))
-        for name in c.json_columns:
-            value = out.get(name)
-            if isinstance(value, str):
-                out[name] = json.loads(value)
-        return out
-
-    def _execute(self, stmt: Executable, params: Params) -> tuple[_Compiled, sqlite3.Cursor]:
-        c = self._statement(stmt, frozenset(params))
-        sql, args = self._args(c, params)
-        return c, self.conn.execute(sql, args)
-
-    def first(self, stmt: Executable, params: Params) -> Row | None:
-        c, cursor = self._execute(stmt, params)
+    def first(self, name: str, params: Params) -> Row | None:
+        entry, cursor = self._execute(name, params)
         row = cursor.fetchone()
         cursor.close()
-        return None if row is None else self._decode(c, cursor, row)
+        return None if row is None else _decode(entry, cursor, row)
 
-    def all(self, stmt: Executable, params: Params) -> list[Row]:
-        c, cursor = self._execute(stmt, params)
-        return [self._decode(c, cursor, row) for row in cursor.fetchall()]
+    def all(self, name: str, params: Params) -> list[Row]:
+        entry, cursor = self._execute(name, params)
+        return [_decode(entry, cursor, row) for row in cursor.fetchall()]
 
-    def scalar(self, stmt: Executable, params: Params) -> Any:
-        c, cursor = self._execute(stmt, params)
+    def scalar(self, name: str, params: Params) -> Any:
+        entry, cursor = self._execute(name, params)
         row = cursor.fetchone()
         cursor.close()
         if row is None:
             return None
-        name = cursor.description[0][0]
-        return json.loads(row[0]) if name in c.json_columns and row[0] is not None else row[0]
+        return _decode(entry, cursor, row)[cursor.description[0][0]]
 
-    def run(self, stmt: Executable, params: Params | Sequence[Params]) -> None:
+    def run(self, name: str, params: Params | Sequence[Params]) -> None:
         if isinstance(params, dict):
-            self._execute(stmt, params)[1].close()
+            self._execute(name, params)[1].close()
             return
-        batch = list(params)
-        if not batch:
-            return
-        c = self._statement(stmt, frozenset(batch[0]))
-        sql = c.sql
-        self.conn.executemany(sql, [self._args(c, p)[1] for p in batch])
+        entry = STATEMENTS[name]
+        batch = [_bind(entry, p) for p in params]
+        if batch:
+            self.conn.executemany(batch[0][0], [args for _, args in batch])
+
+
+def _bind(entry: tuple, params: Params) -> tuple[str, list[Any]]:
+    """The SQL and its positional arguments: fixed values filled in, JSON parameters
+    encoded, each expanding parameter (``IN (...)``) spread over one mark per value."""
+    sql, names, fixed, json_params, _, expanding = entry
+    values = {**fixed, **params} if fixed else params
+    args: list[Any] = []
+    for name in names:
+        value = values[name]  # a missing value is a bug, as it is to SQLAlchemy
+        if name in expanding:
+            items = list(value)
+            marks = ", ".join("?" * len(items)) if items else "NULL"
+            sql = sql.replace(f"__[POSTCOMPILE_{name}]", marks, 1)
+            args.extend(items)
+            continue
+        args.append(json.dumps(value) if name in json_params else value)
+    return sql, args
+
+
+def _decode(entry: tuple, cursor: sqlite3.Cursor, row: tuple) -> Row:
+    names = [d[0] for d in cursor.description]
+    out = dict(zip(names, row, strict=True))
+    for name in entry[4]:  # JSON columns
+        value = out.get(name)
+        if isinstance(value, str):
+            out[name] = json.loads(value)
+    return out
 
 
 class SqlitePool:
     """Raw sqlite3 connections to one database file, reused across calls and threads.
 
-    Every connection is in autocommit mode with the store's pragmas; :meth:`write`
-    and :meth:`read` open the transaction. Compiled statements are shared.
+    Every connection is in autocommit mode with the store's pragmas;
+    :meth:`transaction` opens the transaction.
     """
 
     def __init__(self, path: str):
         self.path = path
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._cache: dict[tuple[int, frozenset[str]], Any] = {}
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
@@ -220,7 +195,16 @@ class SqlitePool:
         """``BEGIN <mode>`` ... ``COMMIT`` (a rollback on an error)."""
         with self._connection() as conn:
             conn.execute(f"BEGIN {mode}")
-            yield SqliteTx(conn, self._cache)
+            yield SqliteTx(conn)
+            conn.execute("COMMIT")
+
+    def create_schema(self) -> None:
+        """Create what is missing of the schema (tables, indexes), in one transaction:
+        run under the store's write locks, two processes may both try."""
+        with self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in DDL:
+                conn.execute(statement)
             conn.execute("COMMIT")
 
     def forget(self) -> None:

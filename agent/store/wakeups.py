@@ -12,7 +12,6 @@ wakes either kind, from any thread.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -88,16 +87,16 @@ class AsyncClaimWaiter(ClaimWaiter):
     """A claim waiting as a coroutine on the running event loop."""
 
     def __init__(self, queues: Sequence[str], lock: threading.Lock):
-        self._event = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
+        self._event = _asyncio().Event()
+        self._loop = _asyncio().get_running_loop()
         self._loop_thread = threading.get_ident()
         super().__init__(queues, lock, self._set)
 
     async def wait(self, timeout: float) -> None:
         """Sleep until a wake-up comes or ``timeout`` seconds pass."""
         try:
-            await asyncio.wait_for(self._event.wait(), timeout)
-        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+            await _asyncio().wait_for(self._event.wait(), timeout)
+        except _asyncio().TimeoutError:  # not the builtin TimeoutError before Python 3.11
             pass
 
     def _set(self) -> None:
@@ -167,3 +166,9 @@ class ClaimSignals:
         # which hands the extra wake-up on when it stops waiting.
         idle = next((w for w in waiters if not w._wakeups), waiters[0])
         idle._give(queue)
+
+
+def _asyncio():
+    import asyncio  # here, not at the top: only the server waits as a coroutine
+
+    return asyncio

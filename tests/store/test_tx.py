@@ -1,8 +1,9 @@
-"""SqliteTx runs SqlBackend's statements on raw sqlite3 with SQLAlchemy's results.
+"""SqliteTx runs SqlBackend's named statements on raw sqlite3 with SQLAlchemy's results.
 
 Each check writes through one kind of transaction and reads through both, on one
 SQLite file, so a difference in encoding (JSON columns, defaults, expanded ``IN``
-lists) shows as a difference in what comes back.
+lists) shows as a difference in what comes back. The catalog SqliteTx runs from must
+be what SQLAlchemy compiles today.
 """
 
 from __future__ import annotations
@@ -14,9 +15,16 @@ from sqlalchemy import create_engine
 
 from agent.core.models import Task
 from agent.store import schema as t
+from agent.store import sqlite_catalog
 from agent.store import statements as q
 from agent.store.sql import _task_to_row
 from agent.store.tx import AlchemyTx, SqlitePool
+
+NAMED = q.named("sqlite")
+
+
+def alchemy(conn) -> AlchemyTx:
+    return AlchemyTx(conn, NAMED)
 
 
 @pytest.fixture
@@ -41,7 +49,7 @@ def _row(task_id: str) -> dict:
             runtime={"k": {"nested": None}},
         )
     )
-    row.update(status="created", created=1.0, last_update=1.0)
+    row.update(status="created", created=1.0, last_update=1.0, lease_expires=None)
     return row
 
 
@@ -50,7 +58,7 @@ def _read_both(db, stmt, params) -> tuple[dict | None, dict | None]:
     with pool.transaction("DEFERRED") as raw:
         a = raw.first(stmt, params)
     with engine.begin() as conn:
-        b = AlchemyTx(conn).first(stmt, params)
+        b = alchemy(conn).first(stmt, params)
     return a, b
 
 
@@ -60,61 +68,65 @@ def test_a_task_row_reads_back_the_same_through_both(db, writer: str) -> None:
     row = _row(f"task-{writer}")
     if writer == "raw":
         with pool.transaction("IMMEDIATE") as tx:
-            tx.run(q.INSERT_TASK, row)
+            tx.run("INSERT_TASK", row)
     else:
         with engine.begin() as conn:
-            AlchemyTx(conn).run(q.INSERT_TASK, row)
-    raw, alchemy = _read_both(db, q.TASK, {"task_id": row["id"]})
-    assert raw == alchemy
+            alchemy(conn).run("INSERT_TASK", row)
+    raw, through_alchemy = _read_both(db, "TASK", {"task_id": row["id"]})
+    assert raw == through_alchemy
     assert raw["hyperparams"] == {"Args": {"x": 1, "y": [1, 2]}}
     assert raw["tags"] == ["a", "b"] and raw["runtime"] == {"k": {"nested": None}}
 
 
-def test_an_update_sets_only_the_columns_given(db) -> None:
+def test_full_row_updates_and_a_claim_read_back_the_same(db) -> None:
     pool, _ = db
     row = _row("upd")
+    update = {k: row[k] for k in q.TASK_COLUMNS if k != "id"}
+    claim = {**dict.fromkeys(q.CLAIM_COLUMNS, None), "status_message": "claimed"}
     with pool.transaction("IMMEDIATE") as tx:
-        tx.run(q.INSERT_TASK, row)
-        tx.run(q.UPDATE_TASK, {"task_id": "upd", "status": "queued"})
-        tx.run(q.UPDATE_TASK, {"task_id": "upd", "runtime": {"r": 1}, "comment": "c"})
-        returned = tx.first(q.UPDATE_TASK_RETURNING, {"task_id": "upd", "worker": "w"})
-    raw, alchemy = _read_both(db, q.TASK, {"task_id": "upd"})
-    assert raw == alchemy == returned
+        tx.run("INSERT_TASK", row)
+        tx.run("UPDATE_TASK", {**update, "runtime": {"r": 1}, "comment": "c", "task_id": "upd"})
+        returned = tx.first(
+            "CLAIM_TASK",
+            {**claim, "status": "in_progress", "worker": "w", "last_update": 2.0, "task_id": "upd"},
+        )
+    raw, through_alchemy = _read_both(db, "TASK", {"task_id": "upd"})
+    assert raw == through_alchemy == returned
     assert (raw["status"], raw["runtime"], raw["comment"], raw["worker"]) == (
-        "queued",
+        "in_progress",
         {"r": 1},
         "c",
         "w",
     )
-    assert raw["tags"] == ["a", "b"]  # untouched
+    assert raw["tags"] == ["a", "b"] and raw["status_message"] == "claimed"
 
 
 def test_expanding_in_lists_and_many_rows(db) -> None:
     pool, engine = db
     with pool.transaction("IMMEDIATE") as tx:
-        tx.run(q.INSERT_TASK, _row("e1"))
+        tx.run("INSERT_TASK", _row("e1"))
         tx.run(
-            t.queues.insert(),
+            "INSERT_QUEUE",
             [{"id": f"q{i}", "name": f"queue-{i}", "created": 0.0} for i in range(3)],
         )
-        tx.run(q.INSERT_ENTRY, {"queue_id": "q2", "task_id": "e1", "priority": 0, "enqueued": 0.0})
+        tx.run("INSERT_ENTRY", {"queue_id": "q2", "task_id": "e1", "priority": 0, "enqueued": 0.0})
     for names, found in ((["queue-0"], False), (["queue-0", "queue-1", "queue-2"], True)):
-        raw, alchemy = _read_both(db, q.ANY_ENTRY, {"queues": names})
-        assert (raw is not None) is found and (alchemy is not None) is found
+        raw, through_alchemy = _read_both(db, "ANY_ENTRY", {"queues": names})
+        assert (raw is not None) is found and (through_alchemy is not None) is found
     with pool.transaction("IMMEDIATE") as tx:
-        assert tx.scalar(q.take_head("sqlite"), {"queue": "queue-2"}) == "e1"
-        assert tx.scalar(q.take_head("sqlite"), {"queue": "queue-2"}) is None
+        assert tx.scalar("TAKE_HEAD", {"queue": "queue-2"}) == "e1"
+        assert tx.scalar("TAKE_HEAD", {"queue": "queue-2"}) is None
 
 
 def test_an_error_rolls_back_and_the_connection_is_reused(db) -> None:
     pool, _ = db
     with pytest.raises(RuntimeError), pool.transaction("IMMEDIATE") as tx:
-        tx.run(q.INSERT_TASK, _row("rolled-back"))
+        tx.run("INSERT_TASK", _row("rolled-back"))
         raise RuntimeError("boom")
     assert [c.in_transaction for c in pool._idle] == [False]  # put back, rolled back
     with pool.transaction("IMMEDIATE") as tx:
-        assert tx.first(q.TASK, {"task_id": "rolled-back"}) is None
-        tx.run(q.INSERT_TASK, _row("rolled-back"))  # the id is free: nothing was kept
+        assert tx.first("TASK", {"task_id": "rolled-back"}) is None
+        tx.run("INSERT_TASK", _row("rolled-back"))  # the id is free: nothing was kept
     assert len(pool._idle) == 1
 
 
@@ -126,3 +138,28 @@ def test_a_forked_child_does_not_reuse_the_parents_connections(db) -> None:
     pool.forget()
     with pool.transaction("DEFERRED") as tx:
         assert tx.conn is not parent_conn
+
+
+def test_the_catalog_is_what_sqlalchemy_compiles_now() -> None:
+    ddl, statements = q.sqlite_catalog()
+    assert sqlite_catalog.DDL == ddl, "run: python -m agent.store.statements"
+    assert sqlite_catalog.STATEMENTS == statements, "run: python -m agent.store.statements"
+
+
+def test_the_catalog_schema_is_the_metadata_schema(tmp_path) -> None:
+    # Tables made from the catalog's DDL are the tables SQLAlchemy's create_all makes.
+    pool = SqlitePool(str(tmp_path / "catalog.db"))
+    pool.create_schema()
+    pool.create_schema()  # twice: IF NOT EXISTS
+    pool.close()
+    engine = create_engine(f"sqlite:///{tmp_path / 'alchemy.db'}")
+    t.metadata.create_all(engine)
+    engine.dispose()
+
+    def schema(path) -> list[tuple]:
+        import sqlite3
+
+        with sqlite3.connect(path) as conn:
+            return sorted(conn.execute("SELECT type, name, tbl_name FROM sqlite_master"))
+
+    assert schema(tmp_path / "catalog.db") == schema(tmp_path / "alchemy.db")

@@ -457,9 +457,9 @@ def _preload() -> None:
     except Exception as exc:  # the task reports a broken store itself
         print(f"agent zygote: no store yet: {exc}", file=sys.stderr)
         return
-    engine = getattr(backend, "engine", None)
-    if engine is not None:
-        engine.dispose()
+    release = getattr(backend, "release_connections", None)
+    if release is not None:
+        release()  # no connection may cross a fork
 
 
 class _Zygote:
@@ -574,9 +574,9 @@ def _drop_inherited_connections() -> None:
     from agent.store import factory
 
     for backend in list(factory._cache.values()):
-        engine = getattr(backend, "engine", None)
-        if engine is not None:
-            engine.dispose(close=False)
+        forget = getattr(backend, "forget_connections", None)
+        if forget is not None:
+            forget()
 
 
 def _run_script(argv: list[str]) -> int:

@@ -210,9 +210,9 @@ def _preload() -> None:
     from agent.store.factory import get_backend
 
     backend = get_backend()  # creates the schema once; the children find it done
-    engine = getattr(backend, "engine", None)
-    if engine is not None:
-        engine.dispose()  # no connection may cross a fork
+    release = getattr(backend, "release_connections", None)
+    if release is not None:
+        release()  # no connection may cross a fork
 
 
 #: Children forked ahead of requests: each waits with its store connection open, so a
@@ -394,9 +394,9 @@ def _drop_inherited_connections() -> None:
     from agent.store import factory
 
     for backend in list(factory._cache.values()):
-        engine = getattr(backend, "engine", None)
-        if engine is not None:
-            engine.dispose(close=False)
+        forget = getattr(backend, "forget_connections", None)
+        if forget is not None:
+            forget()
 
 
 def _execute(task_id: str) -> int:

@@ -28,12 +28,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
-from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent.core.errors import AgentError
-from agent.server.errors import agent_error_response, error_body, unstorable_response
+from agent.server.errors import UNSTORABLE, agent_error_response, error_body, unstorable_response
 from agent.server.fast import FastPaths
 from agent.server.routes import make_api_router
 from agent.store.sql import SqlBackend
@@ -200,9 +199,11 @@ def _add_error_handlers(app: FastAPI) -> None:
         body = error_body(kind, message)
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
-    @app.exception_handler(DataError)
-    async def unstorable(request: Request, exc: DataError) -> JSONResponse:
+    async def unstorable(request: Request, exc: Exception) -> JSONResponse:
         return unstorable_response(exc)
+
+    for kind in UNSTORABLE:
+        app.add_exception_handler(kind, unstorable)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -24,8 +25,13 @@ def agent_error_response(exc: AgentError) -> JSONResponse:
     return JSONResponse(body, status_code=exc.http_status)
 
 
-def unstorable_response(exc: DataError) -> JSONResponse:
+#: What the database raises for a value it cannot store (SQLAlchemy's, or sqlite3's on
+#: the embedded store's raw paths).
+UNSTORABLE = (DataError, sqlite3.DataError)
+
+
+def unstorable_response(exc: Exception) -> JSONResponse:
     """The answer when the database refused a value (a NUL byte in PostgreSQL text, a
-    number out of range): the client's mistake, not the server's."""
-    reason = str(exc.orig).splitlines()[0] if exc.orig else "bad value"
+    number out of range, a string too big): the client's mistake, not the server's."""
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0] or "bad value"
     return JSONResponse(error_body("InvalidInput", f"value cannot be stored: {reason}"), 422)

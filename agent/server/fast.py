@@ -33,13 +33,12 @@ from urllib.parse import parse_qsl
 
 import anyio.to_thread
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import DataError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.core.errors import AgentError
 from agent.core.models import Task
 from agent.server import schemas as s
-from agent.server.errors import agent_error_response, unstorable_response
+from agent.server.errors import UNSTORABLE, agent_error_response, unstorable_response
 from agent.server.routes import task_from_body
 from agent.store.sql import SqlBackend
 from agent.store.wakeups import PollBackoff
@@ -85,7 +84,7 @@ class FastPaths:
             content = await call()
         except AgentError as exc:
             response = agent_error_response(exc)
-        except DataError as exc:
+        except UNSTORABLE as exc:
             response = unstorable_response(exc)
         else:
             await _send_json(send, content)

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from agent.core.errors import Conflict, InvalidInput, NotFound
 from agent.core.lazy import LazyModule
@@ -143,12 +144,15 @@ class SqlBackend:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
             self._write_lock = threading.Lock()
             self._lock_path = database + ".lock"
-            self._raw = SqlitePool(database)
+            if "?" not in self._url:  # options (uri=true, mode=ro, ...): SQLAlchemy's path
+                self._raw = SqlitePool(database)
         self._create_schema()
         # A forked child (a local-mode pipeline step) must not share the parent's
         # connections: drop the pool in the child without closing the parent's.
         this = weakref.ref(self)  # a hook must not keep closed backends alive
-        os.register_at_fork(after_in_child=lambda: (b := this()) is not None and b._after_fork())
+        os.register_at_fork(
+            after_in_child=lambda: (b := this()) is not None and b.forget_connections()
+        )
 
     @property
     def engine(self) -> Engine:
@@ -157,7 +161,17 @@ class SqlBackend:
             self._engine = _make_engine(self._url)
         return self._engine
 
-    def _after_fork(self) -> None:
+    def release_connections(self) -> None:
+        """Close the pooled connections (before a fork: none may cross it); both pools
+        open new ones on next use."""
+        if self._engine is not None:
+            self._engine.dispose()
+        if self._raw is not None:
+            self._raw.close()
+
+    def forget_connections(self) -> None:
+        """In a forked child: drop the parent's connections without touching them, and
+        this process's locks and waiters (runs by itself after every fork)."""
         if self._engine is not None:
             self._engine.dispose(close=False)
         self.claim_signals = ClaimSignals()
@@ -891,8 +905,11 @@ class SqlBackend:
 
 # -- helpers --------------------------------------------------------------------------
 def _sqlite_path(url: str) -> str:
-    """The database file of a ``sqlite:///PATH`` URL (``:memory:`` or "" for memory)."""
-    return url.split("///", 1)[-1] if "///" in url else ""
+    """The database file of a ``sqlite:///PATH`` URL (``:memory:`` or "" for memory), as
+    SQLAlchemy reads it: %-escapes decoded; with a query (options), SQLAlchemy's own."""
+    if "?" in url:
+        return sa.engine.make_url(url).database or ""
+    return unquote(url.split("///", 1)[-1]) if "///" in url else ""
 
 
 def _update_row(tx: Tx, row: dict[str, Any]) -> None:

@@ -14,9 +14,13 @@ What the pool must get right, and does:
   may have been applied;
 - an idle connection the server has closed (uvicorn closes them after 5 s) is noticed
   before it is used, as urllib3 does, so no request is written into a dead socket;
+- an idle connection older than the server's keep-alive time is not reused either:
+  the server could close it just as a request goes out, and a request that may have
+  been applied is not repeated;
 - connections are per process: a forked child never shares its parent's sockets;
-- TLS verifies against the CA bundle requests would use; an HTTP(S) proxy from the
-  environment (``HTTPS_PROXY``, ``NO_PROXY``, ...) is honoured.
+- TLS verifies against the CA bundle requests would use; an ``http://`` proxy from the
+  environment (``HTTPS_PROXY``, ``NO_PROXY``, ...) is honoured, other proxy kinds are
+  refused with a clear error.
 """
 
 from __future__ import annotations
@@ -29,11 +33,21 @@ import select
 import socket
 import ssl
 import threading
+import time
+import weakref
 from typing import Any, NamedTuple
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
+
+from agent.core.errors import InvalidInput
 
 #: Idle connections kept per server: daemons, controllers and log streamers share one.
 POOL_SIZE = 32
+#: Seconds an idle connection is reused for: under uvicorn's keep-alive (5 s).
+MAX_IDLE_S = 4.0
+
+
+#: Sockets a forked child inherited: never used, never closed there.
+_INHERITED: list[http.client.HTTPConnection] = []
 
 
 class Answer(NamedTuple):
@@ -81,22 +95,24 @@ class JsonTransport:
     ):
         target = urlsplit(url)
         if target.scheme not in ("http", "https") or not target.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
+            raise InvalidInput(f"not an http(s) URL: {url!r}")
         self.https = target.scheme == "https"
         self.host = target.hostname
         self.port = target.port or (443 if self.https else 80)
         self.headers = dict(headers)
         self.connect_timeout = connect_timeout
         self._context = _tls_context(ca_bundle) if self.https else None
-        self._proxy = urlsplit(proxy) if proxy else None
+        self._proxy = _proxy(proxy) if proxy else None
         #: Through a plain-http proxy a request names the whole URL.
         self._prefix = ""
         if self._proxy is not None and not self.https:
             self._prefix = f"http://{self.host}:{self.port}"
             self.headers.update(_proxy_auth(self._proxy))
-        self._idle: list[http.client.HTTPConnection] = []
+        #: Idle connections, each with when it was last used.
+        self._idle: list[tuple[http.client.HTTPConnection, float]] = []
         self._lock = threading.Lock()
-        self._pid = os.getpid()
+        this = weakref.ref(self)  # the hook must not keep a closed transport alive
+        os.register_at_fork(after_in_child=lambda: (t := this()) is not None and t._forget())
 
     def request(self, method: str, path: str, body: bytes | None, read_timeout: float) -> Answer:
         """Send one request on a pooled connection and read the whole answer."""
@@ -123,25 +139,31 @@ class JsonTransport:
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
-        for conn in idle:
+        for conn, _ in idle:
             conn.close()
+
+    def _forget(self) -> None:
+        """In a forked child: the sockets are the parent's (kept open, never used), and
+        the lock may have been held by a thread that is not here."""
+        _INHERITED.extend(conn for conn, _ in self._idle)
+        self._idle = []
+        self._lock = threading.Lock()
 
     # -- the pool ---------------------------------------------------------------------
     def _take(self) -> http.client.HTTPConnection:
+        stale = time.monotonic() - MAX_IDLE_S
         with self._lock:
-            if self._pid != os.getpid():  # a forked child: the sockets are the parent's
-                self._idle, self._pid = [], os.getpid()
             while self._idle:
-                conn = self._idle.pop()
-                if not _dropped(conn.sock):
+                conn, used = self._idle.pop()
+                if used > stale and not _dropped(conn.sock):
                     return conn
                 conn.close()
         return self._new()
 
     def _give_back(self, conn: http.client.HTTPConnection) -> None:
         with self._lock:
-            if len(self._idle) < POOL_SIZE and self._pid == os.getpid():
-                self._idle.append(conn)
+            if len(self._idle) < POOL_SIZE:
+                self._idle.append((conn, time.monotonic()))
                 return
         conn.close()
 
@@ -176,14 +198,28 @@ class JsonTransport:
 
 def _dropped(sock: socket.socket | None) -> bool:
     """True when an idle connection is unusable: closed by the server (readable at EOF)
-    or holding bytes nobody asked for."""
+    or holding bytes nobody asked for. poll, not select: any descriptor number."""
     if sock is None:
         return True
+    poller = select.poll()
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)
+
+
+def _proxy(url: str) -> SplitResult:
+    """An ``http://`` proxy URL from the environment (a bare ``host:port`` is one)."""
+    if "://" not in url:
+        url = f"http://{url}"
+    proxy = urlsplit(url)
+    if proxy.scheme != "http" or not proxy.hostname:
+        raise InvalidInput(
+            f"proxy {url!r} is not supported for the agent server's API (only http:// "
+            "proxies are); add the server's host to NO_PROXY to reach it directly"
+        )
+    return proxy
 
 
 def _tls_context(ca_bundle: str | None) -> ssl.SSLContext:

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
     from sqlalchemy.sql import Executable
 
+#: Connections a forked child inherited: never used, never closed there.
+_INHERITED: list[sqlite3.Connection] = []
+
 Row = dict[str, Any]
 Params = dict[str, Any]
 
@@ -122,7 +125,10 @@ class SqliteTx:
             return
         entry = STATEMENTS[name]
         batch = [_bind(entry, p) for p in params]
-        if batch:
+        if entry[5]:  # expanding: each set may have its own SQL
+            for sql, args in batch:
+                self.conn.execute(sql, args).close()
+        elif batch:
             self.conn.executemany(batch[0][0], [args for _, args in batch])
 
 
@@ -208,7 +214,9 @@ class SqlitePool:
             conn.execute("COMMIT")
 
     def forget(self) -> None:
-        """In a forked child: drop the parent's connections without closing them."""
+        """In a forked child: drop the parent's connections without closing them (kept
+        referenced, so no collection closes them here either)."""
+        _INHERITED.extend(self._idle)
         self._idle = []
         self._lock = threading.Lock()
 

@@ -16,7 +16,9 @@ from contextlib import contextmanager
 
 import pytest
 
+from agent.core.errors import InvalidInput
 from agent.core.models import Task
+from agent.store import transport as transport_module
 from agent.store.http import HttpBackend, ServerUnavailable
 from agent.store.transport import JsonTransport, TransportError
 from tests.services import free_port
@@ -120,7 +122,7 @@ def test_a_dropped_create_is_not_repeated_but_a_dropped_read_is() -> None:
         assert [r.split()[0] for r in server.requests] == ["POST", "GET", "GET"]
 
 
-def test_a_refused_connection_is_not_sent_and_is_retried() -> None:
+def test_a_refused_connection_is_never_sent() -> None:
     port = free_port()
     transport = JsonTransport(f"http://127.0.0.1:{port}", {}, connect_timeout=2)
     with pytest.raises(TransportError) as caught:
@@ -155,3 +157,36 @@ def test_a_forked_child_opens_its_own_connection() -> None:
         assert os.waitstatus_to_exitcode(status) == 0
         transport.request("GET", "/c", None, read_timeout=2)  # the parent's socket still works
         assert server.connections == 2 and len(server.requests) == 3
+
+
+def test_an_old_idle_connection_is_not_reused(monkeypatch) -> None:
+    # The server may close a connection idle for its keep-alive time just as a request
+    # goes out on it; the client retires connections before that.
+    def answer(conn, n):
+        _answer(conn)
+        return True
+
+    with serving(answer) as server:
+        transport = JsonTransport(server.url, {}, connect_timeout=2)
+        transport.request("GET", "/a", None, read_timeout=2)
+        transport.request("GET", "/b", None, read_timeout=2)
+        assert server.connections == 1
+        monkeypatch.setattr(transport_module, "MAX_IDLE_S", 0.0)
+        transport.request("GET", "/c", None, read_timeout=2)
+        assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    ("proxy", "expected"),
+    [("proxy.corp:3128", ("proxy.corp", 3128)), ("http://u:p@10.0.0.1:8080", ("10.0.0.1", 8080))],
+)
+def test_http_proxies_from_the_environment(proxy: str, expected) -> None:
+    transport = JsonTransport("http://server:8008", {}, connect_timeout=1, proxy=proxy)
+    conn = transport._new()
+    assert (conn.host, conn.port) == expected
+    assert transport._prefix == "http://server:8008"
+
+
+def test_other_proxy_kinds_are_refused_clearly() -> None:
+    with pytest.raises(InvalidInput, match="only http:// proxies"):
+        JsonTransport("http://server:8008", {}, connect_timeout=1, proxy="socks5://h:1080")

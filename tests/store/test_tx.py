@@ -8,6 +8,8 @@ be what SQLAlchemy compiles today.
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +19,7 @@ from agent.core.models import Task
 from agent.store import schema as t
 from agent.store import sqlite_catalog
 from agent.store import statements as q
-from agent.store.sql import _task_to_row
+from agent.store.sql import SqlBackend, _task_to_row
 from agent.store.tx import AlchemyTx, SqlitePool
 
 NAMED = q.named("sqlite")
@@ -130,14 +132,37 @@ def test_an_error_rolls_back_and_the_connection_is_reused(db) -> None:
     assert len(pool._idle) == 1
 
 
-def test_a_forked_child_does_not_reuse_the_parents_connections(db) -> None:
-    pool, _ = db
-    with pool.transaction("DEFERRED"):
-        pass
-    parent_conn = pool._idle[0]
-    pool.forget()
-    with pool.transaction("DEFERRED") as tx:
-        assert tx.conn is not parent_conn
+def test_a_forked_child_opens_its_own_connections(tmp_path) -> None:
+    backend = SqlBackend(f"sqlite:///{tmp_path}/fork.db")
+    first = backend.create_task(Task(name="a", project="p"))
+    inherited = list(backend._raw._idle)
+    assert inherited
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's verdict is its exit code
+        try:
+            fresh = not backend._raw._idle
+            child = backend.create_task(Task(name="child", project="p"))
+            used = backend._raw._idle
+            ok = fresh and backend.get_task(child.id).name == "child"
+            os._exit(0 if ok and not set(map(id, used)) & set(map(id, inherited)) else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert backend.get_task(first.id).name == "a"  # the parent's connection still works
+    assert [t.name for t in backend.query_tasks(project="p")] == ["child", "a"]
+
+
+@pytest.mark.parametrize("suffix", ["a%20b.db", "opts.db?timeout=5"])
+def test_sqlite_urls_name_the_file_sqlalchemy_opens(tmp_path, suffix: str) -> None:
+    # The raw connections and SQLAlchemy's must open the same file.
+    backend = SqlBackend(f"sqlite:///{tmp_path}/{suffix}")
+    task = backend.create_task(Task(name="n", project="p"))
+    assert [t.id for t in backend.query_tasks(project="p")] == [task.id]
+    backend.close()
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == [
+        suffix.split("?")[0].replace("%20", " ")
+    ]
 
 
 def test_the_catalog_is_what_sqlalchemy_compiles_now() -> None:
@@ -157,9 +182,8 @@ def test_the_catalog_schema_is_the_metadata_schema(tmp_path) -> None:
     engine.dispose()
 
     def schema(path) -> list[tuple]:
-        import sqlite3
-
         with sqlite3.connect(path) as conn:
-            return sorted(conn.execute("SELECT type, name, tbl_name FROM sqlite_master"))
+            rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master")
+            return sorted((*row[:3], (row[3] or "").replace(" IF NOT EXISTS", "")) for row in rows)
 
     assert schema(tmp_path / "catalog.db") == schema(tmp_path / "alchemy.db")

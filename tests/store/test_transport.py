@@ -80,6 +80,11 @@ def _answer(conn: socket.socket, body: bytes = b'{"queues": []}', close: bool = 
         conn.shutdown(socket.SHUT_RDWR)
 
 
+def _keep_answering(conn: socket.socket, n: int) -> bool:
+    _answer(conn)
+    return True
+
+
 @contextmanager
 def serving(behaviour) -> Iterator[_Server]:
     server = _Server(behaviour)
@@ -139,11 +144,7 @@ def test_no_answer_in_time_is_a_timeout_that_may_have_been_applied() -> None:
 
 
 def test_a_forked_child_opens_its_own_connection() -> None:
-    def answer(conn, n):
-        _answer(conn)
-        return True
-
-    with serving(answer) as server:
+    with serving(_keep_answering) as server:
         transport = JsonTransport(server.url, {}, connect_timeout=2)
         transport.request("GET", "/a", None, read_timeout=2)
         pid = os.fork()
@@ -162,11 +163,7 @@ def test_a_forked_child_opens_its_own_connection() -> None:
 def test_an_old_idle_connection_is_not_reused(monkeypatch) -> None:
     # The server may close a connection idle for its keep-alive time just as a request
     # goes out on it; the client retires connections before that.
-    def answer(conn, n):
-        _answer(conn)
-        return True
-
-    with serving(answer) as server:
+    with serving(_keep_answering) as server:
         transport = JsonTransport(server.url, {}, connect_timeout=2)
         transport.request("GET", "/a", None, read_timeout=2)
         transport.request("GET", "/b", None, read_timeout=2)

@@ -49,7 +49,8 @@ from agent.core.models import (
     transition,
 )
 from agent.store.base import DEFAULT_LEASE_S, UPDATABLE_FIELDS
-from agent.store.tx import SQLITE_PRAGMAS, AlchemyTx, SqlitePool, SqliteTx, Tx
+from agent.store.sqlite_catalog import STATEMENTS as CATALOG
+from agent.store.tx import SQLITE_PRAGMAS, AlchemyTx, SqlitePool, SqliteTx, Tx, query_name
 from agent.store.wakeups import ClaimSignals, ClaimWaiter, PollBackoff
 
 if TYPE_CHECKING:
@@ -470,40 +471,40 @@ class SqlBackend:
         limit: int = 1000,
         id_prefix: str | None = None,
     ) -> list[Task]:
-        query = sa.select(t.tasks)
-        c = t.tasks.c
         if id_prefix is not None and len(id_prefix) > 64:
             raise InvalidInput("an id prefix is at most 64 characters (as long as an id)")
+        filters: list[str] = []
+        params: dict[str, Any] = {"limit": max(1, min(int(limit), 100000))}
         if id_prefix:
-            query = query.where(c.id.startswith(id_prefix, autoescape=True))
-            if self.is_sqlite:
-                # SQLite's LIKE ignores case and cannot use the index; a range on the id
-                # does both (ids compare as bytes).
-                upper = id_prefix[:-1] + chr(ord(id_prefix[-1]) + 1)
-                query = query.where(sa.and_(c.id >= id_prefix, c.id < upper))
-        if project is not None:
-            query = query.where(c.project == project)
-        if name is not None:
-            query = query.where(c.name == name)
+            filters.append("id_prefix")
+            if self.is_sqlite:  # a range on the id: exact (LIKE ignores case) and indexed
+                params["id_low"] = id_prefix
+                params["id_high"] = id_prefix[:-1] + chr(ord(id_prefix[-1]) + 1)
+            else:
+                params["id_like"] = _like_prefix(id_prefix)
+        for key, value in (("project", project), ("name", name)):
+            if value is not None:
+                filters.append(key)
+                params[key] = value
         if status is not None:
+            filters.append("status")
             statuses = [status] if isinstance(status, str) else list(status)
-            query = query.where(c.status.in_([str(s) for s in statuses]))
-        if type is not None:
-            query = query.where(c.type == str(type))
-        if parent is not None:
-            query = query.where(c.parent == parent)
-        if tag is not None:
-            query = query.where(
-                c.id.in_(sa.select(t.task_tags.c.task_id).where(t.task_tags.c.tag == tag))
-            )
-        for key, value in (runtime or {}).items():
-            props = sa.select(t.task_props.c.task_id).where(
-                sa.and_(t.task_props.c.key == str(key), t.task_props.c.value == _canon(value))
-            )
-            query = query.where(c.id.in_(props))
-        query = query.order_by(c.created.desc(), c.id).limit(max(1, min(int(limit), 100000)))
+            params["statuses"] = [str(s) for s in statuses]
+        for key, value in (("tag", tag), ("type", type), ("parent", parent)):
+            if value is not None:
+                filters.append(key)
+                params[key] = str(value) if key == "type" else value
+        for n, (key, value) in enumerate((runtime or {}).items()):
+            filters.append("runtime")
+            params[f"prop_key_{n}"], params[f"prop_value_{n}"] = str(key), _canon(value)
+        shape = tuple(filters)
+        statement = query_name(shape)
+        if self._raw is not None and statement in CATALOG:
+            with self._tx_read() as tx:
+                return [_row_to_task(r) for r in tx.all(statement, params)]
         with self._read() as conn:
-            return [_row_to_task(r) for r in conn.execute(query).mappings()]
+            rows = conn.execute(q.tasks_query(shape, self.dialect), params).mappings()
+            return [_row_to_task(r) for r in rows]
 
     def delete_task(self, task_id: str) -> None:
         with self._write() as conn:
@@ -910,6 +911,12 @@ def _sqlite_path(url: str) -> str:
     if "?" in url:
         return sa.engine.make_url(url).database or ""
     return unquote(url.split("///", 1)[-1]) if "///" in url else ""
+
+
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching what starts with ``prefix`` (escape character ``\\``)."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
 
 
 def _update_row(tx: Tx, row: dict[str, Any]) -> None:

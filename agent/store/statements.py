@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Delete, Executable, Insert
 
 from agent.store import schema as t
+from agent.store.tx import query_name
 
 _tasks, _entries, _queues = t.tasks, t.queue_entries, t.queues
 
@@ -162,10 +163,74 @@ def named(dialect_name: str) -> dict[str, tuple[Executable, tuple[str, ...]]]:
     }
     if pg:
         statements["TAKE_HEAD_BELOW_LOCKED"] = (take_head(dialect_name, True), ("queue",))
+    for shape in QUERY_SHAPES:
+        statements[query_name(shape)] = (tasks_query(shape, dialect_name), _query_keys(shape))
     # The ignoring inserts name their columns through their parameters.
     statements["INSERT_PROJECT"] = (statements["INSERT_PROJECT"][0], ("name", "created"))
     statements["INSERT_QUEUE"] = (statements["INSERT_QUEUE"][0], ("id", "name", "created"))
     return statements
+
+
+# -- task queries -------------------------------------------------------------------------
+#: The query_tasks filter shapes the code uses (a step-cache lookup, a task by project and
+#: name, a pipeline's steps, an id prefix, the CLI's lists): the SQLite catalog holds
+#: these; other shapes are compiled by SQLAlchemy when they come.
+QUERY_SHAPES = (
+    (),
+    ("id_prefix",),
+    ("project",),
+    ("status",),
+    ("parent",),
+    ("parent", "status"),
+    ("project", "name"),
+    ("project", "status"),
+    ("project", "name", "status"),
+    ("status", "runtime"),
+    ("runtime",),
+)
+
+
+def tasks_query(filters: tuple[str, ...], dialect_name: str) -> Executable:
+    """The tasks matching ``filters`` (names of SqlBackend.query_tasks' arguments, in
+    its order; ``runtime`` once per key), newest first, up to ``:limit``. Parameters:
+    ``:project``, ``:name``, ``:statuses`` (a list), ``:tag``, ``:type``, ``:parent``,
+    ``:prop_key_N`` / ``:prop_value_N``; an id prefix is ``:id_low`` <= id < ``:id_high``
+    on SQLite (exact, and it uses the index) and ``id LIKE :id_like`` elsewhere."""
+    c = _tasks.c
+    query = select(_tasks)
+    runtime_n = 0
+    for name in filters:
+        if name == "id_prefix":
+            if dialect_name == "sqlite":
+                query = query.where(c.id >= bindparam("id_low"), c.id < bindparam("id_high"))
+            else:
+                query = query.where(c.id.like(bindparam("id_like"), escape="\\"))
+        elif name == "status":
+            query = query.where(c.status.in_(bindparam("statuses", expanding=True)))
+        elif name == "tag":
+            tagged = select(t.task_tags.c.task_id).where(t.task_tags.c.tag == bindparam("tag"))
+            query = query.where(c.id.in_(tagged))
+        elif name == "runtime":
+            props = select(t.task_props.c.task_id).where(
+                t.task_props.c.key == bindparam(f"prop_key_{runtime_n}"),
+                t.task_props.c.value == bindparam(f"prop_value_{runtime_n}"),
+            )
+            query = query.where(c.id.in_(props))
+            runtime_n += 1
+        else:  # project, name, type, parent: equal
+            query = query.where(getattr(c, name) == bindparam(name))
+    return query.order_by(c.created.desc(), c.id).limit(bindparam("limit"))
+
+
+def _query_keys(filters: tuple[str, ...]) -> tuple[str, ...]:
+    keys = ["limit"]
+    for name in filters:
+        keys += {
+            "id_prefix": ["id_low", "id_high"],
+            "status": ["statuses"],
+            "runtime": ["prop_key_0", "prop_value_0"],
+        }.get(name, [name])
+    return tuple(keys)
 
 
 # -- the SQLite catalog -------------------------------------------------------------------

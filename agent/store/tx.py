@@ -49,6 +49,11 @@ SQLITE_PRAGMAS = (
 )
 
 
+def query_name(filters: tuple[str, ...]) -> str:
+    """The name of the task query of ``filters`` (see ``statements.tasks_query``)."""
+    return "QUERY_TASKS:" + ",".join(filters)
+
+
 class Tx(Protocol):
     """One open transaction; statements are named as in ``statements.named``."""
 

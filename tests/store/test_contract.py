@@ -250,6 +250,11 @@ def test_query_tasks_by_each_filter(backend: Backend, uid: str) -> None:
     assert ids(parent=parent.id) == [b.id]
     assert ids(runtime={"cache_key": f"ck-{uid}"}) == [b.id]
     assert ids(runtime={"cache_key": "nope"}) == []
+    assert ids(status=["queued"], runtime={"cache_key": f"ck-{uid}"}) == [b.id]
+    assert ids(status="created", runtime={"cache_key": f"ck-{uid}"}) == []
+    b2 = make_task(backend, uid, project=project, runtime={"cache_key": f"ck-{uid}", "v": [1]})
+    assert ids(runtime={"cache_key": f"ck-{uid}", "v": [1]}) == [b2.id]  # two keys
+    assert ids(project=project, name="a", status=["created"], tag="x", type="training") == [a.id]
     assert len(ids(project=project, limit=2)) == 2
     created = [t.created for t in backend.query_tasks(project=project)]
     assert created == sorted(created, reverse=True)  # newest first

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+import psycopg
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 
@@ -25,9 +26,9 @@ def agent_error_response(exc: AgentError) -> JSONResponse:
     return JSONResponse(body, status_code=exc.http_status)
 
 
-#: What the database raises for a value it cannot store (SQLAlchemy's, or sqlite3's on
-#: the embedded store's raw paths).
-UNSTORABLE = (DataError, sqlite3.DataError)
+#: What the database raises for a value it cannot store (SQLAlchemy's, or the driver's
+#: on the store's raw paths).
+UNSTORABLE = (DataError, sqlite3.DataError, psycopg.DataError)
 
 
 def unstorable_response(exc: Exception) -> JSONResponse:

@@ -50,7 +50,7 @@ from agent.core.models import (
 )
 from agent.store.base import DEFAULT_LEASE_S, UPDATABLE_FIELDS
 from agent.store.sqlite_catalog import STATEMENTS as CATALOG
-from agent.store.tx import SQLITE_PRAGMAS, AlchemyTx, SqlitePool, SqliteTx, Tx, query_name
+from agent.store.tx import SQLITE_PRAGMAS, AlchemyTx, SqlitePool, Tx, query_name
 from agent.store.wakeups import ClaimSignals, ClaimWaiter, PollBackoff
 
 if TYPE_CHECKING:
@@ -140,6 +140,8 @@ class SqlBackend:
         self._lock_path = ""
         #: Raw sqlite3 connections for the busy paths (see agent.store.tx); file stores only.
         self._raw: SqlitePool | None = None
+        #: Raw psycopg connections for the busy paths on PostgreSQL (see agent.store.pg).
+        self._pg: Any = None
         database = _sqlite_path(self._url) if self.is_sqlite else None
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -169,6 +171,8 @@ class SqlBackend:
             self._engine.dispose()
         if self._raw is not None:
             self._raw.close()
+        if self._pg is not None:
+            self._pg.close()
 
     def forget_connections(self) -> None:
         """In a forked child: drop the parent's connections without touching them, and
@@ -180,6 +184,8 @@ class SqlBackend:
             self._write_lock = threading.Lock()
         if self._raw is not None:
             self._raw.forget()
+        if self._pg is not None:
+            self._pg.forget()
 
     def _create_schema(self) -> None:
         if self._raw is not None:
@@ -221,7 +227,12 @@ class SqlBackend:
 
     @contextmanager
     def _tx_write(self) -> Iterator[Tx]:
-        """A write transaction for the busy paths: raw sqlite3 on a SQLite file."""
+        """A write transaction for the busy paths: raw sqlite3 on a SQLite file, raw
+        psycopg on PostgreSQL."""
+        if not self.is_sqlite:
+            with self._pg_pool().transaction() as tx:
+                yield tx
+            return
         if self._raw is None:
             with self._write() as conn:
                 yield self._alchemy_tx(conn)
@@ -231,6 +242,10 @@ class SqlBackend:
 
     @contextmanager
     def _tx_read(self) -> Iterator[Tx]:
+        if not self.is_sqlite:
+            with self._pg_pool().transaction() as tx:
+                yield tx
+            return
         if self._raw is None:
             with self._read() as conn:
                 yield self._alchemy_tx(conn)
@@ -238,16 +253,20 @@ class SqlBackend:
         with self._raw.transaction("DEFERRED") as tx:
             yield tx
 
+    def _pg_pool(self) -> Any:
+        if self._pg is None:
+            from agent.store.pg import PgPool
+
+            self._pg = PgPool(self._url)
+        return self._pg
+
     def _alchemy_tx(self, conn: Connection) -> AlchemyTx:
         if self._statements is None:
             self._statements = q.named(self.dialect)
         return AlchemyTx(conn, self._statements)
 
     def close(self) -> None:
-        if self._engine is not None:
-            self._engine.dispose()
-        if self._raw is not None:
-            self._raw.close()
+        self.release_connections()
 
     # -- projects -----------------------------------------------------------
     def list_projects(self) -> list[str]:
@@ -328,7 +347,7 @@ class SqlBackend:
         return task
 
     def _require(self, tx: Tx | Connection, task_id: str, lock: bool = False) -> dict[str, Any]:
-        if not isinstance(tx, (AlchemyTx, SqliteTx)):  # a SQLAlchemy connection
+        if _is_alchemy_connection(tx):
             tx = self._alchemy_tx(tx)
         row = tx.first("TASK_FOR_UPDATE" if lock else "TASK", {"task_id": task_id})
         if row is None:
@@ -913,6 +932,11 @@ def _sqlite_path(url: str) -> str:
     return unquote(url.split("///", 1)[-1]) if "///" in url else ""
 
 
+def _is_alchemy_connection(value: Any) -> bool:
+    engine = sys.modules.get("sqlalchemy.engine")  # none can exist before the import
+    return engine is not None and isinstance(value, engine.Connection)
+
+
 def _like_prefix(prefix: str) -> str:
     """A LIKE pattern matching what starts with ``prefix`` (escape character ``\\``)."""
     escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -928,9 +952,11 @@ def _update_row(tx: Tx, row: dict[str, Any]) -> None:
 def _is_integrity_error(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.IntegrityError):
         return True
-    # SQLAlchemy's, when it is in use (it cannot have raised if it was never imported).
-    alchemy = sys.modules.get("sqlalchemy.exc")
-    return alchemy is not None and isinstance(exc, alchemy.IntegrityError)
+    # SQLAlchemy's or psycopg's, when in use (neither raised if it was never imported).
+    alchemy, psycopg = sys.modules.get("sqlalchemy.exc"), sys.modules.get("psycopg")
+    return (alchemy is not None and isinstance(exc, alchemy.IntegrityError)) or (
+        psycopg is not None and isinstance(exc, psycopg.IntegrityError)
+    )
 
 
 # -- row <-> record -------------------------------------------------------------------

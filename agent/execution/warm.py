@@ -49,6 +49,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
+from agent.core.children import reap_exited
 from agent.core.models import Task
 from agent.execution.backends import ExecutionBackend, Log, Prepared, TaskHandle, task_environment
 from agent.execution.process import (
@@ -520,16 +521,8 @@ class _Zygote:
         return pid
 
     def reap(self) -> None:
-        while self.children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                self.children.clear()
-                return
-            if pid == 0:
-                return
-            self.children.discard(pid)
-            self.reply({"pid": pid, "exit": os.waitstatus_to_exitcode(status)})
+        for pid, code in reap_exited(self.children):
+            self.reply({"pid": pid, "exit": code})
 
 
 def _child(request: dict[str, Any], output: int, sync_w: int, zygote: _Zygote) -> int:
@@ -553,7 +546,6 @@ def _child(request: dict[str, Any], output: int, sync_w: int, zygote: _Zygote) -
     os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(request["cwd"])
-    _drop_inherited_connections()
     return _run_script(request["argv"][1:])
 
 
@@ -567,16 +559,6 @@ def _die_with_parent() -> None:
         return
     if os.getppid() != parent:  # the zygote died before prctl took effect
         os._exit(1)
-
-
-def _drop_inherited_connections() -> None:
-    """Forget pooled connections a fork may have copied (without closing the zygote's)."""
-    from agent.store import factory
-
-    for backend in list(factory._cache.values()):
-        forget = getattr(backend, "forget_connections", None)
-        if forget is not None:
-            forget()
 
 
 def _run_script(argv: list[str]) -> int:

@@ -30,6 +30,8 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
+from agent.core.children import reap_exited
+
 #: Modules a child needs on every step's path; imported once, before any fork.
 PRELOAD = (
     "agent.pipeline.step_runtime",
@@ -268,17 +270,9 @@ class _Server:
         self.reply({"id": request["id"], "pid": pid})
 
     def reap(self) -> None:
-        while self.children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                self.children.clear()
-                return
-            if pid == 0:
-                return
-            self.children.discard(pid)
+        for pid, code in reap_exited(self.children):
             self.ready = [(p, fd) for p, fd in self.ready if p != pid]
-            self.reply({"pid": pid, "exit": os.waitstatus_to_exitcode(status)})
+            self.reply({"pid": pid, "exit": code})
 
 
 def serve() -> None:
@@ -328,7 +322,6 @@ def _ready_child(read_end: int, server: _Server) -> int:
     null_fd = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null_fd, 0)
     os.close(null_fd)
-    _drop_inherited_connections()
     _warm_connection()
     line = b""
     while not line.endswith(b"\n"):
@@ -387,16 +380,6 @@ def _exit_child(code: int) -> None:
     from agent.pipeline.step_runtime import end_process
 
     end_process(code)
-
-
-def _drop_inherited_connections() -> None:
-    """Forget pooled connections a fork may have copied (without closing the parent's)."""
-    from agent.store import factory
-
-    for backend in list(factory._cache.values()):
-        forget = getattr(backend, "forget_connections", None)
-        if forget is not None:
-            forget()
 
 
 def _execute(task_id: str) -> int:

@@ -7,10 +7,12 @@ run on psycopg directly. Through SQLAlchemy a task cycle cost ``agent server`` a
 pool's ping on every checkout; psycopg alone needs a fraction of that.
 
 :class:`PgPool` keeps idle connections (autocommit off: the first statement opens the
-transaction). A connection idle for more than a second is pinged before use (as
-SQLAlchemy's ``pool_pre_ping`` does for every checkout), so a restarted server or a
-cut connection costs no request; a connection that fails is dropped with every idle
-one (they are likely gone too), never reused.
+transaction), at most ``MAX_CONNECTIONS`` in use. A restarted server or a cut
+connection costs no request: a connection idle for more than a second is pinged before
+use, and a transaction whose first statement finds its connection gone reconnects and
+runs it again (nothing of it ran). A connection found lost is closed, with the idle ones
+(likely lost as well); any other error (a deadlock, a timeout, a value PostgreSQL
+refuses) rolls back and keeps the connection.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from sqlalchemy.dialects import postgresql
 from agent.store import statements as q
 from agent.store.tx import Params, Row
 
-#: Idle connections kept: the server runs store calls in worker threads.
-POOL_SIZE = 20
+#: Connections open at most (in use and idle): the server runs store calls in up to 40
+#: worker threads, and several servers may share one PostgreSQL (100 connections).
+MAX_CONNECTIONS = 20
 #: An idle connection older than this is pinged before use.
 PING_AFTER_IDLE_S = 1.0
 _DIALECT = postgresql.dialect(paramstyle="pyformat")
@@ -61,13 +64,27 @@ def _compile(stmt: Any, keys: Sequence[str]) -> _Compiled:
 class PgTx:
     """:class:`~agent.store.tx.Tx` on a psycopg connection inside its transaction."""
 
-    def __init__(self, conn: psycopg.Connection, statements: dict[str, _Compiled]):
+    def __init__(self, conn: psycopg.Connection, pool: PgPool):
         self.conn = conn
-        self._statements = statements
+        self._pool = pool
+        self._statements = pool.statements
+        self._started = False
 
     def _execute(self, name: str, params: Params) -> psycopg.Cursor:
         sql, values = _bind(self._statements[name], params)
-        return self.conn.execute(sql, values)
+        if self._started:
+            return self.conn.execute(sql, values)
+        self._started = True
+        try:
+            return self.conn.execute(sql, values)
+        except psycopg.OperationalError:
+            if not _lost(self.conn):
+                raise
+            # The first statement: nothing ran, so it may run again on a new connection.
+            self.conn.close()
+            self._pool.discard_idle()
+            self.conn = self._pool.connect()
+            return self.conn.execute(sql, values)
 
     def first(self, name: str, params: Params) -> Row | None:
         cursor = self._execute(name, params)
@@ -114,40 +131,57 @@ def _row(cursor: psycopg.Cursor, row: tuple) -> Row:
     return {d.name: value for d, value in zip(cursor.description, row, strict=True)}
 
 
-class PgPool:
-    """Raw psycopg connections to one database, with SqlBackend's named statements."""
+def _lost(conn: psycopg.Connection) -> bool:
+    """True when the connection is gone (not merely in a failed transaction)."""
+    return conn.closed or conn.info.transaction_status == psycopg.pq.TransactionStatus.UNKNOWN
 
-    def __init__(self, url: str):
-        # SQLAlchemy's driver prefix is not libpq's.
-        self.conninfo = url.replace("postgresql+psycopg://", "postgresql://", 1)
-        self._statements = {
+
+class PgPool:
+    """Raw psycopg connections to one database, with SqlBackend's named statements.
+
+    Args:
+        conninfo: a libpq URL (``postgresql://user:pass@host/db``).
+    """
+
+    def __init__(self, conninfo: str):
+        self.conninfo = conninfo
+        self.statements = {
             name: _compile(stmt, keys) for name, (stmt, keys) in q.named("postgresql").items()
         }
         self._idle: list[tuple[psycopg.Connection, float]] = []
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         this = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: (p := this()) is not None and p.forget())
 
     @contextmanager
     def transaction(self) -> Iterator[PgTx]:
         """One transaction, committed on leaving (rolled back on an error)."""
-        conn = self._take()
-        try:
-            yield PgTx(conn, self._statements)
-            conn.commit()
-        except psycopg.OperationalError:
-            conn.close()
-            self.close()  # the others are likely broken as well
-            raise
-        except BaseException:
+        with self._slots:
+            tx = PgTx(self._take(), self)
+            try:
+                yield tx
+                tx.conn.commit()
+            except BaseException:
+                self._end_failed(tx.conn)
+                raise
+            self._give_back(tx.conn)
+
+    def _end_failed(self, conn: psycopg.Connection) -> None:
+        """Roll back and keep the connection, or close it (and the idle ones) if lost."""
+        if not _lost(conn):
             try:
                 conn.rollback()
             except psycopg.Error:
-                conn.close()
-                raise
-            self._give_back(conn)
-            raise
-        self._give_back(conn)
+                pass  # the caller's error is the one to report
+            else:
+                self._give_back(conn)
+                return
+        conn.close()
+        self.discard_idle()
+
+    def connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.conninfo, autocommit=False)
 
     def _take(self) -> psycopg.Connection:
         stale = time.monotonic() - PING_AFTER_IDLE_S
@@ -165,23 +199,25 @@ class PgPool:
                 return conn
             except psycopg.Error:
                 conn.close()
-        return psycopg.connect(self.conninfo, autocommit=False)
+        return self.connect()
 
     def _give_back(self, conn: psycopg.Connection) -> None:
         with self._lock:
-            if len(self._idle) < POOL_SIZE:
-                self._idle.append((conn, time.monotonic()))
-                return
-        conn.close()
+            self._idle.append((conn, time.monotonic()))
 
-    def close(self) -> None:
+    def discard_idle(self) -> None:
+        """Close the idle connections (after one was found lost: so are they, likely)."""
         with self._lock:
             idle, self._idle = self._idle, []
         for conn, _ in idle:
             conn.close()
+
+    def close(self) -> None:
+        self.discard_idle()
 
     def forget(self) -> None:
         """In a forked child: drop the parent's connections without touching them."""
         _INHERITED.extend(conn for conn, _ in self._idle)
         self._idle = []
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)

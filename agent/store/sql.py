@@ -109,7 +109,8 @@ def _make_engine(url: str) -> Engine:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
-    return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # The busy paths have their own connections (agent.store.pg): this pool is small.
+    return sa.create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True)
 
 
 @contextmanager
@@ -131,6 +132,7 @@ class SqlBackend:
         self.is_sqlite = self._url.startswith("sqlite")
         self.dialect = "sqlite" if self.is_sqlite else "postgresql"
         self._engine: Engine | None = None
+        self._init_lock = threading.Lock()
         self._statements: dict[str, Any] | None = None
         #: Claims waiting in this process; an enqueue here wakes one (see agent.store.wakeups).
         self.claim_signals = ClaimSignals()
@@ -161,7 +163,9 @@ class SqlBackend:
     def engine(self) -> Engine:
         """The SQLAlchemy engine, made on first use (a SQLite file's busy paths skip it)."""
         if self._engine is None:
-            self._engine = _make_engine(self._url)
+            with self._init_lock:
+                if self._engine is None:
+                    self._engine = _make_engine(self._url)
         return self._engine
 
     def release_connections(self) -> None:
@@ -180,6 +184,7 @@ class SqlBackend:
         if self._engine is not None:
             self._engine.dispose(close=False)
         self.claim_signals = ClaimSignals()
+        self._init_lock = threading.Lock()
         if self._write_lock is not None:
             self._write_lock = threading.Lock()
         if self._raw is not None:
@@ -255,9 +260,12 @@ class SqlBackend:
 
     def _pg_pool(self) -> Any:
         if self._pg is None:
-            from agent.store.pg import PgPool
+            with self._init_lock:  # threads' first calls must not make a pool each
+                if self._pg is None:
+                    from agent.store.pg import PgPool
 
-            self._pg = PgPool(self._url)
+                    url = sa.engine.make_url(self._url).set(drivername="postgresql")
+                    self._pg = PgPool(url.render_as_string(hide_password=False))
         return self._pg
 
     def _alchemy_tx(self, conn: Connection) -> AlchemyTx:

@@ -163,8 +163,9 @@ def named(dialect_name: str) -> dict[str, tuple[Executable, tuple[str, ...]]]:
     }
     if pg:
         statements["TAKE_HEAD_BELOW_LOCKED"] = (take_head(dialect_name, True), ("queue",))
-    for shape in QUERY_SHAPES:
-        statements[query_name(shape)] = (tasks_query(shape, dialect_name), _query_keys(shape))
+    if not pg:  # the catalog's; on PostgreSQL SqlBackend builds a query per call
+        for shape in QUERY_SHAPES:
+            statements[query_name(shape)] = (tasks_query(shape, "sqlite"), _query_keys(shape))
     # The ignoring inserts name their columns through their parameters.
     statements["INSERT_PROJECT"] = (statements["INSERT_PROJECT"][0], ("name", "created"))
     statements["INSERT_QUEUE"] = (statements["INSERT_QUEUE"][0], ("id", "name", "created"))

@@ -7,14 +7,18 @@ while it sits idle, and a fork.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
 
 from agent.core.models import Task
 from agent.store import pg as pg_module
+from agent.store import statements as q
 from agent.store.sql import SqlBackend
+from agent.store.tx import AlchemyTx
 from tests.services import drop_pg_database, fresh_pg_database, postgres_url, require
 
 pytestmark = pytest.mark.postgres
@@ -51,13 +55,64 @@ def test_a_connection_dropped_while_idle_is_replaced_unnoticed(backend, monkeypa
     assert not set(_idle_backend_pids(backend)) & set(pids)
 
 
-def test_a_dropped_connection_in_use_fails_once_and_clears_the_pool(backend) -> None:
+def test_a_connection_dropped_just_after_use_is_replaced_unnoticed(backend) -> None:
+    # Not pinged (used a moment ago): the first statement finds it gone and runs again.
     task = backend.create_task(Task(name="a", project="p"))
-    _terminate(backend, _idle_backend_pids(backend))
-    with pytest.raises(psycopg.OperationalError):
-        backend.get_task(task.id)  # just used: not pinged
-    assert backend._pg._idle == []
+    pids = _idle_backend_pids(backend)
+    _terminate(backend, pids)
     assert backend.get_task(task.id).name == "a"
+    backend.set_status(task.id, "queued")
+    assert not set(_idle_backend_pids(backend)) & set(pids)
+
+
+def test_other_database_errors_keep_the_connection(backend) -> None:
+    task = backend.create_task(Task(name="a", project="p"))
+    pids = _idle_backend_pids(backend)
+    too_big = os.urandom(4000).hex()  # over the runtime-property index's entry limit
+    with pytest.raises(psycopg.OperationalError):
+        backend.update_task(task.id, runtime={"k": too_big})
+    assert _idle_backend_pids(backend) == pids
+    assert backend.get_task(task.id).runtime == {}  # rolled back
+
+
+def test_threads_starting_at_once_share_one_pool(backend, monkeypatch) -> None:
+    task = backend.create_task(Task(name="a", project="p"))
+    fresh = SqlBackend(backend.url)
+    made = []
+    original = pg_module.PgPool.__init__
+
+    def counting(self, *args, **kwargs):
+        made.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(pg_module.PgPool, "__init__", counting)
+    barrier = threading.Barrier(8)
+
+    def read() -> str:
+        barrier.wait()
+        return fresh.get_task(task.id).name
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(lambda _: read(), range(8))) == ["a"] * 8
+    assert len(made) == 1
+    fresh.close()
+
+
+def test_rows_read_raw_are_the_rows_sqlalchemy_reads(backend) -> None:
+    task = backend.create_task(
+        Task(
+            name="j",
+            project="p",
+            hyperparams={"Args": {"x": 1.5, "s": "text", "n": None, "l": [1, {"a": 2}]}},
+            runtime={"str": "just a string", "none": None},
+        )
+    )
+    raw = backend.get_task(task.id)
+    with backend.engine.connect() as conn:
+        through_alchemy = AlchemyTx(conn, q.named("postgresql")).first("TASK", {"task_id": task.id})
+    assert raw.hyperparams == through_alchemy["hyperparams"] == task.hyperparams
+    assert raw.runtime == through_alchemy["runtime"] == {"str": "just a string", "none": None}
+    assert raw.created == through_alchemy["created"] and isinstance(raw.created, float)
 
 
 def test_a_forked_child_opens_its_own_connections(backend) -> None:

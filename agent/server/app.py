@@ -17,7 +17,7 @@ from __future__ import annotations
 import hmac
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import metadata
 from pathlib import Path
@@ -32,7 +32,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent.core.errors import AgentError
-from agent.server.errors import UNSTORABLE, agent_error_response, error_body, unstorable_response
+from agent.server.errors import (
+    UNSTORABLE,
+    agent_error_response,
+    error_body,
+    internal_error_response,
+    unstorable_response,
+)
 from agent.server.fast import FastPaths
 from agent.server.routes import make_api_router
 from agent.store.sql import SqlBackend
@@ -69,7 +75,15 @@ def create_app(
         files_url: the default artifact destination advertised at ``/api/v1/config``
             when the server does not host the files itself (``s3://bucket/prefix``).
     """
-    app = FastAPI(
+
+    def outer_layers(inner: ASGIApp) -> ASGIApp:
+        layers: ASGIApp = FastPaths(inner, backend)
+        if token:
+            layers = BearerTokenAuth(layers, token=token, open_paths=frozenset({HEALTH_PATH}))
+        return layers
+
+    app = _AgentAPI(
+        outer_layers,
         title="pipeline-agent",
         version=_version(),
         lifespan=_lifespan(backend),
@@ -80,10 +94,20 @@ def create_app(
     app.include_router(make_api_router(backend))
     if files_root is not None:
         _include_files_router(app, Path(files_root))
-    app.add_middleware(FastPaths, backend=backend)  # inside the auth check below
-    if token:
-        app.add_middleware(BearerTokenAuth, token=token, open_paths=frozenset({HEALTH_PATH}))
     return app
+
+
+class _AgentAPI(FastAPI):
+    """FastAPI with ASGI layers in front of its whole middleware stack: the token check,
+    then the fast paths (:mod:`agent.server.fast`), which answer the busy endpoints before
+    FastAPI's own per-request layers (error, telemetry and body-limit middleware) run."""
+
+    def __init__(self, outer_layers: Callable[[ASGIApp], ASGIApp], **kwargs: Any):
+        self._outer_layers = outer_layers
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return self._outer_layers(super().build_middleware_stack())
 
 
 def _version() -> str:
@@ -209,8 +233,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         # Starlette re-raises after this answer, so the server logs the traceback once.
         log.error("%s %s failed: %r", request.method, request.url.path, exc)
-        body = error_body("InternalError", "internal server error; see the server's log")
-        return JSONResponse(body, status_code=500)
+        return internal_error_response()
 
 
 def _validation_detail(error: dict[str, Any]) -> dict[str, Any]:

@@ -36,3 +36,9 @@ def unstorable_response(exc: Exception) -> JSONResponse:
     number out of range, a string too big): the client's mistake, not the server's."""
     reason = str(getattr(exc, "orig", None) or exc).splitlines()[0] or "bad value"
     return JSONResponse(error_body("InvalidInput", f"value cannot be stored: {reason}"), 422)
+
+
+def internal_error_response() -> JSONResponse:
+    """The answer to a request that failed on the server's side (its log has why)."""
+    body = error_body("InternalError", "internal server error; see the server's log")
+    return JSONResponse(body, status_code=500)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -38,11 +39,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agent.core.errors import AgentError
 from agent.core.models import Task
 from agent.server import schemas as s
-from agent.server.errors import UNSTORABLE, agent_error_response, unstorable_response
+from agent.server.errors import (
+    UNSTORABLE,
+    agent_error_response,
+    internal_error_response,
+    unstorable_response,
+)
 from agent.server.routes import task_from_body
 from agent.store.sql import SqlBackend
 from agent.store.wakeups import PollBackoff
 
+log = logging.getLogger("agent.server")
 API = "/api/v1"
 _TASK_PATH = f"{API}/tasks/"
 #: Runs the store call of a request; returns what to answer as JSON.
@@ -86,6 +93,9 @@ class FastPaths:
             response = agent_error_response(exc)
         except UNSTORABLE as exc:
             response = unstorable_response(exc)
+        except Exception:  # in front of FastAPI's error middleware: answer as it would
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            response = internal_error_response()
         else:
             await _send_json(send, content)
             return

@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -429,7 +430,8 @@ class QueueLauncher:
 
     One watcher thread polls the store for all steps of the pipeline at once
     (``query_tasks(parent=pipeline)``), every ``min_poll`` s while things change,
-    backing off to ``max_poll`` s while nothing does.
+    backing off to ``max_poll`` s while nothing does. On the embedded store another
+    process's status change wakes it at once (``listen_for_changes``, agent.store.bell).
     """
 
     def __init__(
@@ -449,6 +451,7 @@ class QueueLauncher:
         self._handles: dict[str, QueueHandle] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._poke: Callable[[], None] | None = None
         self._closed = False
         self._thread: threading.Thread | None = None
 
@@ -469,13 +472,26 @@ class QueueLauncher:
             with self._lock:
                 self._watched.pop(task.id, None)
             raise
-        self._wake.set()
+        self._wake_watcher()
         handle = QueueHandle(self, task.id, future)
         with self._lock:
             self._handles[task.id] = handle
         return handle
 
+    def _wake_watcher(self) -> None:
+        self._wake.set()
+        poke = self._poke
+        if poke is not None:
+            poke()
+
     def _watch(self) -> None:
+        listen = getattr(self.backend, "listen_for_changes", None)
+        with listen() if listen is not None else contextlib.nullcontext() as listener:
+            if listener is not None:
+                self._poke = listener.poke
+            self._watch_loop(listener)
+
+    def _watch_loop(self, listener: Any) -> None:
         delay = self.min_poll
         terminal = [s.value for s in TERMINAL_STATES]
         while not self._closed:
@@ -511,7 +527,8 @@ class QueueLauncher:
                         future.set_result(status)
                         changed = True
             delay = self.min_poll if changed else min(delay * 1.5, self.max_poll)
-            if self._wake.wait(delay):
+            woke = self._wake.wait(delay) if listener is None else listener.wait(delay)
+            if woke:
                 self._wake.clear()
                 delay = self.min_poll
 
@@ -524,7 +541,7 @@ class QueueLauncher:
 
     def close(self) -> None:
         self._closed = True
-        self._wake.set()
+        self._wake_watcher()
 
 
 class QueueHandle:

@@ -49,6 +49,7 @@ from agent.core.models import (
     transition,
 )
 from agent.store.base import DEFAULT_LEASE_S, UPDATABLE_FIELDS
+from agent.store.bell import Bell, Listener
 from agent.store.sqlite_catalog import STATEMENTS as CATALOG
 from agent.store.tx import SQLITE_PRAGMAS, AlchemyTx, SqlitePool, Tx, query_name
 from agent.store.wakeups import ClaimSignals, ClaimWaiter, PollBackoff
@@ -144,6 +145,7 @@ class SqlBackend:
         self._raw: SqlitePool | None = None
         #: Raw psycopg connections for the busy paths on PostgreSQL (see agent.store.pg).
         self._pg: Any = None
+        self._bell: Bell | None = None
         database = _sqlite_path(self._url) if self.is_sqlite else None
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -151,6 +153,8 @@ class SqlBackend:
             self._lock_path = database + ".lock"
             if "?" not in self._url:  # options (uri=true, mode=ro, ...): SQLAlchemy's path
                 self._raw = SqlitePool(database)
+            #: Wakes other processes' waiting claims and pipeline watchers (agent.store.bell).
+            self._bell = Bell(database)
         self._create_schema()
         # A forked child (a local-mode pipeline step) must not share the parent's
         # connections: drop the pool in the child without closing the parent's.
@@ -334,6 +338,7 @@ class SqlBackend:
         if queue is not None:
             self._known_queues[queue] = queue_id
             self.claim_signals.notify(queue)
+            self._ring()
         # The row as stored, read back as get_task would (a new task has no artifacts).
         return _row_to_task(row)
 
@@ -423,7 +428,24 @@ class SqlBackend:
         with self._tx_write() as tx:
             row = self._require(tx, task_id, lock=True)
             row = self._set_status(tx, row, status, message, expected)
-            return self._with_artifacts(tx, row)
+            task = self._with_artifacts(tx, row)
+        self._ring()  # a pipeline watching this task, a claim waiting for a requeue
+        return task
+
+    def _ring(self) -> None:
+        if self._bell is not None:
+            self._bell.ring()
+
+    @contextmanager
+    def listen_for_changes(self) -> Iterator[Listener | None]:
+        """While in the block, the listener other processes' enqueues and status changes
+        wake (``listener.wait(timeout)``); None where changes cannot be heard (a server's
+        database, PostgreSQL): poll."""
+        if self._bell is None:
+            yield None
+            return
+        with self._bell.listening() as listener:
+            yield listener
 
     def _set_status(
         self,
@@ -604,6 +626,7 @@ class SqlBackend:
             task = self._with_artifacts(tx, row)
         self._known_queues[queue] = queue_id
         self.claim_signals.notify(queue)
+        self._ring()
         return task
 
     def dequeue(self, task_id: str) -> Task:
@@ -643,7 +666,10 @@ class SqlBackend:
         self, queues: list[str], worker_id: str, deadline: float, lease_s: float
     ) -> Task | None:
         backoff = PollBackoff(deadline)
-        with self.claim_signals.waiting(queues) as waiter:
+        with (
+            self.listen_for_changes() as listener,
+            self.claim_signals.waiting(queues, listener) as waiter,
+        ):
             while (task := self.claim_step(queues, worker_id, lease_s, waiter)) is None:
                 pause = backoff.next_pause()
                 if pause is None:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 #: Pauses between two looks at the queues of a waiting claim (seconds).
 POLL_MIN_S, POLL_MAX_S = 0.005, 0.05
@@ -69,15 +69,20 @@ class ClaimWaiter:
 
 
 class ThreadClaimWaiter(ClaimWaiter):
-    """A claim waiting in a thread."""
+    """A claim waiting in a thread; with a listener (agent.store.bell), other processes'
+    enqueues wake it too, and this process's wake-ups go through the listener."""
 
-    def __init__(self, queues: Sequence[str], lock: threading.Lock):
+    def __init__(self, queues: Sequence[str], lock: threading.Lock, listener: Any = None):
         self._event = threading.Event()
-        super().__init__(queues, lock, self._event.set)
+        self._listener = listener
+        super().__init__(queues, lock, self._event.set if listener is None else listener.poke)
 
     def wait(self, timeout: float) -> None:
         """Sleep until a wake-up comes or ``timeout`` seconds pass."""
-        self._event.wait(timeout)
+        if self._listener is None:
+            self._event.wait(timeout)
+        else:
+            self._listener.wait(timeout)
 
     def _clear(self) -> None:
         self._event.clear()
@@ -120,13 +125,14 @@ class ClaimSignals:
         self._waiting: dict[str, list[ClaimWaiter]] = {}
 
     @contextmanager
-    def waiting(self, queues: Sequence[str]) -> Iterator[ThreadClaimWaiter]:
-        """Register a claim waiting in this thread for the duration of the block.
+    def waiting(self, queues: Sequence[str], listener: Any = None) -> Iterator[ThreadClaimWaiter]:
+        """Register a claim waiting in this thread for the duration of the block (waking
+        through ``listener`` when given, see ThreadClaimWaiter).
 
         Register before looking at the queues: an enqueue between the look and the wait
         then still reaches the waiter.
         """
-        with self._registered(ThreadClaimWaiter(queues, self._lock)) as waiter:
+        with self._registered(ThreadClaimWaiter(queues, self._lock, listener)) as waiter:
             yield waiter
 
     @contextmanager

@@ -49,9 +49,14 @@ SQLITE_PRAGMAS = (
 )
 
 
+#: The filters of SqlBackend.query_tasks, in the order a query's name lists them.
+QUERY_FILTERS = ("id_prefix", "project", "name", "status", "tag", "type", "parent", "runtime")
+
+
 def query_name(filters: tuple[str, ...]) -> str:
-    """The name of the task query of ``filters`` (see ``statements.tasks_query``)."""
-    return "QUERY_TASKS:" + ",".join(filters)
+    """The name of the task query of ``filters`` (see ``statements.tasks_query``), the
+    same whatever order they come in."""
+    return "QUERY_TASKS:" + ",".join(sorted(filters, key=QUERY_FILTERS.index))
 
 
 class Tx(Protocol):

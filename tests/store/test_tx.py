@@ -8,8 +8,11 @@ be what SQLAlchemy compiles today.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -187,3 +190,27 @@ def test_the_catalog_schema_is_the_metadata_schema(tmp_path) -> None:
             return sorted((*row[:3], (row[3] or "").replace(" IF NOT EXISTS", "")) for row in rows)
 
     assert schema(tmp_path / "catalog.db") == schema(tmp_path / "alchemy.db")
+
+
+def test_the_catalogued_task_queries_run_without_sqlalchemy(tmp_path) -> None:
+    # A query of a catalogued shape, with its filters in any order, must not import
+    # SQLAlchemy: a pipeline's step watcher and step-cache lookups run one per step.
+    values = {
+        "id_prefix": "ab",
+        "project": "p",
+        "name": "n",
+        "status": ["created"],
+        "parent": "x",
+        "runtime": {"cache_key": "k"},
+    }
+    calls = [{name: values[name] for name in reversed(shape)} for shape in q.QUERY_SHAPES]
+    script = (
+        "import json, sys\n"
+        "from agent.store.sql import SqlBackend\n"
+        f"store = SqlBackend('sqlite:///{tmp_path}/q.db')\n"
+        f"for call in json.loads({json.dumps(json.dumps(calls))}):\n"
+        "    store.query_tasks(**call)\n"
+        "print('sqlalchemy' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

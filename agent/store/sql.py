@@ -154,7 +154,7 @@ class SqlBackend:
             if "?" not in self._url:  # options (uri=true, mode=ro, ...): SQLAlchemy's path
                 self._raw = SqlitePool(database)
             #: Wakes other processes' waiting claims and pipeline watchers (agent.store.bell).
-            self._bell = Bell(database)
+            self._bell = Bell.for_store(database)
         self._create_schema()
         # A forked child (a local-mode pipeline step) must not share the parent's
         # connections: drop the pool in the child without closing the parent's.
@@ -198,8 +198,9 @@ class SqlBackend:
 
     def _create_schema(self) -> None:
         if self._raw is not None:
-            with self._write_locks():
-                self._raw.create_schema()
+            if not self._raw.schema_complete():
+                with self._write_locks():
+                    self._raw.create_schema()
             return
         for attempt in range(5):
             try:
@@ -829,6 +830,8 @@ class SqlBackend:
                     self._set_status(
                         self._alchemy_tx(conn), row, TaskStatus.failed.value, "worker lost", None
                     )
+        if ids:
+            self._ring()
         return ids
 
     # -- logs and metrics ---------------------------------------------------------

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
     from sqlalchemy.sql import Executable
 
+#: The tables and indexes the catalog's DDL creates.
+_SCHEMA_NAMES = frozenset(
+    re.match(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", ddl).group(1) for ddl in DDL
+)
 #: Connections a forked child inherited: never used, never closed there.
 _INHERITED: list[sqlite3.Connection] = []
 
@@ -213,6 +218,13 @@ class SqlitePool:
             conn.execute(f"BEGIN {mode}")
             yield SqliteTx(conn)
             conn.execute("COMMIT")
+
+    def schema_complete(self) -> bool:
+        """Whether every table and index of the schema exists (a read: no write lock, so
+        a store opens while another process writes, and a read-only store opens)."""
+        with self._connection() as conn:
+            rows = conn.execute("SELECT name FROM sqlite_master").fetchall()
+        return _SCHEMA_NAMES <= {name for (name,) in rows}
 
     def create_schema(self) -> None:
         """Create what is missing of the schema (tables, indexes), in one transaction:

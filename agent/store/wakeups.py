@@ -77,15 +77,17 @@ class ThreadClaimWaiter(ClaimWaiter):
         self._listener = listener
         super().__init__(queues, lock, self._event.set if listener is None else listener.poke)
 
-    def wait(self, timeout: float) -> None:
-        """Sleep until a wake-up comes or ``timeout`` seconds pass."""
+    def wait(self, timeout: float) -> bool:
+        """Sleep until a wake-up comes (True) or ``timeout`` seconds pass (False)."""
         if self._listener is None:
-            self._event.wait(timeout)
-        else:
-            self._listener.wait(timeout)
+            return self._event.wait(timeout)
+        return self._listener.wait(timeout)
 
     def _clear(self) -> None:
-        self._event.clear()
+        if self._listener is None:
+            self._event.clear()
+        else:
+            self._listener.drain()
 
 
 class AsyncClaimWaiter(ClaimWaiter):

@@ -23,7 +23,8 @@ def _enqueue_later(url: str, task_id: str, ready) -> None:
     SqlBackend(url).enqueue(task_id, "belled")
 
 
-def test_another_processs_enqueue_wakes_a_listener(tmp_path) -> None:
+def _store_and_enqueuer(tmp_path) -> tuple[SqlBackend, Task, mp.Process, object]:
+    """A store with a task, and a started process that enqueues it once ``ready`` is set."""
     url = f"sqlite:///{tmp_path}/store.db"
     store = SqlBackend(url)
     task = store.create_task(Task(name="t", project="p"))
@@ -31,6 +32,11 @@ def test_another_processs_enqueue_wakes_a_listener(tmp_path) -> None:
     ready = ctx.Event()
     proc = ctx.Process(target=_enqueue_later, args=(url, task.id, ready))
     proc.start()
+    return store, task, proc, ready
+
+
+def test_another_processs_enqueue_wakes_a_listener(tmp_path) -> None:
+    store, task, proc, ready = _store_and_enqueuer(tmp_path)
     with store.listen_for_changes() as listener:
         ready.set()
         assert listener.wait(60)  # a ring, not the timeout
@@ -118,13 +124,7 @@ def _complete_later(url: str, task_id: str, ready) -> None:
 
 
 def test_a_claim_waiting_here_wakes_for_another_processs_enqueue(tmp_path, no_polling) -> None:
-    url = f"sqlite:///{tmp_path}/store.db"
-    store = SqlBackend(url)
-    task = store.create_task(Task(name="t", project="p"))
-    ctx = mp.get_context("spawn")
-    ready = ctx.Event()
-    proc = ctx.Process(target=_enqueue_later, args=(url, task.id, ready))
-    proc.start()
+    store, task, proc, ready = _store_and_enqueuer(tmp_path)
     ready.set()
     claimed = store.claim(["belled"], "w", timeout=20)
     proc.join(30)

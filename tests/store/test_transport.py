@@ -7,9 +7,11 @@ The point is what the client may repeat: only what cannot have been applied.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,13 +32,16 @@ class _Server:
     """A loopback HTTP/1.1 server answering ``behaviour(conn, n)`` for the n-th request
     (counted over all connections); it records every request line it reads."""
 
-    def __init__(self, behaviour):
+    def __init__(self, behaviour, tls: ssl.SSLContext | None = None):
         self.behaviour = behaviour
         self.requests: list[str] = []
         self.connections = 0
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_side=True)
+            self.url = f"https://127.0.0.1:{self.port}"
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -86,8 +91,8 @@ def _keep_answering(conn: socket.socket, n: int) -> bool:
 
 
 @contextmanager
-def serving(behaviour) -> Iterator[_Server]:
-    server = _Server(behaviour)
+def serving(behaviour, tls: ssl.SSLContext | None = None) -> Iterator[_Server]:
+    server = _Server(behaviour, tls)
     try:
         yield server
     finally:
@@ -187,3 +192,55 @@ def test_http_proxies_from_the_environment(proxy: str, expected) -> None:
 def test_other_proxy_kinds_are_refused_clearly() -> None:
     with pytest.raises(InvalidInput, match="only http:// proxies"):
         JsonTransport("http://server:8008", {}, connect_timeout=1, proxy="socks5://h:1080")
+
+
+def _self_signed(tmp_path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key, made with the cryptography package."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+def test_https_verifies_against_the_ca_bundle_requests_would_use(tmp_path, monkeypatch) -> None:
+    cert, key = _self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    with serving(_keep_answering, tls=context) as server:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
+        assert HttpBackend(server.url, retries=1).list_queues() == []
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+        monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+        with pytest.raises(ServerUnavailable, match="cannot connect"):
+            HttpBackend(server.url, retries=1).list_queues()  # the default bundle lacks it

@@ -49,7 +49,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
-from agent.core.children import reap_exited
+from agent.core.children import exit_code, reap_exited
 from agent.core.models import Task
 from agent.execution.backends import ExecutionBackend, Log, Prepared, TaskHandle, task_environment
 from agent.execution.process import (
@@ -582,20 +582,11 @@ def _run_script(argv: list[str]) -> int:
             code = compile(source.read(), path, "exec", dont_inherit=True)
         exec(code, module.__dict__)
     except SystemExit as exc:
-        return _exit_code(exc.code)
+        return exit_code(exc.code)
     except BaseException:
         sys.excepthook(*sys.exc_info())
         return 1
     return 0
-
-
-def _exit_code(code: Any) -> int:
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code
-    print(code, file=sys.stderr)
-    return 1
 
 
 def _end_process(code: int) -> None:

@@ -25,6 +25,7 @@ import types
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from agent.core.children import exit_code
 from agent.core.models import Task
 from agent.pipeline.refs import map_artifact_refs
 from agent.pipeline.values import ArtifactIndex, load_artifact, upload_value
@@ -103,7 +104,7 @@ def run_step(function: Callable[..., Any], return_values: Sequence[str] | None) 
     try:
         run_component(function, return_values)
     except SystemExit as exc:
-        code = _exit_code(exc.code)
+        code = exit_code(exc.code)
     except BaseException:
         traceback.print_exc()
         code = 1
@@ -273,22 +274,13 @@ def run_task_code(task_id: str, cwd: str | None = None) -> int:
         sys.modules["__main__"] = module
         exec(compile(code, filename, "exec"), module.__dict__)
     except SystemExit as exc:
-        return _exit_code(exc.code)
+        return exit_code(exc.code)
     except BaseException:
         traceback.print_exc()
         return 1
     finally:
         _flush_std()
     return 0
-
-
-def _exit_code(code: Any) -> int:
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code
-    print(code, file=sys.stderr)
-    return 1
 
 
 def _flush_std() -> None:

@@ -17,10 +17,8 @@ refuses) rolls back and keeps the connection.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
@@ -30,6 +28,7 @@ from psycopg.types.json import Json
 from sqlalchemy import JSON
 from sqlalchemy.dialects import postgresql
 
+from agent.core.children import call_in_forked_children
 from agent.store import statements as q
 from agent.store.tx import Params, Row
 
@@ -151,8 +150,7 @@ class PgPool:
         self._idle: list[tuple[psycopg.Connection, float]] = []
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        this = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: (p := this()) is not None and p.forget())
+        call_in_forked_children(self, "forget")
 
     @contextmanager
     def transaction(self) -> Iterator[PgTx]:

@@ -26,13 +26,13 @@ import sqlite3
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from agent.core.children import call_in_forked_children
 from agent.core.errors import Conflict, InvalidInput, NotFound
 from agent.core.lazy import LazyModule
 from agent.core.models import (
@@ -158,10 +158,7 @@ class SqlBackend:
         self._create_schema()
         # A forked child (a local-mode pipeline step) must not share the parent's
         # connections: drop the pool in the child without closing the parent's.
-        this = weakref.ref(self)  # a hook must not keep closed backends alive
-        os.register_at_fork(
-            after_in_child=lambda: (b := this()) is not None and b.forget_connections()
-        )
+        call_in_forked_children(self, "forget_connections")
 
     @property
     def engine(self) -> Engine:

@@ -34,10 +34,10 @@ import socket
 import ssl
 import threading
 import time
-import weakref
 from typing import Any, NamedTuple
 from urllib.parse import SplitResult, unquote, urlsplit
 
+from agent.core.children import call_in_forked_children
 from agent.core.errors import InvalidInput
 
 #: Idle connections kept per server: daemons, controllers and log streamers share one.
@@ -111,8 +111,7 @@ class JsonTransport:
         #: Idle connections, each with when it was last used.
         self._idle: list[tuple[http.client.HTTPConnection, float]] = []
         self._lock = threading.Lock()
-        this = weakref.ref(self)  # the hook must not keep a closed transport alive
-        os.register_at_fork(after_in_child=lambda: (t := this()) is not None and t._forget())
+        call_in_forked_children(self, "_forget")
 
     def request(self, method: str, path: str, body: bytes | None, read_timeout: float) -> Answer:
         """Send one request on a pooled connection and read the whole answer."""

@@ -9,10 +9,11 @@ abort); this backend only makes the process a container's:
   ``--ipc``, ``--user``);
 - ``$AGENT_HOME`` (code checkout, caches, the embedded store, local files) is mounted at the
   same path, so every path and ``AGENT_*`` variable means the same inside;
-- the agent is mounted read-only and put on ``PYTHONPATH`` (so a step can ``import agent``),
-  and the site-packages of the daemon's interpreter are appended to ``sys.path`` (after the
-  image's own packages, and only when the image's Python has the same major.minor), which
-  gives the agent its dependencies without installing anything;
+- the agent's SDK view (:mod:`agent.execution.sdk_view`: the agent and the libraries it
+  needs, nothing else of the daemon's) is appended to ``sys.path`` after the image's own
+  packages, with the directories its links point into mounted read-only at their own paths;
+  when the image's Python has another major.minor than the daemon's, only the agent's own
+  packages are (the image must then provide their dependencies);
 - ``container["setup_script"]`` runs with bash before the task;
 - network ``host`` (a loopback ``agent server`` is reachable) unless ``--network`` says else;
 - ``docker-init`` as PID 1, so ``container.stop(timeout=grace)`` delivers SIGTERM to the task.
@@ -20,11 +21,11 @@ abort); this backend only makes the process a container's:
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import shutil
 import sys
-import sysconfig
 import tempfile
 import threading
 import uuid
@@ -33,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import agent
 from agent.config import agent_home
 from agent.core.models import Task
 from agent.execution.backends import Prepared, task_argv
@@ -44,9 +44,7 @@ Log = Callable[[str], None]
 
 #: Where the agent's pieces appear inside a container.
 MOUNT_ROOT = "/opt/pipeline-agent"
-SRC_MOUNT = f"{MOUNT_ROOT}/src"
 BOOT_MOUNT = f"{MOUNT_ROOT}/boot"
-SITE_MOUNT = f"{MOUNT_ROOT}/site"
 #: Label on every task container (``docker ps --filter label=pipeline-agent.task``).
 TASK_LABEL = "pipeline-agent.task"
 #: Label naming the store the task belongs to (a server URL or the embedded db).
@@ -55,22 +53,21 @@ STORE_LABEL = "pipeline-agent.store"
 DEFAULT_IMAGE = "python:3.11-slim"
 
 _SITECUSTOMIZE = """\
-# Written by pipeline-agent: give the agent its dependencies (the daemon's site-packages)
-# after the image's own packages, when the Pythons match.
+# Written by pipeline-agent: the agent SDK view after the image's own packages; with
+# another Python than the agent's, the agent's own packages only.
 import os
 import sys
 
 _want = os.environ.get("AGENT_HOST_PYTHON", "")
 _have = "%d.%d" % sys.version_info[:2]
-for _path in os.environ.get("AGENT_HOST_SITE", "").split(os.pathsep):
-    if not _path or _path in sys.path:
-        continue
-    if _want and _want != _have:
-        sys.stderr.write(
-            "pipeline-agent: the image's python is %s, the agent's %s: not adding its "
-            "site-packages (install the agent's dependencies in the image)\\n" % (_have, _want)
-        )
-        break
+_path = os.environ.get("AGENT_SDK_VIEW", "")
+if _want and _want != _have:
+    sys.stderr.write(
+        "pipeline-agent: the image's python is %s, the agent's %s: the agent's libraries "
+        "are not shared (install them in the image)\\n" % (_have, _want)
+    )
+    _path = os.environ.get("AGENT_ONLY_VIEW", "")
+if _path and _path not in sys.path:
     sys.path.append(_path)
 """
 
@@ -172,9 +169,18 @@ def gpu_device_requests(gpus: str | Sequence[str] | None) -> list[Any]:
     return [docker.types.DeviceRequest(device_ids=ids, capabilities=[["gpu"]])] if ids else []
 
 
-def _host_site_dirs() -> list[str]:
-    paths = sysconfig.get_paths()
-    return list(dict.fromkeys(p for p in (paths.get("purelib"), paths.get("platlib")) if p))
+@functools.lru_cache(maxsize=4)
+def _views(home: Path) -> tuple[Path, Path, list[str]]:
+    """(the SDK view, the agent-only view, the host directories their links point into)."""
+    from agent.execution import sdk_view
+
+    root = home / "sdk-view"
+    entries = sdk_view.view_entries()
+    full = sdk_view.build_view(root, entries)
+    agent_only = {name: entries[name] for name in sdk_view.AGENT_PACKAGES if name in entries}
+    only = sdk_view.build_view(root, agent_only)
+    targets = {str(Path(target).parent) for target in entries.values()}
+    return full, only, sorted(targets)
 
 
 @dataclass
@@ -270,21 +276,21 @@ class DockerBackend:
 
     def _run_kwargs(self, args: ContainerArgs, workdir: Path, boot: Path) -> dict[str, Any]:
         home = str(self.home.resolve())
-        agent_src = str(Path(agent.__file__).resolve().parent.parent)
+        full_view, agent_view, link_targets = _views(self.home.resolve())
         volumes: dict[str, dict[str, str]] = {
-            home: {"bind": home, "mode": "rw"},
-            agent_src: {"bind": SRC_MOUNT, "mode": "ro"},
-            str(boot): {"bind": BOOT_MOUNT, "mode": "ro"},
+            target: {"bind": target, "mode": "ro"}
+            for target in link_targets
+            if not Path(target).is_relative_to(home)
         }
-        site_dirs = _host_site_dirs()
-        for i, path in enumerate(site_dirs):
-            volumes[path] = {"bind": f"{SITE_MOUNT}{i or ''}", "mode": "ro"}
+        volumes[home] = {"bind": home, "mode": "rw"}
+        volumes[str(boot)] = {"bind": BOOT_MOUNT, "mode": "ro"}
         if not workdir.resolve().is_relative_to(home):
             volumes[str(workdir.resolve())] = {"bind": str(workdir.resolve()), "mode": "rw"}
         volumes.update(args.volumes)
         environment = {
-            "PYTHONPATH": f"{BOOT_MOUNT}:{SRC_MOUNT}",
-            "AGENT_HOST_SITE": ":".join(f"{SITE_MOUNT}{i or ''}" for i in range(len(site_dirs))),
+            "PYTHONPATH": BOOT_MOUNT,
+            "AGENT_SDK_VIEW": str(full_view),
+            "AGENT_ONLY_VIEW": str(agent_view),
             "AGENT_HOST_PYTHON": "{}.{}".format(*sys.version_info[:2]),
             "PYTHONUNBUFFERED": "1",
         }

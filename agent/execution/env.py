@@ -15,10 +15,11 @@ pip (and uv, unless relocatable) writes the venv's absolute path into the
 shebangs of console scripts, which a rename would break. The marker file gives
 the same all-or-nothing view to readers.
 
-Every environment can ``import agent`` at the daemon's own version: a ``.pth``
-file appends the directory holding the ``agent`` package (and, for the same
-Python minor version, the daemon's site-packages) to the END of ``sys.path``, so
-what the task's requirements install wins.
+Every environment can ``import agent`` at the daemon's own version, and sees
+nothing else of the daemon: a ``.pth`` file appends the agent's SDK view
+(:mod:`agent.execution.sdk_view`: the agent package and the libraries the SDK needs,
+as symlinks) to the END of ``sys.path``, so what the task's requirements install
+wins, and an import the task did not declare fails alike on every node.
 """
 
 from __future__ import annotations
@@ -29,10 +30,8 @@ import json
 import os
 import re
 import shutil
-import site
 import subprocess
 import sys
-import sysconfig
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -131,18 +130,25 @@ def find_uv() -> list[str] | None:
 # -- making the agent importable ---------------------------------------------
 
 
-def agent_path_entries(env_python_version: str) -> list[str]:
-    """Directories a task environment appends to ``sys.path`` to see the agent."""
-    entries = [str(Path(agent.__file__).resolve().parent.parent)]
+def agent_path_entries(env_python_version: str, view_root: str | os.PathLike[str]) -> list[str]:
+    """Directories a task environment appends to ``sys.path`` to see the agent: its SDK
+    view under ``view_root``. For another Python minor version than the daemon's (whose
+    compiled libraries would not load there), a view of the agent's own packages only."""
+    from agent.execution import sdk_view
+
     ours = python_version(sys.executable)
     if env_python_version.rsplit(".", 1)[0] == ours.rsplit(".", 1)[0]:
-        paths = sysconfig.get_paths()
-        entries += [*site.getsitepackages(), paths["purelib"], paths["platlib"]]
-    unique: list[str] = []
-    for entry in entries:
-        if entry not in unique and os.path.isdir(entry):
-            unique.append(entry)
-    return unique
+        return [str(sdk_view.sdk_view(str(view_root)))]
+    source = Path(agent.__file__).resolve().parent.parent
+    only_agent = {p: source / p for p in sdk_view.AGENT_PACKAGES if (source / p).is_dir()}
+    return [str(sdk_view.build_view(view_root, only_agent))]
+
+
+def default_view_root() -> Path:
+    """Where environments built outside a cache find the SDK view (``$AGENT_HOME``)."""
+    from agent.config import agent_home
+
+    return agent_home() / "sdk-view"
 
 
 def site_packages(env_path: Path) -> Path:
@@ -233,10 +239,12 @@ def build_env(
     find_links: str | None = None,
     index_url: str | None = None,
     no_index: bool = False,
+    view_root: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Create a venv at ``path`` with ``requirements`` and the agent ``.pth``.
 
-    Returns the venv's python. Output of uv/pip streams to ``log`` line by line.
+    Returns the venv's python. Output of uv/pip streams to ``log`` line by line. The SDK
+    view lives under ``view_root`` (default ``$AGENT_HOME/sdk-view``).
 
     Raises:
         EnvError: the venv could not be made or the requirements not installed.
@@ -255,7 +263,8 @@ def build_env(
             log,
             _install_args(find_links, index_url, no_index),
         )
-        write_agent_pth(path, agent_path_entries(python_version(python)))
+        view_root = view_root if view_root is not None else default_view_root()
+        write_agent_pth(path, agent_path_entries(python_version(python), view_root))
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)
         raise
@@ -317,6 +326,8 @@ class EnvCache:
         self.max_envs = max_envs
         self.package_manager = package_manager
         self.python = python
+        #: The agent SDK view of these environments (hidden from :meth:`entries`).
+        self.view_root = self.root / ".sdk-view"
         self._effective_manager: str | None = None
 
     @property
@@ -367,7 +378,7 @@ class EnvCache:
 
     def _hand_out(self, path: Path, key: str, held: FileLock, reused: bool) -> Env:
         os.utime(path / MARKER)  # last-used stamp for LRU
-        write_agent_pth(path, agent_path_entries(python_version(self.python)))
+        write_agent_pth(path, agent_path_entries(python_version(self.python), self.view_root))
         env = Env(path=path, python=path / "bin" / "python", key=key, reused=reused, _lock=held)
         if not reused:
             self.evict(keep={key})
@@ -392,6 +403,7 @@ class EnvCache:
             find_links=find_links,
             index_url=index_url,
             no_index=no_index,
+            view_root=self.view_root,
         )
         record = {
             "key": key,

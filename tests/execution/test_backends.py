@@ -158,7 +158,7 @@ def test_runs_the_entry_point_in_the_workdir(run, workdir: Path) -> None:
     cwd, task_id, agent_file, stderr = out.lines
     assert Path(cwd) == workdir
     assert task_id == "t-1"
-    assert Path(agent_file).is_relative_to(REPO_ROOT)
+    assert Path(agent_file).resolve().is_relative_to(REPO_ROOT)
     assert stderr == "to stderr"
 
 

@@ -85,9 +85,68 @@ def test_agent_is_importable_and_task_requirements_win(
             "print(agent.__file__); print(psutil.__version__); print(sys.prefix)"
         )
         agent_file, psutil_version, prefix = run_in(env.python, code).splitlines()
-    assert Path(agent_file).is_relative_to(REPO_ROOT)
+    assert Path(agent_file).resolve().is_relative_to(REPO_ROOT)
     assert psutil_version == "0.0.1"  # the env's own, not the daemon's
     assert Path(prefix) == env.path
+
+
+@pytest.mark.slow
+def test_env_sees_its_requirements_and_the_sdk_and_nothing_else_of_the_daemon(
+    cache: EnvCache, offline: dict[str, object]
+) -> None:
+    import sklearn  # noqa: F401 - the daemon (this interpreter) has it ...
+
+    with cache.get(["tinypkg==1.0"], **offline) as env:
+        code = (
+            "import importlib, importlib.metadata as md\n"
+            "for name in ('sklearn', 'pandas', 'numpy', 'pytest', 'fastapi', 'click', 'uv'):\n"
+            "    try:\n"
+            "        importlib.import_module(name)\n"
+            "        print('visible', name)\n"
+            "    except ModuleNotFoundError as exc:\n"
+            "        print('missing', exc.name)\n"
+            "import agent, tinypkg, requests, boto3, sqlalchemy, psycopg, tenacity, psutil\n"
+            "print('agent', agent.__version__, md.version('pipeline-agent'))\n"
+            "print('requests', md.version('requests'))\n"
+        )
+        lines = run_in(env.python, code).splitlines()
+    import requests
+
+    import agent
+
+    # ... but a task sees only what it declared, plus the agent SDK and its libraries
+    assert [line for line in lines if line.startswith("visible")] == []
+    assert f"agent {agent.__version__} {agent.__version__}" in lines
+    assert f"requests {requests.__version__}" in lines
+
+
+def test_sdk_view_lists_every_runtime_dependency_as_sdk_or_daemon_only() -> None:
+    import tomllib
+
+    from agent.execution.sdk_view import (
+        DAEMON_ONLY_REQUIREMENTS,
+        SDK_REQUIREMENTS,
+        canonical,
+        parse_requirement,
+    )
+
+    declared = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    names = {parse_requirement(line)[0].name for line in declared["dependencies"]}
+    sdk = {parse_requirement(line)[0].name for line in SDK_REQUIREMENTS}
+    assert names == sdk | {canonical(n) for n in DAEMON_ONLY_REQUIREMENTS}
+    assert not sdk & DAEMON_ONLY_REQUIREMENTS
+
+
+def test_sdk_view_is_built_once_and_shared(tmp_path: Path) -> None:
+    from agent.execution.sdk_view import build_view, view_entries
+
+    entries = view_entries()
+    first = build_view(tmp_path, entries)
+    assert build_view(tmp_path, entries) == first
+    assert {p.name for p in tmp_path.iterdir()} == {first.name}  # no staging dirs left
+    assert (first / "agent").resolve() == (REPO_ROOT / "agent").resolve()
+    assert (first / "requests").is_dir()
+    assert not (first / "fastapi").exists()
 
 
 @pytest.mark.slow

@@ -16,9 +16,12 @@ from agent.pipeline.source import repo_script, step_script
 from agent.pipeline.steps import FunctionStep
 
 
-def resolve_packages(packages: str | Sequence[str] | None, code: str) -> list[str]:
+def resolve_packages(
+    packages: str | Sequence[str] | None, code: str, search_dirs: Sequence[Path] = ()
+) -> list[str]:
     """A component's requirements: the list given, the lines of a requirements file,
-    else the third-party imports found in its code (pinned to what is installed here)."""
+    else the third-party imports found in its code (pinned to what is installed here;
+    modules found in ``search_dirs`` are the user's own code, not requirements)."""
     if packages is not None and not isinstance(packages, str):
         return [str(p) for p in packages]
     if isinstance(packages, str):
@@ -28,10 +31,10 @@ def resolve_packages(packages: str | Sequence[str] | None, code: str) -> list[st
         if path.is_file():
             return read_requirements_file(path)
         return [line.strip() for line in packages.splitlines() if line.strip()]
-    return detected_requirements(code)
+    return detected_requirements(code, search_dirs)
 
 
-def detected_requirements(code: str) -> list[str]:
+def detected_requirements(code: str, search_dirs: Sequence[Path] = ()) -> list[str]:
     """``detect_requirements(code)``, skipped when the code imports nothing third-party."""
     try:
         from agent.execution.requirements import (
@@ -46,7 +49,7 @@ def detected_requirements(code: str) -> list[str]:
         for m in imported_modules(code)
         if m not in EXCLUDED_MODULES and m not in sys.stdlib_module_names
     }
-    return detect_requirements(code) if third_party else []
+    return detect_requirements(code, search_dirs) if third_party else []
 
 
 def function_dir(function: Callable[..., Any]) -> str | None:
@@ -82,9 +85,11 @@ def build_function_step(
     code = (
         code if code is not None else step_script(function, return_values, helper_functions or ())
     )
-    requirements = (
-        resolved_packages if resolved_packages is not None else resolve_packages(packages, code)
-    )
+    if resolved_packages is not None:
+        requirements = resolved_packages
+    else:
+        directory = function_dir(function)
+        requirements = resolve_packages(packages, code, [Path(directory)] if directory else [])
     script, local_dir, explicit = Script(), options.pop("local_dir", None), False
     if repo:
         script, repo_dir = repo_script(repo, repo_branch, repo_commit)

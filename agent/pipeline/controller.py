@@ -392,7 +392,7 @@ class PipelineController:
         self._build_dag()  # a broken definition fails here, before anything is created
         attached = ptask.attached_controller(backend)
         if attached is None and queue:
-            task = self._create_task(backend)
+            task = self._create_task(backend, remote=True)
             ptask.enqueue_and_exit(backend, task, queue)
             self._task = task
             return True
@@ -418,20 +418,38 @@ class PipelineController:
         with step_task_context(self._task, backend):
             return self.wait()
 
-    def _create_task(self, backend: Any) -> Task:
+    def _create_task(self, backend: Any, remote: bool = False) -> Task:
+        """The pipeline's task. ``remote``: its controller will run on an agent, so warn
+        about what agents cannot fetch, and record each function step's requirements as
+        resolved here, where the user's libraries are installed (a services agent has
+        none of them)."""
         script_path = self._script_path or ptask.main_file()
         return ptask.create_pipeline_task(
             backend,
             self._name,
             self._project,
-            ptask.script_of_file(script_path),
+            ptask.script_of_file(script_path, warn=remote),
             self.get_parameters(),
             version=self._version,
             kind=self._kind,
             descriptions={
                 k: v["description"] for k, v in self._parameters.items() if v["description"]
             },
+            step_requirements=self._step_requirements() if remote else None,
         )
+
+    def _step_requirements(self) -> dict[str, list[str]]:
+        """{function step name: its requirements}, resolved in this process."""
+        return {
+            name: list(spec.packages)
+            for name, spec in self._specs.items()
+            if isinstance(spec, FunctionStep)
+        }
+
+    def _recorded_requirements(self) -> dict[str, list[str]]:
+        """The step requirements recorded when the pipeline was launched (on an agent)."""
+        recorded = (self._task.runtime if self._task else {}).get(ptask.STEP_REQUIREMENTS)
+        return recorded if isinstance(recorded, dict) else {}
 
     _kind = "controller"
 
@@ -476,7 +494,10 @@ class PipelineController:
         run = PipelineRun(backend, task.id, launcher, options, controller=self, args=self._args)
         self._run = run
         PipelineController._running = self
+        recorded = self._recorded_requirements()
         for node in dag:
+            if isinstance(node.spec, FunctionStep) and node.name in recorded:
+                node.spec.packages = list(recorded[node.name])
             if isinstance(node.spec, FunctionStep):
                 self._store_function_inputs(backend, node.spec, task.id)
                 if not node.spec.explicit_repo:

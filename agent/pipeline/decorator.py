@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -52,6 +53,10 @@ class Component:
     anywhere else it is the plain function.
     """
 
+    #: Every component defined in this process (a pipeline launched for agents records
+    #: the requirements of each, resolved here).
+    defined: ClassVar[weakref.WeakSet[Component]] = weakref.WeakSet()
+
     def __init__(self, function: Callable[..., Any], options: dict[str, Any]):
         functools.update_wrapper(self, function)
         self.function = function
@@ -62,6 +67,7 @@ class Component:
         self._code: str | None = None
         self._packages: list[str] | None = None
         self._lock = threading.Lock()
+        Component.defined.add(self)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         controller = PipelineDecorator._active
@@ -84,7 +90,9 @@ class Component:
         code = self.code
         with self._lock:
             if self._packages is None:
-                self._packages = resolve_packages(self.options.get("packages"), code)
+                self._packages = resolve_packages(
+                    self.options.get("packages"), code, _search_dirs(self.function)
+                )
             return self._packages
 
 
@@ -304,13 +312,22 @@ class PipelineDecorator(PipelineController):
         controller._script_path = Path(source).resolve() if source else None
         return controller
 
+    def _component_requirements(self, component: Component) -> list[str]:
+        """What the launch recorded for ``component`` (run by an agent), else its own."""
+        recorded = self._recorded_requirements()
+        return list(recorded[component.name]) if component.name in recorded else component.packages
+
+    def _step_requirements(self) -> dict[str, list[str]]:
+        """{component name: its requirements} of every component defined here."""
+        return {c.name: list(c.packages) for c in list(Component.defined)}
+
     # -- running the logic ------------------------------------------------------------------------
     def _run_function(self, function: Callable[..., Any], signature: inspect.Signature) -> Any:
         backend = _backend()
         attached = ptask.attached_controller(backend)
         mode = PipelineDecorator._mode if PipelineDecorator._mode in _MODES else "remote"
         if attached is None and mode == "remote" and self._execution_queue:
-            task = self._create_task(backend)
+            task = self._create_task(backend, remote=True)
             self._task = task
             ptask.enqueue_and_exit(backend, task, self._execution_queue)
             return None
@@ -366,7 +383,7 @@ class PipelineDecorator(PipelineController):
             kwargs=stored,
             return_values=component.return_values,
             code=component.code,
-            resolved_packages=component.packages,
+            resolved_packages=self._component_requirements(component),
             parents=parents,
             local_dir=None,
             resolve_references=False,
@@ -407,6 +424,14 @@ class PipelineDecorator(PipelineController):
         name = "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in f"{step}_{key}")
         upload_value(self._run.backend, self._run.pipeline_id, name, value)
         return artifact_ref(self._run.pipeline_id, name)
+
+
+def _search_dirs(function: Callable[..., Any]) -> list[Path]:
+    """Where the user's own modules are, for a component defined in ``function``'s file."""
+    from agent.pipeline.components import function_dir
+
+    directory = function_dir(function)
+    return [Path(directory)] if directory else []
 
 
 def _has_proxy(value: Any) -> bool:

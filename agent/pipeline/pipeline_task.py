@@ -19,6 +19,8 @@ from agent.store.base import Backend
 
 #: Hyperparams section of the pipeline's arguments.
 ARGS_SECTION = "Args"
+#: Runtime property: {step: requirements} resolved where the pipeline was launched.
+STEP_REQUIREMENTS = "step_requirements"
 #: Tag every pipeline task carries.
 PIPELINE_TAG = "pipeline"
 TASK_ID_ENV = "AGENT_TASK_ID"
@@ -45,8 +47,12 @@ def create_pipeline_task(
     version: str | None = None,
     kind: str = "controller",
     descriptions: dict[str, str] | None = None,
+    step_requirements: dict[str, list[str]] | None = None,
 ) -> Task:
-    """A new ``created`` controller task for a run of the pipeline."""
+    """A new ``created`` controller task for a run of the pipeline.
+
+    ``step_requirements`` travel with the task (and its clones) to the agent that runs
+    the controller, which gives them to the steps it creates."""
     from agent.sdk.parameters import to_stored
 
     runtime: dict[str, Any] = {"pipeline_kind": kind}
@@ -54,6 +60,8 @@ def create_pipeline_task(
         runtime["version"] = str(version)
     if descriptions:
         runtime["arg_descriptions"] = dict(descriptions)
+    if step_requirements:
+        runtime[STEP_REQUIREMENTS] = {k: list(v) for k, v in step_requirements.items()}
     return backend.create_task(
         Task(
             name=name,
@@ -81,13 +89,13 @@ def merge_stored_args(task: Task, args: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def script_of_file(path: str | os.PathLike[str] | None) -> Script:
+def script_of_file(path: str | os.PathLike[str] | None, warn: bool = False) -> Script:
     """The script of a pipeline file (see :func:`agent.pipeline.source.pipeline_script`)."""
     if path is None:
         return Script(entry_point="", working_dir=os.getcwd())
     from agent.pipeline.source import pipeline_script
 
-    return pipeline_script(path)
+    return pipeline_script(path, warn=warn)
 
 
 def main_file() -> Path | None:

@@ -20,9 +20,6 @@ from typing import Any
 from agent.core.models import Script
 from agent.pipeline.errors import PipelineDefinitionError
 
-#: Untracked files next to a pipeline file that travel in its diff (so they import remotely).
-MAX_UNTRACKED_BYTES = 512 * 1024
-
 
 def function_source(obj: Callable[..., Any] | type) -> str:
     """The source of a function (or class) without its decorators, dedented.
@@ -103,22 +100,6 @@ def describe_local_repo(path: str | os.PathLike[str]) -> dict[str, str] | None:
         return None
 
 
-def _untracked_diff(root: Path, files: list[str]) -> str:
-    """A diff that creates the untracked ``files`` (paths relative to ``root``)."""
-    chunks = []
-    for rel in files:
-        full = root / rel
-        try:
-            if not full.is_file() or full.stat().st_size > MAX_UNTRACKED_BYTES:
-                continue
-        except OSError:
-            continue
-        proc = _git(root, "diff", "--no-index", "--binary", "--", "/dev/null", rel)
-        if proc.returncode in (0, 1) and proc.stdout:
-            chunks.append(proc.stdout)
-    return "".join(chunks)
-
-
 def module_level_imports(code: str) -> str:
     """The import statements of ``code`` outside functions and classes, as source.
 
@@ -144,50 +125,29 @@ def module_level_imports(code: str) -> str:
     return "\n".join(found)
 
 
-def pipeline_script(path: str | os.PathLike[str]) -> Script:
-    """Where a pipeline file comes from, for its controller task and its steps.
+def pipeline_script(path: str | os.PathLike[str], warn: bool = False) -> Script:
+    """Where a pipeline file comes from, for its controller task and its steps (see
+    :func:`agent.sdk.script_info.describe_script`), with the controller's requirements:
+    the file's module-level imports and those of the local modules it imports.
 
-    In a git work tree: repository (the remote, else the local path), branch,
-    commit, the uncommitted diff (plus the pipeline file and the ``.py`` files next to
-    it when git does not track them, so that they exist in a checkout), the entry point
-    and the working dir. Outside git: the file's own text as inline code.
-    """
-    from agent.pipeline.components import detected_requirements
+    ``warn``: tell the user (on stderr) what agents elsewhere will miss (an unpushed
+    commit); for pipelines about to run on agents."""
+    from agent.execution.requirements import detect_requirements
+    from agent.sdk.script_info import describe_script, git_root
 
     path = Path(path).resolve()
-    text = path.read_text(encoding="utf-8")
-    requirements = detected_requirements(module_level_imports(text))
-    info = describe_local_repo(path.parent)
-    if info is None:
-        return Script(entry_point=path.name, working_dir=".", code=text, requirements=requirements)
-    root = Path(_git(path.parent, "rev-parse", "--show-toplevel").stdout.strip()).resolve()
-    untracked = _git(
-        root,
-        "ls-files",
-        "--others",
-        "--exclude-standard",
-        "--",
-        path.parent.relative_to(root).as_posix() or ".",
-    ).stdout.split("\n")
-    here = path.parent.relative_to(root)
-    wanted = [
-        f
-        for f in untracked
-        if f and (Path(f).parent == here) and (f.endswith(".py") or root / f == path)
-    ]
-    diff = info["diff"]
-    if wanted:
-        extra = _untracked_diff(root, wanted)
-        diff = diff + ("\n" if diff and not diff.endswith("\n") else "") + extra
-    return Script(
-        repository=info["repository"],
-        branch=info["branch"],
-        commit=info["commit"],
-        diff=diff,
-        entry_point=path.name,
-        working_dir=info["working_dir"],
-        requirements=requirements,
-    )
+    script = describe_script(path, note=_warn if warn else None)
+    root = git_root(path.parent) if script.repository else None
+    search = [path.parent, *([root] if root else [])]
+    text = path.read_text(encoding="utf-8", errors="replace")
+    script.requirements = detect_requirements(module_level_imports(text), search)
+    return script
+
+
+def _warn(line: str) -> None:
+    import sys
+
+    print(f"pipeline-agent: {line}", file=sys.stderr, flush=True)
 
 
 def repo_script(

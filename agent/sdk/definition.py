@@ -92,9 +92,9 @@ def script_for_create(
         path = Path(script)
         if not path.is_file():
             raise FileNotFoundError(f"Task.create: no script {str(path)!r} (or give repo=...)")
-        from agent.sdk.script_info import script_for_file
+        from agent.sdk.script_info import describe_script
 
-        result = script_for_file(path, with_git=detect_repository)
+        result = describe_script(path, with_git=detect_repository)
     if branch:
         result.branch = branch
     if commit:
@@ -119,3 +119,74 @@ def requirement_lines(*sources: Any) -> list[str]:
             if line and line not in lines:
                 lines.append(line)
     return lines
+
+
+# -- what Task.init records of the running script ------------------------------------------
+class RequirementsRequest:
+    """What the user asked for before ``Task.init`` (ClearML's class-level calls)."""
+
+    def __init__(self) -> None:
+        self.packages: list[str] = []
+        self.ignored: set[str] = set()
+        self.freeze = False
+        self.file: str | None = None
+
+    def add(self, package_name: str, package_version: str | None = None) -> None:
+        """Add ``package_name`` (a requirements file's lines, when it names a file)."""
+        path = Path(str(package_name)).expanduser()
+        if package_version is None and path.suffix == ".txt" and path.is_file():
+            from agent.execution.requirements import read_requirements_file
+
+            self.packages += read_requirements_file(path)
+            return
+        line = str(package_name).strip()
+        if package_version:
+            version = str(package_version).strip()
+            line += version if version[0] in "<>=!~" else f"=={version}"
+        self.packages.append(line)
+
+
+#: Requests of this process, read by the next ``Task.init``.
+requested = RequirementsRequest()
+
+
+def warn(line: str) -> None:
+    """A note for the user on stderr (an unpushed commit, an untracked script)."""
+    import sys
+
+    print(f"pipeline-agent: {line}", file=sys.stderr, flush=True)
+
+
+def running_script() -> Script:
+    """The :class:`Script` of the running program, with its requirements: what an agent
+    needs to run it again (empty fields for a REPL or ``-c``)."""
+    from agent.sdk.script_info import describe_script, git_root, main_script_path
+
+    path = main_script_path()
+    if path is None:
+        return Script(entry_point="", working_dir=os.getcwd(), requirements=script_requirements())
+    script = describe_script(path, note=warn)
+    root = git_root(path.parent) if script.repository else None
+    script.requirements = script_requirements(path, root or path.parent)
+    return script
+
+
+def script_requirements(path: Path | None = None, root: Path | None = None) -> list[str]:
+    """A script's requirements, first found wins: ``force_requirements_env_freeze``
+    (its file, else every installed distribution), the repository's
+    ``requirements.txt`` / ``pyproject.toml``, the imports of the script and of the local
+    modules it imports. ``Task.add_requirements`` lines go on top."""
+    from agent.execution import requirements as reqs
+
+    if requested.file:
+        base = reqs.read_requirements_file(requested.file)
+    elif requested.freeze:
+        base = reqs.environment_freeze()
+    elif root is not None and (listed := reqs.repository_requirements(root)) is not None:
+        base = listed[0]
+    elif path is not None:
+        base = reqs.detect_script_requirements(path, [path.parent, *([root] if root else [])])
+    else:
+        base = []
+    merged = reqs.merge_requirements(base, requested.packages)
+    return [line for line in merged if reqs.requirement_name(line) not in requested.ignored]

@@ -29,9 +29,11 @@ from agent.sdk.definition import (
     INIT_VALUE,
     TaskNotFound,
     repo_name,
+    requested,
     requirement_lines,
     restart,
     reusable_task,
+    running_script,
     script_for_create,
     task_type_value,
 )
@@ -159,8 +161,6 @@ class Task(ParametersMixin, ArtifactsMixin, LifecycleMixin):
         keep_outputs: bool,
         output_uri: str | bool | None,
     ) -> Task:
-        from agent.sdk.script_info import running_script
-
         backend = _backend()
         script = running_script()
         project = project_name or repo_name(script) or "default"
@@ -369,6 +369,35 @@ class Task(ParametersMixin, ArtifactsMixin, LifecycleMixin):
         """Take a queued task off its queue (back to ``created``)."""
         backend = _backend()
         return cls(backend.dequeue(_task_id(task)), backend)
+
+    # -- requirements (before Task.init) ----------------------------------------------
+    @classmethod
+    def add_requirements(cls, package_name: str, package_version: str | None = None) -> None:
+        """Add a requirement to what the next :meth:`init` records (call it before).
+
+        Args:
+            package_name: a distribution name (``"scikit-learn"``, ``"torch>=2"``), or the
+                path of a requirements file whose lines are all added.
+            package_version: ``"1.2.3"`` (pinned) or a specifier (``">=1.2"``).
+        """
+        requested.add(package_name, package_version)
+
+    @classmethod
+    def ignore_requirements(cls, package_name: str) -> None:
+        """Leave a detected requirement out of what the next :meth:`init` records."""
+        from agent.execution.requirements import requirement_name
+
+        requested.ignored.add(requirement_name(package_name))
+
+    @classmethod
+    def force_requirements_env_freeze(
+        cls, force: bool = True, requirements_file: str | os.PathLike[str] | None = None
+    ) -> None:
+        """Record the whole environment (every installed distribution, pinned) instead of
+        the script's imports, or the lines of ``requirements_file``; call before
+        :meth:`init`."""
+        requested.freeze = bool(force)
+        requested.file = os.fspath(requirements_file) if requirements_file else None
 
     @staticmethod
     def running_locally() -> bool:

@@ -967,8 +967,10 @@ def _sqlite_path(url: str) -> str:
 
 
 def _is_alchemy_connection(value: Any) -> bool:
-    engine = sys.modules.get("sqlalchemy.engine")  # none can exist before the import
-    return engine is not None and isinstance(value, engine.Connection)
+    # None can exist before the import; while another thread is still importing it, the
+    # module is there without its classes (and then nothing is an instance of them yet).
+    connection = getattr(sys.modules.get("sqlalchemy.engine"), "Connection", None)
+    return connection is not None and isinstance(value, connection)
 
 
 def _like_prefix(prefix: str) -> str:

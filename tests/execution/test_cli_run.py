@@ -143,7 +143,7 @@ def test_run_with_origin_records_the_remote_and_queues_the_task(
     assert "+    return 'uncommitted'" in task.script.diff
     assert task.script.code == ""
     assert store.queue_entries("q1") == [task_id]
-    assert "no remote branch" not in result.stderr
+    assert "not pushed" not in result.stderr
 
 
 def test_run_without_remote_records_the_local_path(
@@ -156,7 +156,10 @@ def test_run_without_remote_records_the_local_path(
     task = store.get_task(result.stdout.strip())
     assert task.script.repository == str(repo.path.resolve())
     assert task.status == "created" and task.queue in (None, "")
-    assert "has no remote" in result.stderr
+    assert (
+        f"commit {task.script.commit[:12]} is not pushed (the repository has no remote): "
+        f"agents that cannot reach {repo.path.resolve()} will fail"
+    ) in " ".join(result.stderr.split())
     assert f"agent execute --id {task.id}" in result.stderr
 
 
@@ -168,7 +171,10 @@ def test_run_warns_about_an_unpushed_commit(
 
     result = invoke("run", "sub/train.py", "--project", "p")
 
-    assert f"commit {repo.commits[-1][:12]} is on no remote branch" in result.stderr
+    assert (
+        f"commit {repo.commits[-1][:12]} is not pushed: agents that cannot reach "
+        f"{repo.path.resolve()} will fail (push it to {pushed_repo})"
+    ) in " ".join(result.stderr.split())
 
 
 @pytest.mark.parametrize(
@@ -473,7 +479,7 @@ def test_run_then_execute_in_a_venv(
     proc = run_agent(home, "execute", "--id", task_id)
 
     assert proc.returncode == 0, proc.stderr
-    assert "tiny 1.0" in proc.stdout
+    assert "tiny 1.0" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_task_argv_appends_the_recorded_arguments() -> None:

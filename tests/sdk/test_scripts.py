@@ -31,7 +31,9 @@ def test_clean_exit_completes_and_captures_output(run_script, backend):
     assert "line 2" in result.stdout and "from logger" in result.stdout
     record = _only_task(backend, "ok")
     assert (record.project, record.status) == ("scripts", "completed")
-    assert record.script.entry_point == "script.py" and record.script.code == ""
+    # outside git the script's own code travels, so that an agent can run a clone
+    assert record.script.entry_point == "script.py" and record.script.working_dir == "."
+    assert 'task = Task.init(project_name="scripts", task_name="ok")' in record.script.code
     lines = [(line.level, line.text) for line in backend.get_logs(record.id)]
     assert [text for _, text in lines].count("from logger") == 1  # logged once, not re-captured
     assert ("info", "line 0") in lines and ("info", "progress 100%") in lines

@@ -211,19 +211,28 @@ def installed_module(module: str) -> bool:
 
 
 def requirements_for_modules(
-    required: Iterable[str], optional: Iterable[str] = (), search_dirs: Sequence[Path] = ()
+    required: Iterable[str],
+    optional: Iterable[str] = (),
+    search_dirs: Sequence[Path] = (),
+    quick: bool = False,
 ) -> list[str]:
     """Requirement lines for third-party modules: ``name==version`` for what is installed
     here, the distribution's name for a required module that is not (optional ones that
-    are not installed are left out, as are modules of the user's own code)."""
-    providers = _providers()
+    are not installed are left out, as are modules of the user's own code).
+
+    ``quick``: look a module's distribution up by its own (or its usual) name first, and
+    scan every installed distribution (a quarter of a second) only when that fails."""
     lines: dict[str, str] = {}
+    providers: dict[str, list[str]] | None = None
     for module, needed in [*((m, True) for m in required), *((m, False) for m in optional)]:
         if module in EXCLUDED_MODULES or module in sys.stdlib_module_names:
             continue
         if search_dirs and local_module_path(module, search_dirs) is not None:
             continue
-        dists = providers.get(module, ())
+        dists = _quick_providers(module) if quick else []
+        if not dists:
+            providers = providers if providers is not None else _providers()
+            dists = providers.get(module, [])
         if dists:
             for dist in dists:
                 line = _pinned(dist)  # "" for the user's own code installed from a path
@@ -251,12 +260,25 @@ def detect_script_requirements(script: Path, search_dirs: Sequence[Path] = ()) -
     return detect_requirements(source, dirs)
 
 
+@functools.lru_cache(maxsize=256)
+def _quick_providers(module: str) -> list[str]:
+    """The installed distribution named like ``module`` (or as
+    :data:`IMPORT_TO_DISTRIBUTION` says); [] when there is none of that name."""
+    for name in dict.fromkeys((distribution_name(module), module)):
+        try:
+            return [str(_metadata().distribution(name).metadata["Name"] or name)]
+        except _metadata().PackageNotFoundError:
+            continue
+    return []
+
+
 @functools.lru_cache(maxsize=1)
 def _providers() -> dict[str, list[str]]:
     """Import name -> distributions, read once per process (scanning them takes ~0.25 s)."""
     return dict(_metadata().packages_distributions())
 
 
+@functools.lru_cache(maxsize=1024)
 def _pinned(dist: str) -> str:
     """``dist==version``; "" for a distribution installed from a local path (editable
     or not), which no other machine can install by name: it is the user's own code."""

@@ -14,6 +14,7 @@ git credentials of :class:`~agent.execution.repo.GitCredentials`.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import re
@@ -62,6 +63,8 @@ class TaskLog:
         self._buffer: list[str] = []
         self._due = 0.0
         self._lock = threading.Lock()
+        #: The task's last output lines, to say why it failed.
+        self.tail: collections.deque[str] = collections.deque(maxlen=40)
 
     def __call__(self, line: str) -> None:
         """Add one agent line."""
@@ -76,7 +79,9 @@ class TaskLog:
     def task_lines(self, lines: Iterable[str]) -> None:
         """Add a batch of the task's output."""
         with self._lock:
-            self._buffer.extend(redact(line) for line in lines)
+            redacted = [redact(line) for line in lines]
+            self.tail.extend(redacted)
+            self._buffer.extend(redacted)
             self._flush_locked()
 
     def flush(self) -> None:
@@ -217,7 +222,7 @@ class TaskRunner:
             code = handle.wait(self.poll_interval)
             if code is not None:
                 log(f"task process exited with code {code}")
-                return _exit_outcome(task.id, code)
+                return _exit_outcome(task.id, code, log.tail)
             stop = self._stop_reason(task, started)
             if stop is not None and stop.finished_itself:
                 code = handle.wait(self.exit_grace)
@@ -343,7 +348,26 @@ def _time_limit(task: Task) -> float | None:
         return None
 
 
-def _exit_outcome(task_id: str, code: int) -> Outcome:
+_MISSING_MODULE = re.compile(r"^ModuleNotFoundError: No module named '([^']+)'")
+
+
+def missing_module_hint(tail: Iterable[str]) -> str:
+    """What to do about a ``ModuleNotFoundError`` among the task's last lines ("" if none)."""
+    for line in reversed(list(tail)):
+        match = _MISSING_MODULE.match(line.strip())
+        if match:
+            module = match.group(1).split(".")[0]
+            from agent.execution.requirements import distribution_name
+
+            return (
+                f"No module named {module!r}: the task's environment holds only its "
+                f"requirements; declare it (packages=['{distribution_name(module)}'], "
+                "Task.add_requirements, or the repository's requirements.txt)"
+            )
+    return ""
+
+
+def _exit_outcome(task_id: str, code: int, tail: Iterable[str] = ()) -> Outcome:
     if code == 0:
         return Outcome(TaskStatus.completed)
     if code < 0:
@@ -353,7 +377,10 @@ def _exit_outcome(task_id: str, code: int) -> Outcome:
             why = f"killed by signal {-code}"
     else:
         why = f"exit code {code}"
-    return Outcome(TaskStatus.failed, f"{why} (see `agent logs {task_id}`)")
+    hint = missing_module_hint(tail)
+    return Outcome(
+        TaskStatus.failed, f"{why}{': ' + hint if hint else ''} (see `agent logs {task_id}`)"
+    )
 
 
 # -- entry points for the CLI -------------------------------------------------

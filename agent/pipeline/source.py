@@ -100,35 +100,50 @@ def describe_local_repo(path: str | os.PathLike[str]) -> dict[str, str] | None:
         return None
 
 
-def module_level_imports(code: str) -> str:
-    """The import statements of ``code`` outside functions and classes, as source.
-
-    What a pipeline's controller needs installed: the imports inside components are
-    their steps' business.
-    """
+def controller_code(code: str) -> str:
+    """``code`` without the functions that run as steps, as source: what a pipeline's
+    controller runs, hence needs installed. Left out are functions decorated as
+    components (``@PipelineDecorator.component``) and those handed to
+    ``add_function_step``: their imports are their steps' business."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
         return ""
-    found: list[str] = []
+    steps = _function_step_names(tree)
 
-    def visit(body: list[ast.stmt]) -> None:
-        for node in body:
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                found.append(ast.unparse(node))
-            elif isinstance(node, (ast.If, ast.Try, ast.With)):
-                for field in ("body", "orelse", "finalbody", "handlers"):
-                    for child in getattr(node, field, []) or []:
-                        visit(child.body if isinstance(child, ast.ExceptHandler) else [child])
+    def is_step(node: ast.AST) -> bool:
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            return False
+        return node.name in steps or any(_names_component(d) for d in node.decorator_list)
 
-    visit(tree.body)
-    return "\n".join(found)
+    tree.body = [node for node in tree.body if not is_step(node)]
+    return ast.unparse(tree)
+
+
+def _names_component(decorator: ast.expr) -> bool:
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+    return name == "component"
+
+
+def _function_step_names(tree: ast.AST) -> set[str]:
+    """Names of the functions passed to ``add_function_step`` (``function=`` or second)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        if node.func.attr != "add_function_step":
+            continue
+        given = [kw.value for kw in node.keywords if kw.arg == "function"] + node.args[1:2]
+        names |= {value.id for value in given if isinstance(value, ast.Name)}
+    return names
 
 
 def pipeline_script(path: str | os.PathLike[str], warn: bool = False) -> Script:
     """Where a pipeline file comes from, for its controller task and its steps (see
     :func:`agent.sdk.script_info.describe_script`), with the controller's requirements:
-    the file's module-level imports and those of the local modules it imports.
+    the imports of the file outside its step functions (see :func:`controller_code`)
+    and those of the local modules it imports.
 
     ``warn``: tell the user (on stderr) what agents elsewhere will miss (an unpushed
     commit); for pipelines about to run on agents."""
@@ -140,7 +155,7 @@ def pipeline_script(path: str | os.PathLike[str], warn: bool = False) -> Script:
     root = git_root(path.parent) if script.repository else None
     search = [path.parent, *([root] if root else [])]
     text = path.read_text(encoding="utf-8", errors="replace")
-    script.requirements = detect_requirements(module_level_imports(text), search)
+    script.requirements = detect_requirements(controller_code(text), search)
     return script
 
 

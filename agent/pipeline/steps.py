@@ -258,9 +258,21 @@ class FunctionStep(StepSpec):
             )
         return value
 
+    def requirements(self, run: Any, kwargs: Any) -> list[str]:
+        """The step's packages, plus what loading its input artifacts needs (recorded on
+        each artifact where it was made): a step that takes a DataFrame gets pandas even
+        when its code never imports it. The step's own lines win."""
+        from agent.execution.requirements import merge_requirements
+        from agent.pipeline.values import input_requirements
+
+        inputs: list[Any] = []
+        map_artifact_refs(kwargs, lambda tid, name: inputs.append(run.artifacts.get(tid, name)))
+        return merge_requirements(input_requirements(inputs), self.packages)
+
     def prepare(self, run: Any, node: Any) -> Task:
         task = self._base_task(run, node)
         kwargs = self._resolved_kwargs(run, node, for_key=False)
+        requirements = self.requirements(run, kwargs)
         container = {
             "image": self.docker or "",
             "arguments": self.docker_args or "",
@@ -278,14 +290,14 @@ class FunctionStep(StepSpec):
         key = step_cache.cache_key(
             code_identity,
             self._resolved_kwargs(run, node, for_key=True),
-            self.packages,
+            requirements,
             container,
         )
         node.cache_key = key
         task.script = dataclasses.replace(
             self.script,
             code=self.code,
-            requirements=list(self.packages),
+            requirements=requirements,
             entry_point=f"_agent_step_{_safe(node.name)}.py",
         )
         task.hyperparams = {"kwargs": kwargs}

@@ -19,6 +19,7 @@ import os
 import pickle
 import reprlib
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -31,6 +32,11 @@ from agent.store.base import Backend
 
 #: Metadata key of the serialization format (same as ``agent.sdk.serialization.FORMAT_KEY``).
 FORMAT_KEY = "_serialization"
+#: Metadata key of what loading the value needs installed (``["pandas==2.2.3"]``): a step
+#: that takes the artifact as an input gets these requirements too.
+REQUIREMENTS_KEY = "_requirements"
+#: Pickle opcodes scanned for the modules a pickled value refers to, at most.
+MAX_PICKLE_OPS = 500_000
 
 
 def is_json_value(value: Any, depth: int = 0) -> bool:
@@ -81,6 +87,7 @@ def upload_value(
 
     key = artifact_key(task_id, name, f"{name}.{suffix}")
     uri = file_store().put_bytes(data, key)
+    needs = loading_requirements(pickled_modules(data) if fmt == "pickle" else set())
     artifact = Artifact(
         name=name,
         uri=uri,
@@ -88,10 +95,65 @@ def upload_value(
         size=len(data),
         type=kind,
         preview=preview,
-        metadata={FORMAT_KEY: {"format": fmt}, **(metadata or {})},
+        metadata={
+            FORMAT_KEY: {"format": fmt},
+            **({REQUIREMENTS_KEY: needs} if needs else {}),
+            **(metadata or {}),
+        },
         created=time.time(),
     )
     return backend.add_artifact(task_id, artifact)
+
+
+def pickled_modules(data: bytes) -> set[str]:
+    """Top-level modules whose classes or functions a pickle refers to (read, not loaded)."""
+    import pickletools
+
+    modules: set[str] = set()
+    strings: list[str] = []  # the last two strings pushed (STACK_GLOBAL's operands)
+    memo: dict[int, str] = {}
+    memoized = 0
+    last_string: str | None = None
+    try:
+        for count, (op, arg, _) in enumerate(pickletools.genops(data)):
+            if count > MAX_PICKLE_OPS:
+                break
+            pushed: str | None = None
+            if op.name == "GLOBAL" and isinstance(arg, str):
+                modules.add(arg.split(" ", 1)[0].split(".")[0])
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                modules.add(strings[-2].split(".")[0])
+            elif "UNICODE" in op.name and isinstance(arg, str):
+                pushed = arg
+            elif op.name == "MEMOIZE":
+                if last_string is not None:
+                    memo[memoized] = last_string
+                memoized += 1
+                pushed = last_string  # the pushed value stays on the stack
+            elif op.name in ("PUT", "BINPUT", "LONG_BINPUT") and last_string is not None:
+                memo[int(arg)] = last_string
+                pushed = last_string
+            elif op.name in ("GET", "BINGET", "LONG_BINGET"):
+                pushed = memo.get(int(arg))
+            if pushed is not None and pushed is not last_string:
+                strings = [*strings[-1:], pushed]
+            elif pushed is None and op.name not in ("MEMOIZE", "FRAME"):
+                strings = [*strings[-1:], ""]
+            last_string = pushed
+    except Exception:  # a truncated or odd pickle: what was found so far
+        pass
+    return {m for m in modules if m}
+
+
+def loading_requirements(modules: set[str]) -> list[str]:
+    """Requirement lines (pinned to what is installed here) of the third-party ``modules``."""
+    from agent.execution.requirements import EXCLUDED_MODULES, requirements_for_modules
+
+    # Only modules this process imported: the value was made here, from their classes.
+    wanted = {m for m in modules if m in sys.modules and m not in EXCLUDED_MODULES}
+    if not wanted:
+        return []
+    return [line for line in requirements_for_modules(wanted, (), quick=True) if "==" in line]
 
 
 def _encode_simple(value: Any) -> tuple[bytes, str, str, str, str] | None:
@@ -119,7 +181,12 @@ def _upload_serialized(
     workdir = Path(tempfile.mkdtemp(prefix="agent-value-"))
     try:
         serialized = serialize(value, name, workdir)
-        meta = {FORMAT_KEY: serialized.format, **(metadata or {})}
+        needs = loading_requirements(_serialized_modules(serialized))
+        meta = {
+            FORMAT_KEY: serialized.format,
+            **({REQUIREMENTS_KEY: needs} if needs else {}),
+            **(metadata or {}),
+        }
         artifact = store_artifact(
             file_store(),
             task_id,
@@ -132,6 +199,28 @@ def _upload_serialized(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return backend.add_artifact(task_id, artifact)
+
+
+def _serialized_modules(serialized: Any) -> set[str]:
+    """The modules loading a serialized value takes (its format's library, or a pickle's)."""
+    fmt = (serialized.format or {}).get("format", "")
+    if serialized.type == "pandas":
+        return {"pandas", *(["pyarrow"] if fmt == "parquet" else [])}
+    if serialized.type == "numpy":
+        return {"numpy"}
+    if fmt == "pickle" and serialized.path.stat().st_size <= 256 * 1024 * 1024:
+        return pickled_modules(serialized.path.read_bytes())
+    return set()
+
+
+def input_requirements(artifacts: list[Artifact]) -> list[str]:
+    """What loading these input artifacts needs installed, from their metadata."""
+    lines: list[str] = []
+    for artifact in artifacts:
+        for line in (artifact.metadata or {}).get(REQUIREMENTS_KEY) or []:
+            if isinstance(line, str) and line not in lines:
+                lines.append(line)
+    return lines
 
 
 def load_artifact(artifact: Artifact) -> Any:

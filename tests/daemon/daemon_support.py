@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 from agent.core.models import Script, Task
 from agent.store.base import Backend
+from tests.bare_node import bare_python, node_env  # noqa: F401 - re-exported
 from tests.services import REPO_ROOT, agent_env, wait_for  # noqa: F401 - re-exported
 
 
@@ -39,12 +39,13 @@ def wait_file_code(path: Path, then: str = "") -> str:
 
 
 class DaemonProcess:
-    """``python -m agent.cli.main daemon ARGS`` with its output in a log file."""
+    """``agent daemon ARGS`` on the bare node (see :mod:`tests.bare_node`), its output in a
+    log file; ``env`` defaults to :func:`~tests.bare_node.node_env`."""
 
     def __init__(self, home: Path, args: Sequence[str], env: dict[str, str] | None = None):
         self.home = home
         self.args = list(args)
-        self.env = env or agent_env(home)
+        self.env = env or node_env(home)
         self.log_path = home / f"daemon-{time.monotonic_ns()}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -52,11 +53,11 @@ class DaemonProcess:
         self.home.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "agent.cli.main", "daemon", *self.args],
+                [str(bare_python()), "-m", "agent.cli.main", "daemon", *self.args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,
-                cwd=REPO_ROOT,
+                cwd=self.home,  # not the checkout: `-m` would import its agent package
             )
         return self
 

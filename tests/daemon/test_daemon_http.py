@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from agent.store.http import HttpBackend
-from tests.daemon.daemon_support import agent_env, log_text, make_task, wait_for, worker_of
+from tests.daemon.daemon_support import log_text, make_task, node_env, wait_for, worker_of
 from tests.server.live_server import LiveServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -22,7 +22,7 @@ def test_daemon_runs_tasks_from_a_server(tmp_path, home, start_daemon):
             "remote",
             "--worker-id",
             "w-http",
-            env=agent_env(home, AGENT_API_URL=server.url),
+            env=node_env(home, AGENT_API_URL=server.url),
         )
 
         wait_for(lambda: store.get_task(task.id).task_status.is_terminal, what="the task")

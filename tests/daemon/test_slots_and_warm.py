@@ -8,7 +8,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.daemon.daemon_support import agent_env, log_text, make_task, wait_file_code, wait_for
+from tests.daemon.daemon_support import log_text, make_task, node_env, wait_file_code, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -66,7 +66,7 @@ def _parent_of_task(store, task_id: str) -> int:
 @pytest.mark.parametrize("warm", [True, False])
 def test_warm_start_forks_tasks_from_a_zygote_unless_turned_off(store, start_daemon, home, warm):
     tasks = [make_task(store, PARENT, "q") for _ in range(2)]
-    env = agent_env(home) if warm else agent_env(home, AGENT_WARM_START="false")
+    env = node_env(home) if warm else node_env(home, AGENT_WARM_START="false")
     daemon = start_daemon("--queue", "q", env=env)
 
     wait_for(lambda: _finished(store, [t.id for t in tasks]), 60, "the tasks to finish")

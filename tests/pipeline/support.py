@@ -14,6 +14,7 @@ from typing import Any
 from agent.core.models import Task
 from agent.store.base import Backend
 from tests import services
+from tests.bare_node import bare_python, node_env
 from tests.services import agent_env  # noqa: F401 - re-exported
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -93,7 +94,8 @@ def artifact_value(store: Backend, task_id: str, name: str) -> Any:
 
 
 class Daemon:
-    """``agent daemon ARGS`` as a subprocess, its output in a log file."""
+    """``agent daemon ARGS`` on the bare node (see :mod:`tests.bare_node`), its output in a
+    log file."""
 
     def __init__(self, home: Path, *args: str):
         self.home = home
@@ -104,10 +106,10 @@ class Daemon:
     def start(self) -> Daemon:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "agent.cli.main", "daemon", *self.args],
+                [str(bare_python()), "-m", "agent.cli.main", "daemon", *self.args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=agent_env(self.home),
+                env=node_env(self.home),
                 cwd=self.home,
                 start_new_session=True,
             )

@@ -6,13 +6,14 @@ import functools
 
 import pytest
 
+from agent.execution.requirements import imported_modules
 from agent.pipeline.cache import cache_key
 from agent.pipeline.dag import Dag, Node
 from agent.pipeline.errors import PipelineDefinitionError
 from agent.pipeline.refs import find_references, parse_reference, referenced_steps, substitute
 from agent.pipeline.source import (
+    controller_code,
     function_source,
-    module_level_imports,
     split_return_values,
     step_script,
 )
@@ -105,9 +106,18 @@ def test_return_values_split_on_commas_as_clearml_does():
     assert split_return_values([]) == []
 
 
-def test_module_level_imports_leave_out_those_inside_functions():
-    code = "import os\nfrom x import y\ndef f():\n    import pandas\nif True:\n    import json\n"
-    assert module_level_imports(code).split("\n") == ["import os", "from x import y", "import json"]
+def test_controller_code_leaves_out_the_step_functions():
+    code = (
+        "import os\nfrom x import y\n"
+        "@PipelineDecorator.component(return_values=['a'])\ndef step():\n    import pandas\n"
+        "@component\ndef other():\n    import torch\n"
+        "def as_function_step():\n    import sklearn\n"
+        "def data_url():\n    import numpy\n"
+        "if True:\n    import json\n"
+        "pipe.add_function_step('s', function=as_function_step)\n"
+    )
+    kept = imported_modules(controller_code(code))
+    assert kept == {"os", "x", "numpy", "json"}
 
 
 def test_cache_key_sees_code_params_requirements_and_container():

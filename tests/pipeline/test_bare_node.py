@@ -1,0 +1,107 @@
+"""The fleet case: agents on bare nodes (a venv with only pipeline-agent, see
+:mod:`tests.bare_node`) run pipelines launched from the user's machine (this test process's
+Python, which has pandas and scikit-learn). What a step needs travels with it: its
+requirements are resolved at launch, where the libraries are installed, and the agent
+builds each step's venv from them."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.bare_node import bare_python
+from tests.pipeline.support import (
+    REPO_ROOT,
+    agent_env,
+    artifact_value,
+    make_repo,
+    steps_of,
+    wait_finished,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _launch(remote, script, *args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(script), *args],
+        cwd=script.parent,
+        env=agent_env(remote.home),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    match = re.search(r"as task ([0-9a-f]{32})", proc.stdout)
+    assert match, proc.stdout
+    return match.group(1)
+
+
+def test_the_daemons_run_on_a_bare_node(remote):
+    probe = (
+        "import importlib.util as u; print([u.find_spec(m) is None for m in ('sklearn', 'pandas')])"
+    )
+    out = subprocess.run([str(bare_python()), "-c", probe], capture_output=True, text=True)
+    assert out.stdout.strip() == "[True, True]"  # nothing of the user's libraries there
+    assert all(d.proc and d.proc.args[0] == str(bare_python()) for d in remote.daemons)
+
+
+@pytest.mark.timeout(600)
+def test_iris_pipeline_runs_remotely_on_bare_nodes(remote):
+    pipeline_id = _launch(remote, REPO_ROOT / "examples" / "iris_pipeline.py")
+    pipe = wait_finished(remote.store, pipeline_id, 540)
+    assert pipe.status == "completed", f"{pipe.status_message}\n{remote.logs()}"
+
+    steps = steps_of(remote.store, pipe.id)
+    assert sorted(steps) == ["step_four", "step_one", "step_three", "step_two"]
+    version = importlib.metadata.version
+    sklearn = f"scikit-learn=={version('scikit-learn')}"
+    pandas = f"pandas=={version('pandas')}"
+    for name in ("step_one", "step_two", "step_three"):
+        assert {sklearn, pandas} <= set(steps[name].script.requirements), name
+    # step_four imports only scikit-learn, but its input X_test is a DataFrame: loading it
+    # needs pandas, which the artifact recorded where it was made
+    assert sklearn in steps["step_four"].script.requirements
+    assert pandas in steps["step_four"].script.requirements
+    assert artifact_value(remote.store, steps["step_four"].id, "accuracy") == 32
+    assert all(s.status in ("completed", "cached") for s in steps.values())
+    log = "\n".join(line.text for line in remote.store.get_logs(pipe.id))
+    assert "Accuracy=3200" in log
+
+
+PIPELINE = """
+from agent.automation.controller import PipelineDecorator
+
+
+@PipelineDecorator.component(return_values=["n"], packages=[])
+def undeclared():
+    import sklearn  # the user's machine has it; the step declared nothing
+
+    return 1
+
+
+@PipelineDecorator.pipeline(name="undeclared", project="bare", version="1")
+def main():
+    print(undeclared())
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_an_undeclared_import_fails_with_a_clear_message_on_a_bare_node(remote, tmp_path):
+    repo = make_repo(tmp_path / "repo", {"pipe.py": textwrap.dedent(PIPELINE)})
+    pipeline_id = _launch(remote, repo / "pipe.py")
+    pipe = wait_finished(remote.store, pipeline_id, 180)
+    assert pipe.status == "failed"
+    step = steps_of(remote.store, pipe.id)["undeclared"]
+    assert step.status == "failed"
+    assert step.script.requirements == []
+    assert "No module named 'sklearn'" in step.status_message
+    assert "packages=['scikit-learn']" in step.status_message

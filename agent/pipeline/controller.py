@@ -21,6 +21,7 @@ from __future__ import annotations
 import gc
 import inspect
 import logging
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -422,7 +423,7 @@ class PipelineController:
         """The pipeline's task. ``remote``: its controller will run on an agent, so warn
         about what agents cannot fetch, and record each function step's requirements as
         resolved here, where the user's libraries are installed (a services agent has
-        none of them)."""
+        none of them), and the command line, which the agent passes to the script again."""
         script_path = self._script_path or ptask.main_file()
         return ptask.create_pipeline_task(
             backend,
@@ -436,6 +437,7 @@ class PipelineController:
                 k: v["description"] for k, v in self._parameters.items() if v["description"]
             },
             step_requirements=self._step_requirements() if remote else None,
+            argv=sys.argv[1:] if remote else None,
         )
 
     def _step_requirements(self) -> dict[str, list[str]]:

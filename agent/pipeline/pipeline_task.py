@@ -48,11 +48,13 @@ def create_pipeline_task(
     kind: str = "controller",
     descriptions: dict[str, str] | None = None,
     step_requirements: dict[str, list[str]] | None = None,
+    argv: list[str] | None = None,
 ) -> Task:
     """A new ``created`` controller task for a run of the pipeline.
 
     ``step_requirements`` travel with the task (and its clones) to the agent that runs
-    the controller, which gives them to the steps it creates."""
+    the controller, which gives them to the steps it creates; ``argv``, the launching
+    command line, is passed again to the script there."""
     from agent.sdk.parameters import to_stored
 
     runtime: dict[str, Any] = {"pipeline_kind": kind}
@@ -62,6 +64,8 @@ def create_pipeline_task(
         runtime["arg_descriptions"] = dict(descriptions)
     if step_requirements:
         runtime[STEP_REQUIREMENTS] = {k: list(v) for k, v in step_requirements.items()}
+    if argv:
+        runtime["argv"] = [str(arg) for arg in argv]
     return backend.create_task(
         Task(
             name=name,

@@ -190,3 +190,12 @@ def script_requirements(path: Path | None = None, root: Path | None = None) -> l
         base = []
     merged = reqs.merge_requirements(base, requested.packages)
     return [line for line in merged if reqs.requirement_name(line) not in requested.ignored]
+
+
+def launch_argv() -> dict[str, list[str]]:
+    """``{"argv": [...]}``: the arguments this script was started with, which an agent
+    passes again (empty when there were none)."""
+    import sys
+
+    args = [str(arg) for arg in sys.argv[1:]]
+    return {"argv": args} if args else {}

@@ -100,6 +100,7 @@ class LifecycleMixin:
             return
         self._closed = True
         try:
+            self._record_connected_safely()
             self.wait_for_uploads(raise_on_error=False)
             if self._capture is not None:
                 self._capture.stop()
@@ -111,7 +112,16 @@ class LifecycleMixin:
         finally:
             if self._uploader is not None:
                 self._uploader.shutdown(wait=False)
+            from agent.sdk import argparse_binding
+
+            argparse_binding.disconnect(self)  # type: ignore[arg-type]
             session.clear_current(self)
+
+    def _record_connected_safely(self) -> None:
+        try:
+            self._record_connected()  # type: ignore[attr-defined]
+        except Exception:  # closing must go on: the values connected first are stored
+            _log.warning("task %s: cannot record changed parameters", self.id, exc_info=True)
 
     def _close_status(self, exit_info: ExitInfo | None) -> None:
         if self.get_status() != TaskStatus.in_progress:

@@ -27,6 +27,7 @@ DEFAULT_SECTION = "General"
 #: Section of a connected ``argparse.Namespace`` when none is named (as in ClearML).
 ARGS_SECTION = "Args"
 
+_UNSET = object()
 _TRUE = frozenset({"true", "1", "yes", "y", "on"})
 _FALSE = frozenset({"false", "0", "no", "n", "off", ""})
 _NONE = frozenset({"", "none", "null"})
@@ -151,6 +152,55 @@ def _to_container(value: Any, kind: type) -> Any:
     if issubclass(kind, list):
         return list(value)
     return value
+
+
+def as_text(value: Any) -> str:
+    """A stored value as ClearML's SDK returns parameters: ``str()`` of it, ``""`` for None."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+class ConnectedDict(dict):
+    """The dict ``Task.connect`` returns: a copy whose changes go to the task at once.
+
+    Pickled or deep-copied, it is a plain dict (it never carries its task along).
+    """
+
+    def __init__(self, data: dict[Any, Any], task: Any, section: str):
+        super().__init__(data)
+        self._task = task
+        self._section = section
+
+    def _push(self) -> None:
+        values = {n: to_stored(v) for n, (_, v) in params_of(dict(self)).items()}
+        self._task._record_section(self._section, values)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._push()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        self._push()
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        had = key in self
+        value = super().setdefault(key, default)
+        if not had:
+            self._push()
+        return value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (dict(self),))
+
+    def __copy__(self) -> dict[Any, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[Any, Any]:
+        import copy
+
+        return copy.deepcopy(dict(self), memo)
 
 
 # -- names ------------------------------------------------------------------------------
@@ -329,15 +379,19 @@ class ParametersMixin:
     def connect(
         self, mutable: Any, name: str | None = None, ignore_remote_overrides: bool = False
     ) -> Any:
-        """Connect a dict, an ``argparse.Namespace`` or an object's attributes to a
-        hyperparameter section (``General``; ``Args`` for a Namespace).
+        """Connect a dict, an ``argparse.Namespace``, a :class:`~agent.task_parameters.
+        TaskParameters` or an object's attributes to a hyperparameter section (``General``;
+        ``Args`` for a Namespace).
 
         Run by an agent (``AGENT_TASK_ID`` is this task), the stored values win: they
         are written into ``mutable`` in place, cast to the types it holds (stored
         names it lacks are added to dicts and Namespaces). Otherwise ``mutable``'s
-        values are stored. Later changes to ``mutable`` are not tracked: connect again.
+        values are stored. Later changes are recorded too: at once through the dict
+        this returns for a dict (as in ClearML), and for anything connected when the
+        task is flushed or closed.
 
         Returns:
+            For a dict, a live copy (a ``dict``; writes to it go to the task); else
             ``mutable`` itself.
 
         Raises:
@@ -355,23 +409,50 @@ class ParametersMixin:
             merged = {**stored, **local}
         if merged != stored:
             self._update(hyperparams={**hyperparams, section: merged})
+        snapshot = {n: to_stored(v) for n, (_, v) in params_of(mutable).items()}
+        self.__dict__.setdefault("_connected", []).append([section, mutable, snapshot])
+        if isinstance(mutable, dict):
+            return ConnectedDict(mutable, self, section)
         return mutable
+
+    def _record_section(self, section: str, values: dict[str, Any]) -> None:
+        """Store ``values`` (flat names) in ``section``, keeping its other names."""
+        hyperparams = self._fresh().hyperparams
+        stored = dict(hyperparams.get(section, {}))
+        merged = {**stored, **values}
+        if merged != stored:
+            self._update(hyperparams={**hyperparams, section: merged})
+
+    def _record_connected(self) -> None:
+        """Record what changed in the objects connected here since they were connected
+        (or last recorded); untouched values are left as they are stored."""
+        for entry in self.__dict__.get("_connected", []):
+            section, obj, snapshot = entry
+            now = {n: to_stored(v) for n, (_, v) in params_of(obj).items()}
+            changed = {n: v for n, v in now.items() if snapshot.get(n, _UNSET) != v}
+            if changed:
+                self._record_section(section, changed)
+            entry[2] = now
 
     def get_parameters(
         self, backwards_compatibility: bool = True, cast: bool = False
     ) -> dict[str, Any]:
-        """All hyperparameters as ``{"Section/name": value}`` (values as stored, not
-        text as in ClearML; ``backwards_compatibility`` and ``cast`` are accepted for
-        ClearML code)."""
+        """All hyperparameters as ``{"Section/name": value}``: text, as ClearML returns
+        them (``str()`` of the value, ``""`` for None), or, with ``cast``, the values
+        as stored (numbers, booleans, lists ...)."""
         return {
-            f"{section}/{name}": value
+            f"{section}/{name}": value if cast else as_text(value)
             for section, values in self._fresh().hyperparams.items()
             for name, value in values.items()
         }
 
-    def get_parameters_as_dict(self, cast: bool = False) -> dict[str, dict[str, Any]]:
-        """All hyperparameters as ``{section: {name: value}}``, ``a/b`` names nested."""
-        return {section: nest(values) for section, values in self._fresh().hyperparams.items()}
+    def get_parameters_as_dict(self, cast: bool = False) -> dict[str, Any]:
+        """All hyperparameters as ``{section: {name: value}}``, ``a/b`` names nested
+        (text unless ``cast``, as :meth:`get_parameters`)."""
+        return {
+            section: nest({k: v if cast else as_text(v) for k, v in values.items()})
+            for section, values in self._fresh().hyperparams.items()
+        }
 
     def set_parameters(self, params: dict[str, Any] | None = None, /, **kwargs: Any) -> None:
         """Replace ALL hyperparameters (as ClearML does) with flat ``{"Section/name": v}``
@@ -392,10 +473,14 @@ class ParametersMixin:
         section, key = split_name(name)
         self.update_parameters({f"{section}/{key}": value})
 
-    def get_parameter(self, name: str, default: Any = None) -> Any:
-        """One hyperparameter by ``"Section/name"`` (a bare name: ``General``)."""
+    def get_parameter(self, name: str, default: Any = None, cast: bool = False) -> Any:
+        """One hyperparameter by ``"Section/name"`` (a bare name: ``General``): text, or
+        with ``cast`` the value as stored; ``default`` when there is none."""
         section, key = split_name(name)
-        return self._fresh().hyperparams.get(section, {}).get(key, default)
+        values = self._fresh().hyperparams.get(section, {})
+        if key not in values:
+            return default
+        return values[key] if cast else as_text(values[key])
 
     def delete_parameter(self, name: str) -> bool:
         """Remove one hyperparameter; False when there was none."""

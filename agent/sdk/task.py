@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any
 from agent.core.errors import NotFound
 from agent.core.models import Task as TaskRecord
 from agent.core.models import TaskStatus, TaskTypes
-from agent.sdk import session
+from agent.sdk import argparse_binding, session
 from agent.sdk.artifacts import ArtifactsMixin
 from agent.sdk.definition import (
     INIT_MARK,
     INIT_VALUE,
     TaskNotFound,
+    launch_argv,
     repo_name,
     requested,
     requirement_lines,
@@ -47,6 +48,9 @@ if TYPE_CHECKING:
 
 #: Environment variable an agent sets in every task process it starts.
 TASK_ID_ENV = "AGENT_TASK_ID"
+
+# A script may parse its arguments before Task.init: the parse is remembered from here on.
+argparse_binding.install()
 
 
 class Task(ParametersMixin, ArtifactsMixin, LifecycleMixin):
@@ -105,8 +109,10 @@ class Task(ParametersMixin, ArtifactsMixin, LifecycleMixin):
                 default ``AGENT_FILES_URL``, else the server, else ``$AGENT_HOME/files``.
             capture_output: copy stdout/stderr to the task log; default: yes, unless
                 run by an agent (which streams the output itself).
-            auto_connect_arg_parser, auto_connect_frameworks, auto_resource_monitoring:
-                accepted for ClearML code, not used.
+            auto_connect_arg_parser: record what ``argparse`` parses in section ``Args``
+                (under an agent, the stored values win); a dict leaves arguments out
+                (``{"seed": False}``); False turns it off.
+            auto_connect_frameworks, auto_resource_monitoring: accepted for ClearML code.
             auto_connect_streams: ClearML's name for ``capture_output``.
 
         Returns:
@@ -134,6 +140,7 @@ class Task(ParametersMixin, ArtifactsMixin, LifecycleMixin):
                 )
             session.set_current(task)
             session.install_hooks()
+            argparse_binding.connect_task(task, auto_connect_arg_parser)
         if capture_output is None:
             capture_output = auto_connect_streams and not attach_id
         if capture_output:
@@ -175,11 +182,12 @@ class Task(ParametersMixin, ArtifactsMixin, LifecycleMixin):
                     tags=list(tags or []),
                     script=script,
                     output_uri=output_uri if isinstance(output_uri, str) else None,
-                    runtime={INIT_MARK: INIT_VALUE},
+                    runtime={INIT_MARK: INIT_VALUE, **launch_argv()},
                 )
             )
         else:
             record = backend.update_task(record.id, script=script, tags=list(tags or record.tags))
+            record = backend.merge_runtime(record.id, launch_argv() or {"argv": []})
         task = cls(restart(backend, record), backend)
         task._owns_status = True
         return task
@@ -399,6 +407,67 @@ class Task(ParametersMixin, ArtifactsMixin, LifecycleMixin):
         requested.freeze = bool(force)
         requested.file = os.fspath(requirements_file) if requirements_file else None
 
+    def execute_remotely(
+        self, queue_name: str | None = None, clone: bool = False, exit_process: bool = True
+    ) -> Task | None:
+        """Go on running this script on an agent (ClearML's ``execute_remotely``).
+
+        Here (not under an agent): with ``queue_name``, this task (or, with ``clone``, a
+        clone of it) is enqueued there, with the code, requirements and parameters
+        recorded so far; with ``queue_name=None`` it is left ``created``, a template to
+        clone or to use as a ``PipelineController.add_step`` base task. Then, with
+        ``exit_process``, this process exits cleanly (code 0). Run by an agent for this
+        very task, it does nothing and returns None.
+
+        Returns:
+            The task that an agent will run (or the template); None under an agent.
+
+        Raises:
+            ValueError: ``clone=False`` with ``exit_process=False``: a task that enqueues
+                itself cannot also go on running here.
+        """
+        if self._stored_values_win:
+            return None
+        if session.current() is not self:  # not this process's own run: only enqueue it
+            if not queue_name:
+                raise ValueError(
+                    "execute_remotely of a task this process does not run needs a queue_name"
+                )
+            return Task.enqueue(Task.clone(self) if clone else self, queue_name=queue_name)
+        if not clone and not exit_process:
+            raise ValueError(
+                "execute_remotely(clone=False, exit_process=False) is not supported: a task "
+                "that enqueues itself must leave this process (use clone=True to keep running)"
+            )
+        self.flush(wait_for_uploads=True)
+        if clone:
+            target = Task.clone(self)
+        else:
+            self._leave_here("switching to remote execution")
+            target = self
+        if queue_name:
+            target = Task.enqueue(target, queue_name=queue_name)
+            where = f"enqueued on {queue_name!r}"
+        else:
+            if target._record.status != TaskStatus.created.value:
+                target._record = self._backend.set_status(target.id, TaskStatus.created.value)
+            where = "left as a template (created): clone or enqueue it to run it"
+        _note(f"task {target.id} {where} (follow it with `agent logs {target.id} --follow`)")
+        if exit_process:
+            if clone:
+                self._leave_here(f"continued remotely as task {target.id}")
+            _note("leaving the local process: the run goes on remotely")
+            _leave_process()
+        return target
+
+    def _leave_here(self, message: str) -> None:
+        """Stop this process's run of the task: reports flushed, output no longer copied,
+        status ``stopped`` with ``message``, nothing left for the exit hooks to close."""
+        self._owns_status = False
+        self._finish(None)
+        if self.get_status() == TaskStatus.in_progress.value:
+            self._record = self._backend.set_status(self.id, TaskStatus.stopped.value, message)
+
     @staticmethod
     def running_locally() -> bool:
         """True unless this process was started by an agent."""
@@ -550,7 +619,9 @@ class Task(ParametersMixin, ArtifactsMixin, LifecycleMixin):
         return self._logger
 
     def flush(self, wait_for_uploads: bool = False) -> None:
-        """Send buffered reports now (and wait for background uploads)."""
+        """Send buffered reports and changed connected parameters now (and wait for
+        background uploads)."""
+        self._record_connected()
         if self._logger is not None:
             self._logger.flush()
         if wait_for_uploads:
@@ -605,6 +676,22 @@ def bind_current_task(task_id: str) -> Iterator[Task]:
 
 
 # -- helpers --------------------------------------------------------------------------------
+def _note(line: str) -> None:
+    import sys
+
+    print(f"pipeline-agent: {line}", file=sys.stderr, flush=True)
+
+
+def _leave_process() -> None:
+    """Exit with code 0: ``sys.exit`` in the main thread (cleanups run), else at once."""
+    import sys
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        sys.exit(0)
+    os._exit(0)
+
+
 def _backend() -> Backend:
     from agent.store.factory import get_backend
 

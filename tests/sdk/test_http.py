@@ -40,7 +40,7 @@ def test_task_over_http(server: LiveServer):
 
     again = Task.get_task(project_name="http", task_name="run")
     assert again.status == "completed" and params == {"lr": 0.1, "opt": {"name": "adam"}}
-    assert again.get_parameters() == {"General/lr": 0.1, "General/opt/name": "adam"}
+    assert again.get_parameters(cast=True) == {"General/lr": 0.1, "General/opt/name": "adam"}
     assert np.array_equal(again.artifacts["weights"].get(), np.arange(5))
     assert again.get_reported_scalars() == {"loss": {"train": {"x": [3], "y": [0.25]}}}
 

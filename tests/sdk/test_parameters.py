@@ -80,18 +80,18 @@ def test_normalize_and_nest():
 
 def test_connect_stores_local_values(task):
     params = {"lr": 0.1, "epochs": 10, "opt": {"name": "adam", "beta": 0.9}, "layers": (64, 32)}
-    assert task.connect(params) is params
-    assert task.get_parameters() == {
+    assert task.connect(params) == params
+    assert task.get_parameters(cast=True) == {
         "General/lr": 0.1,
         "General/epochs": 10,
         "General/opt/name": "adam",
         "General/opt/beta": 0.9,
         "General/layers": [64, 32],
     }
-    assert task.get_parameters_as_dict()["General"]["opt"] == {"name": "adam", "beta": 0.9}
+    assert task.get_parameters_as_dict(cast=True)["General"]["opt"] == {"name": "adam", "beta": 0.9}
     params["lr"] = 0.2
     task.connect(params)  # connecting again stores the change
-    assert task.get_parameter("General/lr") == 0.2
+    assert task.get_parameter("General/lr", cast=True) == 0.2
 
 
 def test_connect_namespace_and_object(task):
@@ -105,7 +105,7 @@ def test_connect_namespace_and_object(task):
 
     cfg = Config()
     task.connect(cfg, name="Model")
-    assert task.get_parameters() == {
+    assert task.get_parameters(cast=True) == {
         "Args/batch": 32,
         "Args/name": "run",
         "Model/depth": 3,
@@ -144,7 +144,7 @@ def test_connect_under_agent_stored_values_win_with_types(task, monkeypatch):
         "extra": "new",
     }
     assert type(params["epochs"]) is int and type(params["lr"]) is float
-    assert task.get_parameter("kept") == 5  # a name the store lacked is stored
+    assert task.get_parameter("kept", cast=True) == 5  # a name the store lacked is stored
     ns = task.connect(argparse.Namespace(batch=32))
     assert ns.batch == 64
 
@@ -154,7 +154,7 @@ def test_connect_under_agent_of_another_task_stores_local_values(task, monkeypat
     monkeypatch.setenv("AGENT_TASK_ID", "someone-else")
     params = {"lr": 0.1}
     task.connect(params)
-    assert params == {"lr": 0.1} and task.get_parameter("lr") == 0.1
+    assert params == {"lr": 0.1} and task.get_parameter("lr", cast=True) == 0.1
 
 
 def test_connect_under_agent_reports_bad_values(task, monkeypatch):
@@ -167,14 +167,25 @@ def test_connect_under_agent_reports_bad_values(task, monkeypatch):
 def test_set_update_get_delete_parameters(task):
     task.set_parameters({"Args/a": 1, "General": {"b": 2}})
     task.set_parameters({"Args/c": 3})  # replaces everything
-    assert task.get_parameters() == {"Args/c": 3}
+    assert task.get_parameters(cast=True) == {"Args/c": 3}
     task.update_parameters({"Args/d": 4, "e": 5})
     task.set_parameter("Args/c", 30)
     task.set_parameter("f", [1, 2])
-    assert task.get_parameters() == {"Args/c": 30, "Args/d": 4, "General/e": 5, "General/f": [1, 2]}
-    assert task.get_parameter("e") == 5 and task.get_parameter("nope", "dflt") == "dflt"
+    assert task.get_parameters(cast=True) == {
+        "Args/c": 30,
+        "Args/d": 4,
+        "General/e": 5,
+        "General/f": [1, 2],
+    }
+    assert (
+        task.get_parameter("e", cast=True) == 5
+        and task.get_parameter("nope", "dflt", cast=True) == "dflt"
+    )
     assert task.delete_parameter("Args/d") and not task.delete_parameter("Args/d")
-    assert task.get_parameters_as_dict() == {"Args": {"c": 30}, "General": {"e": 5, "f": [1, 2]}}
+    assert task.get_parameters_as_dict(cast=True) == {
+        "Args": {"c": 30},
+        "General": {"e": 5, "f": [1, 2]},
+    }
 
 
 def test_connect_configuration_dict(task, monkeypatch):

@@ -139,7 +139,7 @@ def test_create_from_a_script_in_a_git_repo(agent_home, tmp_path: Path):
         "arguments": "--shm-size=1g",
         "setup_script": "",
     }
-    assert task.get_parameters() == {"Args/lr": 0.1, "Args/epochs": 3}
+    assert task.get_parameters(cast=True) == {"Args/lr": 0.1, "Args/epochs": 3}
 
 
 def test_create_from_a_script_outside_git_stores_its_code(agent_home, tmp_path: Path):
@@ -159,7 +159,7 @@ def test_clone_enqueue_and_dequeue(backend):
     source.set_parameters({"General/lr": 0.1})
     clone = Task.clone(source, name="copy", comment="tuned")
     assert clone.id != source.id and clone.name == "copy" and clone.comment == "tuned"
-    assert clone.status == "created" and clone.get_parameter("lr") == 0.1
+    assert clone.status == "created" and clone.get_parameter("lr", cast=True) == 0.1
     queued = Task.enqueue(clone, queue_name="gpu")
     assert queued.status == "queued" and backend.queue_entries("gpu") == [clone.id]
     assert Task.dequeue(clone.id).status == "created"

@@ -1,66 +1,22 @@
 """Code of steps and pipelines: a function's own source, a generated step script, and
 where a pipeline file comes from (git repository + commit + diff, or inline code).
 
-A function step's script is the component's source with its decorators removed
-(found with ``ast``), after the sources of its helper functions, followed by a small
-``__main__`` that hands the function to :func:`agent.pipeline.step_runtime.run_component`.
+A function step's script is made by :mod:`agent.pipeline.bundle`: the component's
+source, the user's decorators around it, the helpers and imports these name, and a small
+``__main__`` that hands the function to :func:`agent.pipeline.step_runtime.run_step`.
 """
 
 from __future__ import annotations
 
 import ast
-import inspect
 import os
 import subprocess
-import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from agent.core.models import Script
+from agent.pipeline.bundle import function_source, step_script  # noqa: F401 - re-exported
 from agent.pipeline.errors import PipelineDefinitionError
-
-
-def function_source(obj: Callable[..., Any] | type) -> str:
-    """The source of a function (or class) without its decorators, dedented.
-
-    Raises:
-        PipelineDefinitionError: the source cannot be found (a REPL or built-in function).
-    """
-    target = inspect.unwrap(obj) if callable(obj) else obj
-    try:
-        text = textwrap.dedent(inspect.getsource(target))
-    except (OSError, TypeError) as exc:
-        raise PipelineDefinitionError(
-            f"cannot read the source of {getattr(obj, '__name__', obj)!r} ({exc}): define "
-            "components and helper functions in a file"
-        ) from None
-    tree = ast.parse(text)
-    name = getattr(target, "__name__", "")
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and (
-            node.name == name or not name
-        ):
-            lines = text.splitlines()
-            return "\n".join(lines[node.lineno - 1 : node.end_lineno]) + "\n"
-    return text
-
-
-def step_script(
-    function: Callable[..., Any],
-    return_values: Sequence[str],
-    helper_functions: Sequence[Callable[..., Any]] = (),
-) -> str:
-    """The standalone script of a function step."""
-    parts = ["from __future__ import annotations\n"]
-    parts += [function_source(helper) for helper in helper_functions or ()]
-    parts.append(function_source(function))
-    parts.append(
-        'if __name__ == "__main__":\n'
-        "    from agent.pipeline.step_runtime import run_step\n\n"
-        f"    run_step({function.__name__}, return_values={list(return_values)!r})\n"
-    )
-    return "\n\n".join(parts)
 
 
 def split_return_values(return_values: Sequence[str] | str | None) -> list[str]:

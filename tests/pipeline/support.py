@@ -53,11 +53,16 @@ def make_repo(root: Path, files: dict[str, str], commit: bool = True) -> Path:
 
 
 def run_script(
-    script: Path, home: Path, mode: str, timeout: float = 180, **env: str
+    script: Path,
+    home: Path,
+    mode: str,
+    timeout: float = 180,
+    args: tuple[str, ...] = (),
+    **env: str,
 ) -> subprocess.CompletedProcess[str]:
-    """``python script`` with PIPELINE_MODE=mode; fails the test on a non-zero exit."""
+    """``python script ARGS`` with PIPELINE_MODE=mode; fails the test on a non-zero exit."""
     proc = subprocess.run(
-        [sys.executable, str(script)],
+        [sys.executable, str(script), *args],
         cwd=script.parent,
         env=agent_env(home, PIPELINE_MODE=mode, **env),
         capture_output=True,

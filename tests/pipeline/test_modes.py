@@ -81,3 +81,45 @@ def test_local_mode_without_fork_spawns_each_step(tmp_path, home, store):
     repo = make_repo(tmp_path / "repo", {"basic.py": "basic.py", "sibling.py": "sibling.py"})
     pipe = _run(repo, home, store, "local", AGENT_PIPELINE_NO_ZYGOTE="1")
     assert artifact_value(store, pipe.id, "result") == EXPECTED
+
+
+# -- steps wrapped in the user's own decorators (every mode) --------------------------------
+def _decorated_repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo", {"decorated.py": "decorated.py"})
+
+
+def test_user_decorators_travel_with_the_step_in_debug_and_local_mode(tmp_path, home, store):
+    repo = _decorated_repo(tmp_path)
+    for mode in ("debug", "local"):
+        proc = run_script(repo / "decorated.py", home, mode, AGENT_PIPELINE_FORCE_RERUN="1")
+        pipe = pipeline_tasks(store, "decorated")[0]
+        assert pipe.status == "completed", pipe.status_message
+        assert artifact_value(store, pipe.id, "r") == 6, mode  # times(3)(x + 1), x = 1
+        step = steps_of(store, pipe.id)["doubled"]
+        log = "\n".join(line.text for line in store.get_logs(step.id))
+        assert "doubled took" in (log if mode == "local" else proc.stdout), mode  # @timed ran
+    proc = run_script(repo / "decorated.py", home, "local", args=("controller",))
+    assert "controller True" in proc.stdout
+    ctl = pipeline_tasks(store, "decorated-ctl")[0]
+    assert artifact_value(store, ctl.id, "value") == 15
+    step = steps_of(store, ctl.id)["shifted"]
+    assert "shifted took" in "\n".join(line.text for line in store.get_logs(step.id))
+
+
+@pytest.mark.slow
+def test_user_decorators_travel_with_the_step_in_remote_mode(tmp_path, remote):
+    repo = _decorated_repo(tmp_path)
+    for kind in ("decorator", "controller"):
+        args = ("controller",) if kind == "controller" else ()
+        proc = run_script(repo / "decorated.py", remote.home, "remote", args=args)
+        pipe = wait_finished(remote.store, _enqueued_id(proc.stdout), 180)
+        assert pipe.status == "completed", f"{pipe.status_message}\n{remote.logs()}"
+        name, artifact, expected = {
+            "decorator": ("doubled", "r", 6),
+            "controller": ("shifted", "value", 15),
+        }[kind]
+        assert artifact_value(remote.store, pipe.id, artifact) == expected
+        step = steps_of(remote.store, pipe.id)[name]
+        assert step.worker, "the step ran on an agent"
+        log = "\n".join(line.text for line in remote.store.get_logs(step.id))
+        assert f"{name} took" in log

@@ -7,6 +7,7 @@ import functools
 import pytest
 
 from agent.execution.requirements import imported_modules
+from agent.pipeline.bundle import STEP_NAME
 from agent.pipeline.cache import cache_key
 from agent.pipeline.dag import Dag, Node
 from agent.pipeline.errors import PipelineDefinitionError
@@ -84,16 +85,56 @@ def component(a, b=2):
     return helper(a) + b
 
 
-def test_step_code_is_the_function_without_decorators_plus_helpers():
+def test_step_code_carries_the_function_its_decorators_and_helpers():
     source = function_source(component)
     assert source.startswith("def component(a, b=2):") and "# a comment stays" in source
     code = step_script(component, ["total"], [helper])
-    assert "@_decorate" not in code and "def helper(x):" in code
+    assert "def helper(x):" in code and "def _decorate(fn):" in code
+    assert "import functools" in code  # the decorator's module-level import travels too
     assert code.index("def helper") < code.index("def component")
-    assert "run_step(component, return_values=['total'])" in code
+    assert f"{STEP_NAME} = (_decorate)(component)" in code
+    assert f"run_step({STEP_NAME}, return_values=['total'])" in code
     namespace: dict = {"__name__": "step"}
     exec(compile(code, "step.py", "exec"), namespace)
-    assert namespace["component"](1) == 4
+    assert namespace[STEP_NAME](1) == 4
+    assert namespace[STEP_NAME].__wrapped__ is namespace["component"]
+
+
+def _times(n):
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*a, **k):
+            return n * fn(*a, **k)
+
+        return wrapper
+
+    return decorate
+
+
+@_times(3)
+@_decorate
+def tripled(a):
+    return a + 1
+
+
+def test_stacked_decorators_with_arguments_and_one_applied_by_a_call():
+    code = step_script(_decorate(tripled), ["x"])  # one more, applied at run time
+    assert f"{STEP_NAME} = (_decorate)((_times(3))((_decorate)(tripled)))" in code
+    namespace: dict = {"__name__": "step"}
+    exec(compile(code, "step.py", "exec"), namespace)
+    assert namespace[STEP_NAME](1) == 6 == _decorate(tripled)(1)
+
+
+def test_a_wrapper_that_cannot_be_made_again_is_a_clear_error():
+    class Wrapper:
+        def __init__(self, fn):
+            functools.update_wrapper(self, fn)
+
+        def __call__(self, *a):
+            return self.__wrapped__(*a)
+
+    with pytest.raises(PipelineDefinitionError, match="apply the decorator with @"):
+        step_script(Wrapper(helper), ["x"])
 
 
 def test_return_values_split_on_commas_as_clearml_does():

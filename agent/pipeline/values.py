@@ -208,6 +208,8 @@ def _serialized_modules(serialized: Any) -> set[str]:
         return {"pandas", *(["pyarrow"] if fmt == "parquet" else [])}
     if serialized.type == "numpy":
         return {"numpy"}
+    if serialized.type == "image":
+        return {"PIL"}
     if fmt == "pickle" and serialized.path.stat().st_size <= 256 * 1024 * 1024:
         return pickled_modules(serialized.path.read_bytes())
     return set()

@@ -67,7 +67,7 @@ class ArtifactView:
 
     @property
     def type(self) -> str:
-        """One of "numpy", "pandas", "json", "pickle", "file" or "custom"."""
+        """One of "numpy", "pandas", "image", "json", "pickle", "file" or "custom"."""
         return self.record.type
 
     @property
@@ -111,7 +111,7 @@ class ArtifactView:
         """The artifact's content as a Python object.
 
         numpy -> array (memory-mapped copy-on-write when large), pandas -> DataFrame,
-        json -> its value, pickle -> the object, file -> its local path (a zipped
+        image -> a PIL image, json -> its value, pickle -> the object, file -> its local path (a zipped
         directory: the extracted directory), custom -> ``deserialization_function(bytes)``.
 
         Raises:
@@ -136,6 +136,19 @@ class ArtifactView:
         from agent.files.artifacts import fetch_artifact
 
         return fetch_artifact(self.record)
+
+
+def _frame_digest(frame: Any) -> str:
+    """A hash of a DataFrame's content, index and columns (cheap next to an upload)."""
+    import hashlib
+
+    import pandas as pd
+
+    digest = hashlib.sha256()
+    digest.update(repr(list(frame.columns)).encode())
+    digest.update(repr(list(frame.dtypes.astype(str))).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=True).values.tobytes())
+    return digest.hexdigest()
 
 
 def _extracted(archive: Path) -> str:
@@ -170,8 +183,10 @@ class ArtifactsMixin:
 
         Args:
             name: a plain name (no ``/``); uploading the same name again replaces it.
-            artifact_object: a numpy array, a pandas DataFrame, a JSON value, a path to
-                a file or directory (zipped), or any picklable object.
+            artifact_object: a numpy array, a pandas DataFrame, a PIL image (PNG), a JSON
+                value, a path to a file or directory (zipped), a wildcard
+                (``"data/*.jpg"``) or a list of file paths (one zip of the files), or any
+                picklable object.
             metadata: JSON-able details kept with the artifact.
             delete_after_upload: remove the local file (a path ``artifact_object``) once stored.
             auto_pickle: pickle objects that have no better format; False raises instead.
@@ -266,6 +281,52 @@ class ArtifactsMixin:
                 first_error = first_error or error
         if first_error is not None and raise_on_error:
             raise first_error
+
+    # -- registered (watched) DataFrames -----------------------------------------------
+    def register_artifact(
+        self,
+        name: str,
+        artifact: Any,
+        metadata: dict[str, Any] | None = None,
+        uniqueness_columns: Any = True,
+    ) -> None:
+        """Watch a pandas DataFrame: it is uploaded as artifact ``name`` now, and again
+        whenever it changed, at :meth:`flush` and when the task closes (ClearML's
+        ``register_artifact``).
+
+        Raises:
+            TypeError: ``artifact`` is not a pandas DataFrame.
+        """
+        if not serialization._is_instance(artifact, "pandas", "DataFrame"):
+            raise TypeError(
+                f"register_artifact watches pandas DataFrames, not {type(artifact).__name__}: "
+                "use upload_artifact for anything else"
+            )
+        from agent.files.base import safe_name
+
+        safe_name(name, "artifact name")
+        registered = self.__dict__.setdefault("_registered", {})
+        registered[name] = [artifact, dict(metadata or {}), None]
+        self._upload_registered(only=name)
+
+    def unregister_artifact(self, name: str) -> None:
+        """Stop watching a registered DataFrame (what was uploaded stays)."""
+        self.__dict__.setdefault("_registered", {}).pop(name, None)
+
+    def get_registered_artifacts(self) -> dict[str, Any]:
+        """``{name: DataFrame}`` of the registered artifacts."""
+        return {name: entry[0] for name, entry in self.__dict__.get("_registered", {}).items()}
+
+    def _upload_registered(self, only: str | None = None) -> None:
+        """Upload the registered DataFrames that changed since their last upload."""
+        for name, entry in list(self.__dict__.get("_registered", {}).items()):
+            if only is not None and name != only:
+                continue
+            frame, metadata, last = entry
+            digest = _frame_digest(frame)
+            if digest != last:
+                self.upload_artifact(name, frame, metadata=metadata)
+                entry[2] = digest
 
     @property
     def artifacts(self) -> dict[str, ArtifactView]:

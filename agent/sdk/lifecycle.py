@@ -122,6 +122,10 @@ class LifecycleMixin:
             self._record_connected()  # type: ignore[attr-defined]
         except Exception:  # closing must go on: the values connected first are stored
             _log.warning("task %s: cannot record changed parameters", self.id, exc_info=True)
+        try:
+            self._upload_registered()  # type: ignore[attr-defined]
+        except Exception:  # closing must go on: the last upload of each is stored
+            _log.warning("task %s: cannot upload registered artifacts", self.id, exc_info=True)
 
     def _close_status(self, exit_info: ExitInfo | None) -> None:
         if self.get_status() != TaskStatus.in_progress:

@@ -1,8 +1,9 @@
 """Turn Python objects into artifact files and back.
 
 numpy arrays -> ``.npy``, pandas DataFrames -> ``.parquet`` (``.pkl`` without pyarrow),
-JSON values -> ``.json``, a path -> that file (a directory zipped), anything else
--> ``.pkl``; a user's ``serialization_function`` wins (``.bin``). numpy and pandas
+PIL images -> ``.png``, JSON values -> ``.json``, a path -> that file (a directory
+zipped), a wildcard (``"data/*.jpg"``) or a list of paths -> one zip of the files,
+anything else -> ``.pkl``; a user's ``serialization_function`` wins (``.bin``). numpy and pandas
 are never imported here unless the object is one of theirs (so already imported)
 or an artifact of theirs is loaded.
 
@@ -64,9 +65,14 @@ def serialize(
     ext = (extension_name or "").lower().lstrip(".").replace("pickle", "pkl")
     if serialization_function is not None:
         return _custom(obj, workdir / f"{name}.{ext or 'bin'}", serialization_function)
+    files = _file_list(obj)
+    if files is not None:
+        return _files(files, name, workdir)
     local = _local_path(obj)
     if local is not None:
         return _file(local, name, workdir)
+    if _is_instance(obj, "PIL.Image", "Image"):
+        return _image(obj, name, workdir)
     if _is_instance(obj, "numpy", "ndarray"):
         return _numpy(obj, name, workdir, ext)
     if _is_instance(obj, "pandas", "DataFrame"):
@@ -105,6 +111,63 @@ def _local_path(obj: Any) -> Path | None:
         except OSError:
             return None
     return None
+
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+def _file_list(obj: Any) -> tuple[list[Path], Path] | None:
+    """(files, the directory their archive names are relative to) for a wildcard
+    (``"data/*.jpg"``, ``"data/**/*.png"``) that matches files, or a list of paths; None
+    for anything else."""
+    if isinstance(obj, str) and 0 < len(obj) < 4096 and _GLOB_CHARS & set(obj):
+        import glob
+
+        pattern = os.path.expanduser(obj)
+        matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+        if not matches:
+            return None
+        fixed = [part for part in Path(pattern).parts if not _GLOB_CHARS & set(part)]
+        prefix = Path(pattern).parts[: len(fixed)] if fixed else ()
+        base = Path(*prefix) if prefix else Path(".")
+        while not base.is_dir():
+            base = base.parent
+        return matches, base
+    if (
+        isinstance(obj, (list, tuple))
+        and obj
+        and all(isinstance(p, (str, os.PathLike)) for p in obj)
+    ):
+        paths = [Path(p).expanduser() for p in obj]
+        if not all(p.is_file() for p in paths):
+            return None
+        base = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
+        return [p.resolve() for p in paths], base
+    return None
+
+
+def _files(found: tuple[list[Path], Path], name: str, workdir: Path) -> Serialized:
+    """Several files as one zip archive (names relative to their common directory)."""
+    import zipfile
+
+    files, base = found
+    archive = workdir / f"{name}.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for file in files:
+            try:
+                arcname = file.resolve().relative_to(base.resolve())
+            except ValueError:
+                arcname = Path(file.name)
+            zf.write(file, arcname.as_posix())
+    preview = clip(f"{len(files)} files, zipped: " + ", ".join(f.name for f in files[:20]))
+    return Serialized(archive, "file", preview, {"format": "zip"})
+
+
+def _image(image: Any, name: str, workdir: Path) -> Serialized:
+    path = workdir / f"{name}.png"
+    image.save(path, format="PNG")
+    preview = f"image {image.width}x{image.height} {image.mode}"
+    return Serialized(path, "image", preview, {"format": "png"})
 
 
 def _custom(obj: Any, path: Path, function: Callable[[Any], bytes]) -> Serialized:
@@ -247,4 +310,10 @@ def load(path: Path, fmt: str, in_place: bool = False) -> Any:
     if fmt == "pickle":
         with path.open("rb") as fh:
             return pickle.load(fh)
+    if fmt == "png":
+        from PIL import Image
+
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
     raise InvalidInput(f"cannot load an artifact of format {fmt!r} ({path.name})")

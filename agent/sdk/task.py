@@ -209,29 +209,38 @@ class Task(ParametersMixin, ArtifactsMixin, LifecycleMixin):
         task_name: str | None = None,
         tags: Sequence[str] | None = None,
         allow_archived: bool = True,
+        task_filter: dict[str, Any] | None = None,
     ) -> Task:
-        """A task by id, or the newest one matching project, name and tags.
+        """A task by id, or the newest one with this project, exact name and tags (and
+        ClearML's ``task_filter``, see :meth:`get_tasks`).
 
         Raises:
             TaskNotFound: nothing matches.
-            ValueError: neither an id nor a project or name was given.
+            ValueError: neither an id nor anything to match was given.
         """
         if task_id:
             try:
                 return cls(_backend().get_task(task_id))
             except NotFound as exc:
                 raise TaskNotFound(f"no task with id {task_id!r}") from exc
-        found = cls.get_tasks(
-            project_name=project_name,
-            task_name=task_name,
-            tags=tags,
-            allow_archived=allow_archived,
+        found = cls._matching(
+            project_name,
+            task_name,
+            tags,
+            allow_archived,
+            dict(task_filter or {}),
             limit=1,
+            exact_name=True,
         )
         if not found:
             what = ", ".join(
                 f"{k} {v!r}"
-                for k, v in (("project", project_name), ("name", task_name), ("tags", tags))
+                for k, v in (
+                    ("project", project_name),
+                    ("name", task_name),
+                    ("tags", tags),
+                    ("filter", task_filter),
+                )
                 if v
             )
             raise TaskNotFound(f"no task with {what} (see `agent tasks`)")
@@ -245,33 +254,67 @@ class Task(ParametersMixin, ArtifactsMixin, LifecycleMixin):
         task_name: str | None = None,
         tags: Sequence[str] | None = None,
         allow_archived: bool = True,
+        task_filter: dict[str, Any] | None = None,
         status: str | Sequence[str] | None = None,
         limit: int = 1000,
     ) -> list[Task]:
-        """Tasks by ids, or the newest ones matching project, name, tags (all of them)
-        and status."""
+        """Tasks by ids, or the newest ones matching, as in ClearML:
+
+        Args:
+            task_ids: these tasks (the rest is ignored).
+            project_name: their project.
+            task_name: a regular expression searched in their names (ClearML's
+                partial match): ``"train"`` matches ``"train_v2"``; ``"^train$"`` only it.
+            tags: tags they all carry (a tag starting with ``-`` must be absent).
+            allow_archived: False leaves archived tasks out.
+            task_filter: ClearML's filter dict: ``status`` and ``type`` (a value or a
+                list), ``tags``, ``parent``, ``id`` (a list), ``search_text`` (in the
+                name), ``order_by`` (``["-last_update"]``, ``["name"]`` ...), ``page`` and
+                ``page_size``. Other keys are ignored with a warning.
+            status: ``task_filter["status"]``, as a keyword.
+        """
         backend = _backend()
         if task_ids is not None:
             return [cls(backend.get_task(i), backend) for i in task_ids]
-        if not (project_name or task_name or tags or status):
+        task_filter = dict(task_filter or {})
+        if status is not None:
+            task_filter.setdefault("status", status)
+        return cls._matching(project_name, task_name, tags, allow_archived, task_filter, limit)
+
+    @classmethod
+    def _matching(
+        cls,
+        project: str | None,
+        name: str | None,
+        tags: Sequence[str] | None,
+        allow_archived: bool,
+        task_filter: dict[str, Any],
+        limit: int,
+        exact_name: bool = False,
+    ) -> list[Task]:
+        from agent.sdk.task_filter import TaskFilter
+
+        query = TaskFilter.parse(task_filter, tags, allow_archived)
+        if name and not exact_name:
+            query.name_pattern = name
+            name = None
+        if not (project or name or query.selects):
             raise ValueError(
-                "get_tasks needs task ids, or a project, name, tags or status to match"
+                "get_tasks needs task ids, or a project, name, tags or task_filter to match"
             )
-        tags = list(tags or [])
-        filtered = len(tags) > 1 or not allow_archived
+        backend = _backend()
         records = backend.query_tasks(
-            project=project_name,
-            name=task_name,
-            tag=tags[0] if tags else None,
-            status=status,
-            limit=max(limit, 1000) if filtered else limit,
+            project=project,
+            name=name,
+            tag=query.store_tag,
+            status=query.statuses,
+            type=query.store_type,
+            parent=query.parent,
+            limit=max(query.offset + limit, 1000)
+            if query.filters_after_store
+            else query.offset + limit,
         )
-        records = [
-            r
-            for r in records
-            if set(tags) <= set(r.tags) and (allow_archived or r.status != TaskStatus.archived)
-        ]
-        return [cls(r, backend) for r in records[:limit]]
+        return [cls(r, backend) for r in query.apply(records, limit)]
 
     # -- preparing tasks for agents -----------------------------------------------------
     @classmethod
@@ -619,9 +662,10 @@ class Task(ParametersMixin, ArtifactsMixin, LifecycleMixin):
         return self._logger
 
     def flush(self, wait_for_uploads: bool = False) -> None:
-        """Send buffered reports and changed connected parameters now (and wait for
-        background uploads)."""
+        """Send buffered reports, changed connected parameters and changed registered
+        artifacts now (and wait for background uploads)."""
         self._record_connected()
+        self._upload_registered()
         if self._logger is not None:
             self._logger.flush()
         if wait_for_uploads:

@@ -266,3 +266,103 @@ def test_execute_remotely_with_clone_keeps_this_run_and_enqueues_a_copy(
         Task.init(project_name="remote", task_name="bad").execute_remotely(
             "q", clone=False, exit_process=False
         )
+
+
+# -- artifacts ----------------------------------------------------------------------------
+def test_wildcard_folder_and_file_list_artifacts_come_back_as_a_folder(task, tmp_path):
+    samples = tmp_path / "data_samples"
+    (samples / "more").mkdir(parents=True)
+    for name in ("a.jpg", "b.jpg", "notes.txt", "more/c.jpg"):
+        (samples / name).write_bytes(name.encode())
+    task.upload_artifact("jpgs", str(samples / "*.jpg"))
+    task.upload_artifact("all_jpgs", str(samples / "**" / "*.jpg"))
+    task.upload_artifact("folder", samples)
+    task.upload_artifact("two", [samples / "a.jpg", samples / "more" / "c.jpg"])
+    task.upload_artifact("no_match", "nothing/*.xyz")  # matches no file: a plain string
+
+    def listing(name: str) -> list[str]:
+        folder = Path(task.artifacts[name].get())
+        assert folder.is_dir() and Path(task.artifacts[name].get_local_copy()) == folder
+        return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+    assert listing("jpgs") == ["a.jpg", "b.jpg"]
+    assert listing("all_jpgs") == ["a.jpg", "b.jpg", "more/c.jpg"]
+    assert listing("folder") == ["a.jpg", "b.jpg", "more/c.jpg", "notes.txt"]
+    assert listing("two") == ["a.jpg", "more/c.jpg"]
+    assert (Path(task.artifacts["jpgs"].get()) / "a.jpg").read_bytes() == b"a.jpg"
+    assert task.artifacts["no_match"].get() == "nothing/*.xyz"
+
+
+def test_a_pil_image_is_stored_as_png(task):
+    from PIL import Image
+
+    image = Image.new("RGB", (4, 3), color=(200, 10, 10))
+    view = task.upload_artifact("picture", image)
+    assert view.type == "image" and view.url.endswith(".png")
+    with open(view.get_local_copy(), "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    back = task.artifacts["picture"].get()
+    assert back.size == (4, 3) and back.getpixel((0, 0)) == (200, 10, 10)
+
+
+def test_a_registered_dataframe_is_uploaded_again_when_it_changed(task, backend):
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": [1, 2]})
+    task.register_artifact("train", frame, metadata={"split": "train"})
+    first = task.artifacts["train"]
+    assert first.get().equals(frame) and first.metadata == {"split": "train"}
+    assert task.get_registered_artifacts() == {"train": frame}
+
+    task.flush()  # nothing changed: nothing uploaded
+    assert task.artifacts["train"].record.created == first.record.created
+    frame.loc[2] = [3]
+    task.flush()
+    assert list(task.artifacts["train"].get()["a"]) == [1, 2, 3]
+    frame.loc[3] = [4]
+    task.close()
+    assert list(task.artifacts["train"].get()["a"]) == [1, 2, 3, 4]
+
+    task.unregister_artifact("train")
+    assert task.get_registered_artifacts() == {}
+    with pytest.raises(TypeError, match="pandas DataFrames"):
+        task.register_artifact("x", [1, 2])
+
+
+def test_get_tasks_with_clearmls_task_filter(backend):
+    made = []
+    for name, tags, kind in [
+        ("train_a", ["nlp"], "training"),
+        ("train_b", ["nlp", "big"], "training"),
+        ("eval_a", ["nlp"], "testing"),
+        ("prep", ["cv"], "data_processing"),
+    ]:
+        made.append(Task.create(project_name="filters", task_name=name, task_type=kind))
+        made[-1].set_tags(tags)
+    backend.enqueue(made[1].id, "q")
+
+    def names(**kwargs):
+        return [t.name for t in Task.get_tasks(project_name="filters", **kwargs)]
+
+    assert names(task_name="train") == ["train_b", "train_a"]  # regex, newest first
+    assert names(task_name="^train_a$") == ["train_a"]
+    assert names(task_filter={"status": ["queued"]}) == ["train_b"]
+    assert names(task_filter={"type": ["training", "testing"], "order_by": ["name"]}) == [
+        "eval_a",
+        "train_a",
+        "train_b",
+    ]
+    assert names(tags=["nlp", "-big"]) == ["eval_a", "train_a"]
+    assert names(
+        task_filter={"tags": ["nlp"], "order_by": ["-name"], "page": 1, "page_size": 2}
+    ) == ["eval_a"]
+    assert names(task_filter={"id": [made[3].id, made[0].id]}) == ["prep", "train_a"]
+    task = Task.get_task(
+        project_name="filters", task_filter={"status": ["created"], "tags": ["cv"]}
+    )
+    assert task.name == "prep"
+    assert Task.get_task(project_name="filters", task_name="train_a").name == "train_a"
+    with pytest.raises(ValueError, match="unknown status 'running'"):
+        Task.get_tasks(project_name="filters", task_filter={"status": ["running"]})
+    with pytest.raises(ValueError, match="cannot order by"):
+        Task.get_tasks(project_name="filters", task_filter={"order_by": ["-size"]})

@@ -84,10 +84,14 @@ class PipelineController:
         retry_on_failure: default retry policy of the steps (count or callable).
         force_rerun: ignore every cache (default: ``AGENT_PIPELINE_FORCE_RERUN``).
         default_queue: queue of steps that name none.
+        output_uri: where the pipeline's and its steps' artifacts go (a directory,
+            ``s3://...``, the server); default ``AGENT_FILES_URL``, else the store's.
     """
 
     #: The pipeline this process runs (for ``get_logger`` & co. in debug mode).
     _running: ClassVar[PipelineController | None] = None
+    #: ClearML's ``PipelineController.Node``: what callbacks and ``get_pipeline_dag`` get.
+    Node = Node
 
     def __init__(
         self,
@@ -110,6 +114,7 @@ class PipelineController:
         repo_commit: str | None = None,
         force_rerun: bool | None = None,
         default_queue: str | None = None,
+        output_uri: str | bool | None = None,
         **_clearml_only: Any,
     ):
         self._name = name
@@ -124,6 +129,7 @@ class PipelineController:
         self._retry_on_failure = retry_on_failure
         self._force_rerun = force_rerun
         self._default_queue = default_queue
+        self._output_uri = output_uri if isinstance(output_uri, str) and output_uri else None
         self._function_defaults = {
             "docker": docker,
             "docker_args": docker_args,
@@ -287,6 +293,7 @@ class PipelineController:
         retry_on_failure: int | Callable[..., bool] | RetryPolicy | None = None,
         retry_delay: float | None = None,
         retry_backoff: float | None = None,
+        output_uri: str | bool | None = None,
         **_clearml_only: Any,
     ) -> bool:
         """A step made from a function: its source runs as the step's code.
@@ -327,6 +334,7 @@ class PipelineController:
             post_execute_callback=post_execute_callback,
             parents=list(parents or []),
             local_dir=str(Path(inspect.getsourcefile(function) or ".").resolve().parent),
+            output_uri=output_uri if isinstance(output_uri, str) and output_uri else None,
         )
         self._add_spec(spec)
         return True
@@ -438,6 +446,7 @@ class PipelineController:
             },
             step_requirements=self._step_requirements() if remote else None,
             argv=sys.argv[1:] if remote else None,
+            output_uri=self._output_uri,
         )
 
     def _step_requirements(self) -> dict[str, list[str]]:
@@ -492,6 +501,7 @@ class PipelineController:
             step_task_created_callback=created_cb,
             step_task_completed_callback=completed_cb,
             max_parallel=local_parallelism() if mode == "local" else None,
+            output_uri=self._output_uri,
         )
         run = PipelineRun(backend, task.id, launcher, options, controller=self, args=self._args)
         self._run = run

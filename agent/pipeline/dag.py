@@ -45,12 +45,63 @@ DONE_STATES = frozenset(
 )
 
 
+class StepJob:
+    """``node.job``: the step's task once it exists (ClearML's ``ClearmlJob``)."""
+
+    def __init__(self, node: Node):
+        self._node = node
+        self._task: Any = None
+
+    def __repr__(self) -> str:
+        return f"<StepJob {self._node.name} task={self._node.task_id} {self.status()}>"
+
+    def task_id(self) -> str | None:
+        return self._node.task_id
+
+    @property
+    def task(self) -> Any:
+        """The step's :class:`~agent.sdk.task.Task` (read on first use)."""
+        if self._task is None or self._task.id != self._node.task_id:
+            from agent.sdk.task import Task
+
+            self._task = Task.get_task(self._node.task_id)
+        return self._task
+
+    def status(self) -> str:
+        return self._node.state.value
+
+    def is_running(self) -> bool:
+        return self._node.state in (NodeState.queued, NodeState.in_progress)
+
+    def is_pending(self) -> bool:
+        return self._node.state in (NodeState.pending, NodeState.queued)
+
+    def is_completed(self) -> bool:
+        return self._node.state.is_success
+
+    def is_failed(self) -> bool:
+        return self._node.state is NodeState.failed
+
+    def is_aborted(self) -> bool:
+        return self._node.state is NodeState.stopped
+
+    is_stopped = is_aborted
+
+    def is_cached_task(self) -> bool:
+        return self._node.cached
+
+
 @dataclass(eq=False)
 class Node:
     """One step of a pipeline run: its definition (``spec``) and its run state.
 
-    ``job`` and ``executed`` follow ClearML's node attributes: ``executed`` is the id
-    of the task that produced the step's outputs (the reused one for a cached step).
+    The read-only attributes follow ClearML's ``PipelineController.Node``: ``name``,
+    ``base_task_id``, ``queue``, ``parents``, ``timeout``, ``parameters``,
+    ``configurations``, ``task_overrides``, ``executed`` (the id of the task that produced
+    the step's outputs: the reused one for a cached step), ``job`` (the step's task once
+    created), ``job_type``, ``job_started``, ``job_ended``, ``skip_job``,
+    ``cache_executed_step``, ``return_artifacts``, ``monitor_metrics``,
+    ``monitor_artifacts``, ``monitor_models``, ``output_uri``.
     """
 
     name: str
@@ -66,6 +117,8 @@ class Node:
     cache_key: str | None = None
     status_message: str = ""
     retries: int = 0
+    #: Parameters a ``pre_execute_callback`` changed ({"Section/name": value}).
+    parameter_changes: dict[str, Any] = field(default_factory=dict)
     done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -75,6 +128,71 @@ class Node:
     @property
     def executed(self) -> str | None:
         return self.cached_from or self.task_id
+
+    @property
+    def job(self) -> StepJob | None:
+        if not self.task_id:
+            return None
+        job = self.__dict__.get("_job")
+        if job is None:
+            job = self.__dict__["_job"] = StepJob(self)
+        return job
+
+    @property
+    def base_task_id(self) -> str | None:
+        return getattr(self.spec, "base_task_id", None)
+
+    @property
+    def timeout(self) -> float | None:
+        return getattr(self.spec, "time_limit", None)
+
+    @property
+    def configurations(self) -> dict[str, Any]:
+        return dict(getattr(self.spec, "configuration_overrides", None) or {})
+
+    @property
+    def task_overrides(self) -> dict[str, Any]:
+        return dict(getattr(self.spec, "task_overrides", None) or {})
+
+    @property
+    def job_type(self) -> str:
+        return str(getattr(self.spec, "task_type", "") or "")
+
+    @property
+    def job_started(self) -> float | None:
+        return self.started
+
+    @property
+    def job_ended(self) -> float | None:
+        return self.completed
+
+    @property
+    def skip_job(self) -> bool:
+        return self.state is NodeState.skipped
+
+    @property
+    def cache_executed_step(self) -> bool:
+        return bool(getattr(self.spec, "cache", False))
+
+    @property
+    def return_artifacts(self) -> list[str]:
+        return list(getattr(self.spec, "outputs", None) or [])
+
+    @property
+    def monitor_metrics(self) -> Any:
+        return getattr(self.spec, "monitor_metrics", None)
+
+    @property
+    def monitor_artifacts(self) -> Any:
+        return getattr(self.spec, "monitor_artifacts", None)
+
+    @property
+    def monitor_models(self) -> Any:
+        return getattr(self.spec, "monitor_models", None)
+
+    @property
+    def output_uri(self) -> str | None:
+        return getattr(self.spec, "output_uri", None)
 
     @property
     def parameters(self) -> dict[str, Any]:

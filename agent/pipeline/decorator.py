@@ -165,6 +165,7 @@ class PipelineDecorator(PipelineController):
         time_limit: float | None = None,
         pre_execute_callback: Callable[..., Any] | None = None,
         post_execute_callback: Callable[..., Any] | None = None,
+        output_uri: str | bool | None = None,
         **_clearml_only: Any,
     ) -> Any:
         """Make a function a pipeline component (a step when called in a pipeline).
@@ -191,6 +192,7 @@ class PipelineDecorator(PipelineController):
                 ``retry_delay`` s apart, multiplied by ``retry_backoff`` each time.
             time_limit: seconds the step may run.
             pre_execute_callback, post_execute_callback: as in ``add_step``.
+            output_uri: where the step's artifacts go (default: the pipeline's).
         """
         options = dict(
             return_values=return_values,
@@ -215,6 +217,7 @@ class PipelineDecorator(PipelineController):
             time_limit=time_limit,
             pre_execute_callback=pre_execute_callback,
             post_execute_callback=post_execute_callback,
+            output_uri=output_uri if isinstance(output_uri, str) and output_uri else None,
         )
 
         def decorate(function: Callable[..., Any]) -> Component:
@@ -239,6 +242,7 @@ class PipelineDecorator(PipelineController):
         pipeline_execution_queue: str | None = "services",
         retry_on_failure: int | Callable[..., bool] | RetryPolicy | None = None,
         force_rerun: bool | None = None,
+        output_uri: str | bool | None = None,
         **_clearml_only: Any,
     ) -> Any:
         """Make a function the pipeline's logic; its arguments are the pipeline's ``Args``.
@@ -256,6 +260,7 @@ class PipelineDecorator(PipelineController):
                 (``services``); None runs it here (steps still go to their queues).
             retry_on_failure: default retries of the components.
             force_rerun: ignore caches (default: ``AGENT_PIPELINE_FORCE_RERUN``).
+            output_uri: where the pipeline's and its steps' artifacts go.
         """
         options = dict(
             name=name,
@@ -270,6 +275,7 @@ class PipelineDecorator(PipelineController):
             pipeline_execution_queue=pipeline_execution_queue,
             retry_on_failure=retry_on_failure,
             force_rerun=force_rerun,
+            output_uri=output_uri,
         )
 
         def decorate(function: Callable[..., Any]) -> PipelineFunction:

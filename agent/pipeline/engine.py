@@ -16,6 +16,7 @@ Nodes may be added while the run goes on (the decorator adds one per component c
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -51,6 +52,8 @@ class RunOptions:
     step_task_completed_callback: Callable[..., Any] | None = None
     report_interval: float = 0.05
     max_parallel: int | None = None
+    #: Default ``output_uri`` of the steps (the pipeline's).
+    output_uri: str | None = None
 
 
 class PipelineRun:
@@ -177,8 +180,15 @@ class PipelineRun:
     def _run_node(self, node: Node) -> tuple[NodeState, str]:
         spec = node.spec
         if spec.pre_execute_callback is not None:
-            if spec.pre_execute_callback(self.controller, node, node.parameters) is False:
+            # ClearML's contract: the overrides with their references resolved, which the
+            # callback may change for this run of the step.
+            params = spec.resolved_parameters(self, node)
+            before = copy.deepcopy(params)
+            if spec.pre_execute_callback(self.controller, node, params) is False:
                 return NodeState.skipped, "pre_execute_callback returned False"
+            node.parameter_changes = {
+                k: v for k, v in params.items() if k not in before or before[k] != v
+            }
         definition = spec.prepare(self, node)
         key = definition.runtime.get(step_cache.CACHE_KEY)
         if spec.cache and key and not self.options.force_rerun:
@@ -274,16 +284,16 @@ class PipelineRun:
         source = node.task_id
         if not source:
             return
-        for copy, wanted in (
+        for copier, wanted in (
             (copy_metrics, spec.monitor_metrics),
             (copy_artifacts, spec.monitor_artifacts),
             (copy_models, spec.monitor_models),
         ):
             if wanted:
                 try:
-                    copy(self.backend, source, self.pipeline_id, wanted)
+                    copier(self.backend, source, self.pipeline_id, wanted)
                 except Exception:
-                    logger.exception("step %s: cannot copy %s", node.name, copy.__name__)
+                    logger.exception("step %s: cannot copy %s", node.name, copier.__name__)
 
     def _status_message(self, task_id: str | None) -> str:
         if not task_id:

@@ -49,6 +49,7 @@ def create_pipeline_task(
     descriptions: dict[str, str] | None = None,
     step_requirements: dict[str, list[str]] | None = None,
     argv: list[str] | None = None,
+    output_uri: str | None = None,
 ) -> Task:
     """A new ``created`` controller task for a run of the pipeline.
 
@@ -75,6 +76,7 @@ def create_pipeline_task(
             script=script,
             hyperparams={ARGS_SECTION: {k: to_stored(v) for k, v in args.items()}},
             runtime=runtime,
+            output_uri=output_uri,
         )
     )
 

@@ -83,7 +83,8 @@ def run_component(
     args, kwargs = bind_arguments(function, load_kwargs(backend, task, artifacts))
     with step_task_context(task, backend):
         result = function(*args, **kwargs)
-    for artifact in upload_results(backend, task.id, list(return_values or []), result):
+    outputs = list(return_values or [])
+    for artifact in upload_results(backend, task.id, outputs, result, task.output_uri):
         if artifacts is not None:
             artifacts.add(task.id, artifact)
     return result
@@ -171,8 +172,11 @@ def _signature(function: Callable[..., Any]) -> inspect.Signature:
     return inspect.signature(function)
 
 
-def upload_results(backend: Any, task_id: str, names: list[str], result: Any) -> list[Any]:
-    """Store the function's result as artifacts named by ``names``; their records.
+def upload_results(
+    backend: Any, task_id: str, names: list[str], result: Any, output_uri: str | None = None
+) -> list[Any]:
+    """Store the function's result as artifacts named by ``names`` (at ``output_uri``
+    when the step has one); their records.
 
     Raises:
         ValueError: several names but the result is not a tuple/list of that length.
@@ -180,7 +184,7 @@ def upload_results(backend: Any, task_id: str, names: list[str], result: Any) ->
     if not names:
         return []
     if len(names) == 1:
-        return [upload_value(backend, task_id, names[0], result)]
+        return [upload_value(backend, task_id, names[0], result, output_uri=output_uri)]
     if not isinstance(result, (tuple, list)) or len(result) != len(names):
         got = len(result) if isinstance(result, (tuple, list)) else f"one {type(result).__name__}"
         raise ValueError(
@@ -188,7 +192,7 @@ def upload_results(backend: Any, task_id: str, names: list[str], result: Any) ->
             f"({', '.join(names)}): return a tuple of {len(names)} values"
         )
     return [
-        upload_value(backend, task_id, name, value)
+        upload_value(backend, task_id, name, value, output_uri=output_uri)
         for name, value in zip(names, result, strict=True)
     ]
 

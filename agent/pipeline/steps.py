@@ -114,6 +114,8 @@ class StepSpec:
     pre_execute_callback: Callable[..., Any] | None = None
     post_execute_callback: Callable[..., Any] | None = None
     local_dir: str | None = None
+    #: Where the step's artifacts go (its task's ``output_uri``; None: the default).
+    output_uri: str | None = None
 
     @property
     def outputs(self) -> list[str]:
@@ -121,6 +123,14 @@ class StepSpec:
 
     def references(self) -> list[Reference]:
         return []
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return {}
+
+    def resolved_parameters(self, run: Any, node: Any) -> dict[str, Any]:
+        """The step's parameters with every ``${...}`` replaced by its value."""
+        return dict(self.parameters)
 
     def referenced_steps(self) -> list[str]:
         names: list[str] = []
@@ -141,6 +151,7 @@ class StepSpec:
             parent=run.pipeline_id,
             tags=tags,
             runtime=runtime,
+            output_uri=self.output_uri or run.options.output_uri,
         )
 
 
@@ -241,6 +252,10 @@ class FunctionStep(StepSpec):
     def references(self) -> list[Reference]:
         return find_references(self.kwargs) if self.resolve_references else []
 
+    def resolved_parameters(self, run: Any, node: Any) -> dict[str, Any]:
+        kwargs = self._resolved_kwargs(run, node, for_key=False)
+        return {f"kwargs/{k}": v for k, v in kwargs.items()}
+
     def _resolved_kwargs(self, run: Any, node: Any, for_key: bool) -> dict[str, Any]:
         def output_ref(out: StepOutput) -> Any:
             parent = run.dag[out.step]
@@ -252,6 +267,10 @@ class FunctionStep(StepSpec):
         value = _replace_outputs(self.kwargs, output_ref)
         if self.resolve_references:
             value = substitute(value, resolver)
+        for name, changed in (node.parameter_changes or {}).items():
+            section, _, key = name.partition("/")
+            if section == "kwargs" and key:
+                value[key] = changed  # set by the pre_execute_callback
         if for_key:
             value = map_artifact_refs(
                 value, lambda tid, name: {"sha256": run.artifacts.get(tid, name).sha256}
@@ -334,6 +353,10 @@ class TaskStep(StepSpec):
     def outputs(self) -> list[str]:
         return []
 
+    def resolved_parameters(self, run: Any, node: Any) -> dict[str, Any]:
+        resolver = Resolver(run, node.name, for_key=False)
+        return dict(substitute(self.parameter_override, resolver))
+
     def references(self) -> list[Reference]:
         return (
             find_references(self.parameter_override)
@@ -368,7 +391,8 @@ class TaskStep(StepSpec):
     def _apply(self, run: Any, node: Any, base: Task, for_key: bool) -> Task:
         resolver = Resolver(run, node.name, for_key=for_key)
         task = copy.deepcopy(base)
-        for key, value in substitute(self.parameter_override, resolver).items():
+        overrides = {**substitute(self.parameter_override, resolver), **node.parameter_changes}
+        for key, value in overrides.items():
             section, sep, name = str(key).partition("/")
             if not sep:
                 section, name = "General", key
@@ -405,7 +429,7 @@ class TaskStep(StepSpec):
         task.hyperparams = resolved.hyperparams
         task.configuration = resolved.configuration
         task.container = resolved.container
-        task.output_uri = resolved.output_uri
+        task.output_uri = self.output_uri or resolved.output_uri or run.options.output_uri
         runtime = {k: v for k, v in base.runtime.items() if k not in _RUNTIME_NOT_CLONED}
         runtime = {k: v for k, v in runtime.items() if not str(k).startswith("_")}
         runtime.update(task.runtime)

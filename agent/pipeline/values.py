@@ -61,32 +61,39 @@ def _file_store(url: str, token: str | None):
     return store_for_url(url, token=token)
 
 
-def file_store():
-    """Where artifact blobs go, as for ``Task.upload_artifact``: ``AGENT_FILES_URL``,
-    else the server when one is configured, else ``$AGENT_HOME/files``."""
+def file_store(output_uri: str | None = None):
+    """Where artifact blobs go, as for ``Task.upload_artifact``: the task's
+    ``output_uri`` when given, else ``AGENT_FILES_URL``, else the server when one is
+    configured, else ``$AGENT_HOME/files``."""
     from agent.config import load_settings
 
     settings = load_settings()
-    url = settings.files_url or settings.api_url or str(settings.home / "files")
+    url = output_uri or settings.files_url or settings.api_url or str(settings.home / "files")
     return _file_store(url, settings.api_token)
 
 
 def upload_value(
-    backend: Backend, task_id: str, name: str, value: Any, metadata: dict[str, Any] | None = None
+    backend: Backend,
+    task_id: str,
+    name: str,
+    value: Any,
+    metadata: dict[str, Any] | None = None,
+    output_uri: str | None = None,
 ) -> Artifact:
-    """Store ``value`` as artifact ``name`` of task ``task_id`` and record it.
+    """Store ``value`` as artifact ``name`` of task ``task_id`` (at ``output_uri``, the
+    task's destination, when given) and record it.
 
     JSON values and plain picklable objects go to the store as bytes in one write;
     numpy arrays, DataFrames and files take :func:`agent.sdk.serialization.serialize`'s way.
     """
     encoded = _encode_simple(value)
     if encoded is None:
-        return _upload_serialized(backend, task_id, name, value, metadata)
+        return _upload_serialized(backend, task_id, name, value, metadata, output_uri)
     data, suffix, kind, preview, fmt = encoded
     from agent.files.artifacts import artifact_key
 
     key = artifact_key(task_id, name, f"{name}.{suffix}")
-    uri = file_store().put_bytes(data, key)
+    uri = file_store(output_uri).put_bytes(data, key)
     needs = loading_requirements(pickled_modules(data) if fmt == "pickle" else set())
     artifact = Artifact(
         name=name,
@@ -173,7 +180,12 @@ def _encode_simple(value: Any) -> tuple[bytes, str, str, str, str] | None:
 
 
 def _upload_serialized(
-    backend: Backend, task_id: str, name: str, value: Any, metadata: dict[str, Any] | None
+    backend: Backend,
+    task_id: str,
+    name: str,
+    value: Any,
+    metadata: dict[str, Any] | None,
+    output_uri: str | None = None,
 ) -> Artifact:
     from agent.files.artifacts import store_artifact
     from agent.sdk.serialization import serialize
@@ -188,7 +200,7 @@ def _upload_serialized(
             **(metadata or {}),
         }
         artifact = store_artifact(
-            file_store(),
+            file_store(output_uri),
             task_id,
             name,
             serialized.path,

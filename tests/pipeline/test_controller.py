@@ -241,3 +241,85 @@ def test_steps_fan_out_and_run_concurrently(home, store, tmp_path):
         "double_3",
     ]
     assert artifact_value(store, steps_of(store, pipe.id)["join"].id, "sum") == 10
+
+
+# -- ClearML details that pipeline code touches (issue 8, item 9) ----------------------------
+def test_clearmls_import_paths():
+    from agent.automation import PipelineController as Controller
+    from agent.automation import PipelineDecorator as Decorator
+    from agent.automation.controller import PipelineController as Same
+
+    assert Controller is Same is PipelineController
+    assert Decorator.component and Controller.Node.__name__ == "Node"
+
+
+def test_pre_execute_callback_gets_resolved_overrides_it_may_change(bases, store):
+    seen: dict[str, dict] = {}
+
+    def before(pipeline, node, param_override):
+        seen[node.name] = dict(param_override)
+        assert isinstance(node, PipelineController.Node)
+        assert node.base_task_id == bases[node.name].id and node.job is None
+        if node.name == "load":
+            param_override["General/count"] = 6  # this run of the step counts to 6
+
+    def after(pipeline, node):
+        seen[f"{node.name} done"] = {
+            "executed": node.executed,
+            "job_task": node.job.task_id(),
+            "completed": node.job.is_completed(),
+            "task_name": node.job.task.name,
+            "job_type": node.job_type,
+            "started": node.job_started is not None,
+        }
+
+    pipe = two_steps(bases, pre_execute_callback=before, post_execute_callback=after)
+    pipe._specs["load"].pre_execute_callback = before
+    assert pipe.start_locally(run_pipeline_steps_locally=True)
+    steps = steps_of(store, pipe.id)
+    assert seen["load"] == {"General/count": 4}  # ${pipeline.count}, resolved
+    assert seen["total"]["General/source"] == steps["load"].id  # ${load.id}
+    assert seen["total"]["General/numbers_url"].startswith("file://")  # the artifact's URL
+    assert steps["load"].hyperparams["General"]["count"] == 6
+    assert artifact_value(store, pipe.id, "pipeline_total") == sum(range(6))
+    done = seen["total done"]
+    assert done["executed"] == done["job_task"] == steps["total"].id
+    assert done["completed"] and done["task_name"] == "total" and done["started"]
+    node = pipe.get_pipeline_dag()["total"]
+    assert node.parameters["General/source"] == "${load.id}"  # as given
+    assert node.monitor_artifacts == [("total", "pipeline_total")] and node.parents == ["load"]
+
+
+def test_output_uri_of_pipeline_components_and_task_init_is_where_artifacts_go(
+    home, store, tmp_path
+):
+    from agent.pipeline import PipelineDecorator
+
+    elsewhere, pipeline_dir = tmp_path / "bucket-a", tmp_path / "bucket-b"
+
+    @PipelineDecorator.component(return_values=["x"], output_uri=str(elsewhere))
+    def make():
+        return [1, 2, 3]
+
+    @PipelineDecorator.component(return_values=["y"])
+    def grow(x):
+        return x + [4]
+
+    @PipelineDecorator.pipeline(name="uri", project="ctl", output_uri=str(pipeline_dir))
+    def run():
+        return grow(make())
+
+    PipelineDecorator.debug_pipeline()
+    run()
+    pipe = store.query_tasks(type="controller", name="uri")[0]
+    steps = steps_of(store, pipe.id)
+    assert steps["make"].output_uri == str(elsewhere)
+    assert steps["make"].artifacts["x"].uri.startswith(elsewhere.as_uri())
+    assert steps["grow"].artifacts["y"].uri.startswith(pipeline_dir.as_uri())  # the default
+    assert artifact_value(store, steps["grow"].id, "y") == [1, 2, 3, 4]
+
+    task = Task.init(project_name="ctl", task_name="uri-init", output_uri=str(elsewhere))
+    try:
+        assert task.upload_artifact("z", {"a": 1}).url.startswith(elsewhere.as_uri())
+    finally:
+        task.close()

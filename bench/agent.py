@@ -12,6 +12,10 @@
     the same by hand. Both use the same uv cache, warmed first (``--cold-cache``: a
     fresh empty uv cache for every build, both sides). Target ratio <= 1.2x.
 (d) tasks per minute: ``--tasks`` trivial tasks enqueued at once, one daemon.
+(e) the iris step's environment: the requirements the iris pipeline's ``step_one``
+    records when launched from this Python (pandas, scikit-learn, pinned), built cold by
+    the agent vs ``uv venv`` + ``uv pip install`` by hand (same warm uv cache; target
+    <= 1.2x), then reused warm (target <= 50 ms). Skipped with ``--offline``.
 """
 
 from __future__ import annotations
@@ -45,6 +49,14 @@ TARGETS = {
     "warm env reuse p50": "<= 50 ms",
     "cold build ratio agent / uv by hand": "<= 1.2x",
 }
+
+
+def iris_step_requirements() -> list[str]:
+    """What ``step_one`` of examples/iris_pipeline.py records when launched from here."""
+    sys.path.insert(0, str(REPO_ROOT / "examples"))
+    import iris_pipeline
+
+    return list(iris_pipeline.step_one.packages)
 
 
 # -- helpers ----------------------------------------------------------------------
@@ -293,6 +305,7 @@ def main() -> None:
     parser.add_argument("--build-rounds", type=int, default=6, help="builds per side for (c)")
     parser.add_argument("--offline", action="store_true", help="local wheels, no PyPI")
     parser.add_argument("--cold-cache", action="store_true", help="(c) with empty uv caches")
+    parser.add_argument("--iris-rounds", type=int, default=3, help="builds per side for (e)")
     opts = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="agent-bench-") as tmp:
@@ -306,6 +319,13 @@ def main() -> None:
         agent_times, hand_times = bench_cold_build(
             root / "build", requirements, install, opts.build_rounds, opts.cold_cache
         )
+        iris = None if opts.offline else iris_step_requirements()
+        if iris:
+            print(f"iris step requirements: {' '.join(iris)}", flush=True)
+            iris_agent, iris_hand = bench_cold_build(
+                root / "iris", iris, {}, opts.iris_rounds, False
+            )
+            iris_reuse = bench_warm_reuse(root / "iris-reuse", iris, {}, opts.reuse_rounds)
 
     line, output = daemon["first_line"], daemon["first_output"]
     agent_build, hand_build = statistics.median(agent_times), statistics.median(hand_times)
@@ -336,6 +356,22 @@ def main() -> None:
         ),
         ("trivial tasks per minute, one agent", f"{daemon['per_minute']:.0f}", ""),
     ]
+    if iris:
+        agent_iris, hand_iris = statistics.median(iris_agent), statistics.median(iris_hand)
+        rows += [
+            (f"iris step env, agent (median of {len(iris_agent)})", f"{agent_iris:.2f} s", ""),
+            ("iris step env, uv by hand (same warm uv cache)", f"{hand_iris:.2f} s", ""),
+            (
+                "iris step env ratio agent / uv by hand",
+                f"{agent_iris / hand_iris:.2f}x",
+                TARGETS["cold build ratio agent / uv by hand"],
+            ),
+            (
+                "iris step env warm reuse p50 / p99",
+                f"{ms(statistics.median(iris_reuse))} / {ms(percentile(iris_reuse, 99))}",
+                TARGETS["warm env reuse p50"],
+            ),
+        ]
     print()
     print_table(rows)
 

@@ -139,7 +139,13 @@ def _top_level_entries(dist: object) -> dict[str, Path]:
 
 def view_entries() -> dict[str, Path]:
     """Everything the view holds: the agent's packages, its distribution's metadata, and
-    the SDK's dependencies."""
+    the SDK's dependencies (read once per process: what is installed does not change
+    under a running daemon)."""
+    return dict(_view_entries())
+
+
+@lru_cache(maxsize=1)
+def _view_entries() -> dict[str, Path]:
     entries: dict[str, Path] = {}
     for dist in closure(SDK_REQUIREMENTS):
         entries.update(_top_level_entries(dist))

@@ -42,6 +42,7 @@ from pathlib import Path
 import agent
 from agent.core.errors import AgentError
 from agent.execution.locks import FileLock, file_lock
+from agent.execution.requirements import canonical_name
 
 Log = Callable[[str], None]
 
@@ -95,7 +96,7 @@ def normalize_requirement(requirement: str) -> str:
     match = _NAME.match(requirement)
     if not match:
         return requirement.strip()
-    name = re.sub(r"[-_.]+", "-", match.group(1)).lower()
+    name = canonical_name(match.group(1))
     rest = match.group(2)
     if ";" in rest:  # keep the spaces that environment markers need
         spec, marker = rest.split(";", 1)

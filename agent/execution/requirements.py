@@ -59,7 +59,6 @@ IMPORT_TO_DISTRIBUTION = {
     "hydra": "hydra-core",
     "mpl_toolkits": "matplotlib",
     "pkg_resources": "setuptools",
-    "google.protobuf": "protobuf",
     "slugify": "python-slugify",
     "multipart": "python-multipart",
     "websocket": "websocket-client",
@@ -237,10 +236,10 @@ def requirements_for_modules(
             for dist in dists:
                 line = _pinned(dist)  # "" for the user's own code installed from a path
                 if line:
-                    lines.setdefault(_key(line), line)
+                    lines.setdefault(requirement_name(line), line)
         elif needed and not installed_module(module):
             name = distribution_name(module)
-            lines.setdefault(_key(name), name)
+            lines.setdefault(requirement_name(name), name)
     return sorted(lines.values(), key=str.lower)
 
 
@@ -258,6 +257,16 @@ def detect_script_requirements(script: Path, search_dirs: Sequence[Path] = ()) -
     except OSError:
         return []
     return detect_requirements(source, dirs)
+
+
+def script_requirements(script: Path, home: Path) -> list[str]:
+    """What a script needs, first found wins: the requirements file of its project's
+    directory ``home`` (a repository's root; see :func:`repository_requirements`), else
+    the imports of the script and of the local modules it imports."""
+    listed = repository_requirements(home)
+    if listed is not None:
+        return listed[0]
+    return detect_script_requirements(script, list(dict.fromkeys([script.parent, home])))
 
 
 @functools.lru_cache(maxsize=256)
@@ -296,21 +305,22 @@ def _installed_from_path(dist: object) -> bool:
     return '"dir_info"' in direct or '"file://' in direct
 
 
-def _key(line: str) -> str:
-    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
-    return re.sub(r"[-_.]+", "-", match.group(1)).lower() if match else line
+def canonical_name(name: str) -> str:
+    """PEP 503 form of a distribution name: lower case, runs of ``-_.`` as ``-``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def requirement_name(line: str) -> str:
     """The PEP 503 name of a requirement line (``Scikit_Learn>=1`` -> ``scikit-learn``)."""
-    return _key(line)
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+    return canonical_name(match.group(1)) if match else line
 
 
 def merge_requirements(base: Sequence[str], extra: Sequence[str]) -> list[str]:
     """``base`` with each line of ``extra`` added, replacing a line of the same name."""
-    merged = {_key(line): line for line in base}
+    merged = {requirement_name(line): line for line in base}
     for line in extra:
-        merged[_key(line)] = line
+        merged[requirement_name(line)] = line
     return list(merged.values())
 
 
@@ -369,11 +379,9 @@ def _poetry_version(spec: str) -> str:
     """Poetry's ``^1.2``, ``~1.2``, ``1.2``, ``*`` as PEP 440 specifiers."""
     if spec in ("", "*"):
         return ""
-    if spec[0] in "<>=!," or "," in spec:
+    if spec[0] in "<>=!," or spec.startswith("~=") or "," in spec:
         return spec.replace(" ", "")
-    bound, _, version = ("^", "", spec[1:]) if spec[0] == "^" else ("", "", spec)
-    if spec.startswith("~") and not spec.startswith("~="):
-        bound, version = "~", spec[1:]
+    bound, version = (spec[0], spec[1:]) if spec[0] in "^~" else ("", spec)
     parts = [int(p) if p.isdigit() else 0 for p in version.split(".")]
     if bound == "^":
         first = next((i for i, p in enumerate(parts) if p), len(parts) - 1)
@@ -406,11 +414,10 @@ def environment_freeze() -> list[str]:
     lines: dict[str, str] = {}
     for dist in _metadata().distributions():
         name = dist.metadata["Name"]
-        if not name or _key(name) in skip or _key(name) in lines:
+        key = requirement_name(name) if name else ""
+        if not key or key in skip or key in lines or _installed_from_path(dist):
             continue
-        if _installed_from_path(dist):
-            continue
-        lines[_key(name)] = f"{name}=={dist.version}"
+        lines[key] = f"{name}=={dist.version}"
     return sorted(lines.values(), key=str.lower)
 
 

@@ -30,6 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import agent
+from agent.execution.requirements import canonical_name as canonical
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +46,6 @@ DISTRIBUTION = "pipeline-agent"
 
 _REQ = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?")
 _EXTRA = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
-
-
-def canonical(name: str) -> str:
-    """PEP 503 form of a distribution name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 @dataclass(frozen=True)

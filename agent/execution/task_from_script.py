@@ -20,8 +20,8 @@ from pathlib import Path
 
 from agent.core.errors import InvalidInput
 from agent.core.models import Task, TaskTypes
-from agent.execution.requirements import detect_script_requirements, repository_requirements
-from agent.sdk.script_info import describe_script, git_root
+from agent.execution.requirements import script_requirements
+from agent.sdk.script_info import locate_script
 
 Log = Callable[[str], None]
 
@@ -65,14 +65,17 @@ def task_from_script(
         choices = ", ".join(t.value for t in TaskTypes)
         raise InvalidInput(f"unknown task type {task_type!r}; one of: {choices}") from None
     here = Path(cwd).resolve() if cwd is not None else Path.cwd().resolve()
-    source = describe_script(script, cwd=here, note=note)
-    root = git_root(script.parent) if source.repository else None
-    if root is None:
+    source, home = locate_script(script, cwd=here, note=note)
+    if not source.repository:
         note(
             f"{script.parent} is not in a git repository: only {script.name} travels "
             "(as inline code); other local files will not be there"
         )
-    source.requirements = _requirements(script, packages, root or script.parent)
+    source.requirements = (
+        [p.strip() for p in packages if p.strip()]
+        if packages
+        else script_requirements(script, home)
+    )
     container = {"image": docker or "", "arguments": docker_args or "", "setup_script": ""}
     return Task(
         name=name or script.name,
@@ -82,13 +85,3 @@ def task_from_script(
         container=container,
         runtime={"argv": [str(arg) for arg in args]} if args else {},
     )
-
-
-def _requirements(script: Path, packages: Sequence[str] | None, root: Path) -> list[str]:
-    """``packages``, else the requirements file of ``root``, else the script's imports."""
-    if packages:
-        return [p.strip() for p in packages if p.strip()]
-    listed = repository_requirements(root)
-    if listed is not None:
-        return listed[0]
-    return detect_script_requirements(script, [script.parent, root])

@@ -35,17 +35,6 @@ def split_return_values(return_values: Sequence[str] | str | None) -> list[str]:
 
 
 # -- git ------------------------------------------------------------------------------------
-def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=10,
-        env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"},
-    )
-
-
 def describe_local_repo(path: str | os.PathLike[str]) -> dict[str, str] | None:
     """``describe_repo`` of a local checkout, or None when ``path`` is in no git repository."""
     from agent.execution.repo import RepoError, describe_repo
@@ -104,21 +93,15 @@ def pipeline_script(path: str | os.PathLike[str], warn: bool = False) -> Script:
     ``warn``: tell the user (on stderr) what agents elsewhere will miss (an unpushed
     commit); for pipelines about to run on agents."""
     from agent.execution.requirements import detect_requirements
-    from agent.sdk.script_info import describe_script, git_root
+    from agent.sdk.definition import warn as note
+    from agent.sdk.script_info import locate_script
 
     path = Path(path).resolve()
-    script = describe_script(path, note=_warn if warn else None)
-    root = git_root(path.parent) if script.repository else None
-    search = [path.parent, *([root] if root else [])]
+    script, home = locate_script(path, note=note if warn else None)
+    search = list(dict.fromkeys([path.parent, home]))
     text = path.read_text(encoding="utf-8", errors="replace")
     script.requirements = detect_requirements(controller_code(text), search)
     return script
-
-
-def _warn(line: str) -> None:
-    import sys
-
-    print(f"pipeline-agent: {line}", file=sys.stderr, flush=True)
 
 
 def repo_script(
@@ -137,7 +120,9 @@ def repo_script(
         info = describe_local_repo(local)
         if info is None:
             raise PipelineDefinitionError(f"repo {repo!r} is not a git repository")
-        root = Path(_git(local.resolve(), "rev-parse", "--show-toplevel").stdout.strip())
+        from agent.sdk.script_info import git_root
+
+        root = git_root(local.resolve()) or local.resolve()
         script = Script(
             repository=info["repository"],
             branch=info["branch"],

@@ -160,32 +160,30 @@ def warn(line: str) -> None:
 def running_script() -> Script:
     """The :class:`Script` of the running program, with its requirements: what an agent
     needs to run it again (empty fields for a REPL or ``-c``)."""
-    from agent.sdk.script_info import describe_script, git_root, main_script_path
+    from agent.sdk.script_info import locate_script, main_script_path
 
     path = main_script_path()
     if path is None:
         return Script(entry_point="", working_dir=os.getcwd(), requirements=script_requirements())
-    script = describe_script(path, note=warn)
-    root = git_root(path.parent) if script.repository else None
-    script.requirements = script_requirements(path, root or path.parent)
+    script, home = locate_script(path, note=warn)
+    script.requirements = script_requirements(path, home)
     return script
 
 
-def script_requirements(path: Path | None = None, root: Path | None = None) -> list[str]:
+def script_requirements(path: Path | None = None, home: Path | None = None) -> list[str]:
     """A script's requirements, first found wins: ``force_requirements_env_freeze``
-    (its file, else every installed distribution), the repository's
-    ``requirements.txt`` / ``pyproject.toml``, the imports of the script and of the local
-    modules it imports. ``Task.add_requirements`` lines go on top."""
+    (its file, else every installed distribution), then
+    :func:`agent.execution.requirements.script_requirements` (the requirements file of
+    the project's directory ``home``, else the imports). ``Task.add_requirements`` lines
+    go on top."""
     from agent.execution import requirements as reqs
 
     if requested.file:
         base = reqs.read_requirements_file(requested.file)
     elif requested.freeze:
         base = reqs.environment_freeze()
-    elif root is not None and (listed := reqs.repository_requirements(root)) is not None:
-        base = listed[0]
     elif path is not None:
-        base = reqs.detect_script_requirements(path, [path.parent, *([root] if root else [])])
+        base = reqs.script_requirements(path, home or path.parent)
     else:
         base = []
     merged = reqs.merge_requirements(base, requested.packages)

@@ -58,18 +58,31 @@ def describe_script(
         with_git: False stores the script's code even inside a git work tree.
         note: receives what the user should know (untracked files, an unpushed commit).
     """
+    return locate_script(path, cwd, with_git, note)[0]
+
+
+def locate_script(
+    path: str | os.PathLike[str],
+    cwd: str | os.PathLike[str] | None = None,
+    with_git: bool = True,
+    note: Note | None = None,
+) -> tuple[Script, Path]:
+    """:func:`describe_script`, and the directory the script's project lives in: the
+    repository's root when the code travels as a repository, else the script's own
+    directory (where a requirements file and the user's own modules are looked for)."""
     path = Path(path).resolve()
     note = note or (lambda _line: None)
     root = git_root(path.parent) if with_git else None
     if root is not None:
         script = _from_repository(path, root, cwd, note)
         if script is not None:
-            return script
-    return Script(
+            return script, root
+    inline = Script(
         entry_point=path.name,
         working_dir=".",
         code=path.read_text(encoding="utf-8", errors="replace"),
     )
+    return inline, path.parent
 
 
 def _from_repository(path: Path, root: Path, cwd: Any, note: Note) -> Script | None:

@@ -37,6 +37,7 @@ from agent.sdk.definition import (
     running_script,
     script_for_create,
     task_type_value,
+    warn,
 )
 from agent.sdk.lifecycle import LifecycleMixin
 from agent.sdk.parameters import ParametersMixin, to_stored
@@ -495,11 +496,11 @@ class Task(ParametersMixin, ArtifactsMixin, LifecycleMixin):
             if target._record.status != TaskStatus.created.value:
                 target._record = self._backend.set_status(target.id, TaskStatus.created.value)
             where = "left as a template (created): clone or enqueue it to run it"
-        _note(f"task {target.id} {where} (follow it with `agent logs {target.id} --follow`)")
+        warn(f"task {target.id} {where} (follow it with `agent logs {target.id} --follow`)")
         if exit_process:
             if clone:
                 self._leave_here(f"continued remotely as task {target.id}")
-            _note("leaving the local process: the run goes on remotely")
+            warn("leaving the local process: the run goes on remotely")
             _leave_process()
         return target
 
@@ -720,12 +721,6 @@ def bind_current_task(task_id: str) -> Iterator[Task]:
 
 
 # -- helpers --------------------------------------------------------------------------------
-def _note(line: str) -> None:
-    import sys
-
-    print(f"pipeline-agent: {line}", file=sys.stderr, flush=True)
-
-
 def _leave_process() -> None:
     """Exit with code 0: ``sys.exit`` in the main thread (cleanups run), else at once."""
     import sys

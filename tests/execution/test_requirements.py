@@ -96,6 +96,7 @@ def test_poetry_dependencies(tmp_path: Path) -> None:
         'requests = "~2.31"\n'
         'click = "*"\n'
         'rich = "13.7.0"\n'
+        'tqdm = "~=4.66"\n'
         'pandas = { version = "^0.25", extras = ["parquet"] }\n'
         'mylib = { path = "../mylib" }\n'
     )
@@ -104,6 +105,7 @@ def test_poetry_dependencies(tmp_path: Path) -> None:
         "requests>=2.31,<2.32",
         "click",
         "rich==13.7.0",
+        "tqdm~=4.66",
         "pandas[parquet]>=0.25,<0.26",
     ]
 

@@ -4,6 +4,7 @@ The public SDK, under ClearML's names::
 
     from agent import Task, TaskTypes, Logger, StorageManager
     from agent import PipelineController, PipelineDecorator
+    from agent import OutputModel, InputModel, Model, Dataset
 
 Every name is imported on first use (PEP 562), so ``import agent`` stays light:
 no store, HTTP client, numpy or pandas until something needs them.
@@ -24,10 +25,18 @@ _LAZY = {
     "StorageManager": "agent.files.storage_manager",
     "PipelineController": "agent.pipeline",
     "PipelineDecorator": "agent.pipeline",
+    "Model": "agent.sdk.model",
+    "InputModel": "agent.sdk.model",
+    "OutputModel": "agent.sdk.model",
+    "Dataset": "agent.datasets",
 }
 
 __all__ = [
+    "Dataset",
+    "InputModel",
     "Logger",
+    "Model",
+    "OutputModel",
     "PipelineController",
     "PipelineDecorator",
     "StorageManager",
@@ -38,9 +47,11 @@ __all__ = [
 
 if TYPE_CHECKING:
     from agent.core.models import TaskTypes
+    from agent.datasets import Dataset
     from agent.files.storage_manager import StorageManager
     from agent.pipeline import PipelineController, PipelineDecorator
     from agent.sdk.logger import Logger
+    from agent.sdk.model import InputModel, Model, OutputModel
     from agent.sdk.task import Task
 
 

@@ -142,6 +142,50 @@ class Artifact:
     created: float = 0.0
 
 
+@dataclass
+class Model:
+    """A registered model: weights (one file, or a zipped folder) and what describes them.
+
+    ClearML's model record: ``task`` is the task that made it (None for an imported
+    one); ``uri``/``sha256``/``size``/``filename`` say where the weights are, content-
+    addressed (see :mod:`agent.files.blobs`); ``design`` is the configuration text;
+    ``labels`` maps class names to ids; ``package`` is True for a zipped folder.
+    """
+
+    id: str = field(default_factory=new_id)
+    name: str = ""
+    project: str = ""
+    framework: str = ""
+    task: str | None = None
+    uri: str = ""
+    sha256: str = ""
+    size: int = 0
+    filename: str = ""
+    package: bool = False
+    tags: list[str] = field(default_factory=list)
+    comment: str = ""
+    design: str = ""
+    labels: dict[str, int] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    iteration: int | None = None
+    published: bool = False
+    archived: bool = False
+    created: float = 0.0
+    last_update: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+#: Model fields that ``update_model`` may change.
+MODEL_UPDATABLE_FIELDS = frozenset(
+    {
+        "name", "project", "framework", "uri", "sha256", "size", "filename", "package",
+        "tags", "comment", "design", "labels", "metadata", "iteration", "published", "archived",
+    }
+)  # fmt: skip
+
+
 def _container() -> dict[str, Any]:
     return {"image": "", "arguments": "", "setup_script": ""}
 
@@ -262,6 +306,10 @@ class LogLine:
 
 def artifact_from_dict(data: dict[str, Any]) -> Artifact:
     return _from_dict(Artifact, data)
+
+
+def model_from_dict(data: dict[str, Any]) -> Model:
+    return _from_dict(Model, data)
 
 
 def worker_from_dict(data: dict[str, Any]) -> Worker:

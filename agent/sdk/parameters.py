@@ -398,6 +398,11 @@ class ParametersMixin:
             TypeError: ``mutable`` is not a dict or an object with attributes.
             ValueError: a stored value cannot be cast to the type the code uses.
         """
+        from agent.sdk.model import BaseModel
+
+        if isinstance(mutable, BaseModel):  # InputModel: an input, OutputModel: an output
+            mutable.connect(self, name)  # type: ignore[attr-defined]
+            return mutable
         section = name or default_section(mutable)
         local = {n: to_stored(v) for n, (_, v) in params_of(mutable).items()}
         hyperparams = self._fresh().hyperparams

@@ -45,6 +45,7 @@ from agent.sdk.parameters import ParametersMixin, to_stored
 if TYPE_CHECKING:
     from agent.sdk.capture import OutputCapture
     from agent.sdk.logger import Logger
+    from agent.sdk.model import ModelList
     from agent.store.base import Backend
 
 #: Environment variable an agent sets in every task process it starts.
@@ -654,6 +655,14 @@ class Task(ParametersMixin, ArtifactsMixin, LifecycleMixin):
         return {k: v for k, v in self._fresh().runtime.items() if not str(k).startswith("_")}
 
     # -- reports ------------------------------------------------------------------------
+    @property
+    def models(self) -> dict[str, ModelList]:
+        """The task's models: ``{"input": [...], "output": [...]}``; each list is in the
+        order the models were linked and is indexed by name too (``["output"]["best"]``)."""
+        from agent.sdk.model import task_models
+
+        return task_models(self._backend, self._fresh().runtime)
+
     def get_logger(self) -> Logger:
         """The :class:`~agent.sdk.logger.Logger` of this task."""
         if self._logger is None:

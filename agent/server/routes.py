@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 
-from agent.core.models import Artifact, Task
+from agent.core.models import Artifact, Model, Task
 from agent.server import schemas as s
 from agent.store.sql import SqlBackend
 
@@ -31,6 +31,7 @@ def make_api_router(backend: SqlBackend) -> APIRouter:
     _worker_routes(router, backend)
     _metric_routes(router, backend)
     _artifact_routes(router, backend)
+    _model_routes(router, backend)
     return router
 
 
@@ -217,3 +218,38 @@ def task_from_body(body: s.TaskIn) -> Task:
     if data["id"] is None:
         del data["id"]
     return Task.from_dict(data)
+
+
+def _model_routes(router: APIRouter, backend: SqlBackend) -> None:
+    @router.post("/models", tags=["models"])
+    def create_model(body: s.ModelIn) -> dict[str, Any]:
+        return backend.create_model(Model(**body.model_dump())).to_dict()
+
+    @router.get("/models", tags=["models"])
+    def query_models(
+        project: Annotated[str | None, Query(max_length=255)] = None,
+        name: Annotated[str | None, Query(max_length=255)] = None,
+        task: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+        ids: Annotated[list[str] | None, Query(max_length=1000)] = None,
+        sha256: Annotated[str | None, Query(max_length=64)] = None,
+        only_published: bool = False,
+        include_archived: bool = False,
+        limit: Annotated[int | None, Query(ge=0, le=100_000)] = None,
+    ) -> dict[str, Any]:
+        models = backend.query_models(
+            project, name, task, ids, sha256, only_published, include_archived, limit
+        )
+        return {"models": [m.to_dict() for m in models]}
+
+    @router.get("/models/{model_id}", tags=["models"])
+    def get_model(model_id: TaskId) -> dict[str, Any]:
+        return backend.get_model(model_id).to_dict()
+
+    @router.patch("/models/{model_id}", tags=["models"])
+    def update_model(model_id: TaskId, body: s.ModelUpdate) -> dict[str, Any]:
+        return backend.update_model(model_id, **body.model_dump(exclude_unset=True)).to_dict()
+
+    @router.delete("/models/{model_id}", tags=["models"], status_code=204)
+    def delete_model(model_id: TaskId) -> Response:
+        backend.delete_model(model_id)
+        return Response(status_code=204)

@@ -193,3 +193,36 @@ class ArtifactIn(Body):
     preview: Text = ""
     metadata: JsonObject = Field(default_factory=dict)
     created: Seconds = 0.0
+
+
+class ModelFields(Body):
+    """What a model record may say (its id and timestamps are the store's to set)."""
+
+    name: Name = ""
+    project: Name = ""
+    framework: Annotated[str, Field(max_length=64)] = ""
+    uri: Text = ""
+    sha256: Annotated[str, Field(max_length=64)] = ""
+    size: int = Field(default=0, ge=0, le=2**63 - 1)
+    filename: Name = ""
+    package: bool = False
+    tags: list[Name] = Field(default_factory=list, max_length=1000)
+    comment: Text = ""
+    design: Text = ""
+    labels: dict[Name, Int32] = Field(default_factory=dict)
+    metadata: JsonObject = Field(default_factory=dict)
+    iteration: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
+    published: bool = False
+    archived: bool = False
+
+
+class ModelIn(ModelFields):
+    id: Id
+    task: Id | None = None
+    created: Seconds = 0.0
+
+
+class ModelUpdate(ModelFields):
+    """``PATCH /models/{id}``: only the fields sent change; an unknown field is refused."""
+
+    model_config = ConfigDict(extra="forbid")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from agent.core.models import Artifact, LogLine, Queue, Task, Worker
+from agent.core.models import Artifact, LogLine, Model, Queue, Task, Worker
 
 #: Seconds a claim's lease lasts unless the worker's heartbeat renews it.
 DEFAULT_LEASE_S = 60.0
@@ -187,6 +187,32 @@ class Backend(Protocol):
 
     def find_artifact_by_hash(self, sha256: str) -> Artifact | None:
         """Any artifact with that content hash (dedup of blobs)."""
+
+    # -- models -----------------------------------------------------------
+    def create_model(self, model: Model) -> Model:
+        """Register a model (its id is the caller's); stamps ``created``/``last_update``."""
+
+    def get_model(self, model_id: str) -> Model:
+        """The model with that id. Raises NotFound."""
+
+    def update_model(self, model_id: str, **fields: Any) -> Model:
+        """Change fields of :data:`~agent.core.models.MODEL_UPDATABLE_FIELDS`."""
+
+    def query_models(
+        self,
+        project: str | None = None,
+        name: str | None = None,
+        task: str | None = None,
+        ids: Sequence[str] | None = None,
+        sha256: str | None = None,
+        only_published: bool = False,
+        include_archived: bool = False,
+        limit: int | None = None,
+    ) -> list[Model]:
+        """Models matching every filter given, the last updated first."""
+
+    def delete_model(self, model_id: str) -> None:
+        """Forget a model (its blob stays: other models may share it)."""
 
     def close(self) -> None:
         """Release connections."""

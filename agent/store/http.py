@@ -49,11 +49,13 @@ from agent.core.errors import (
 from agent.core.models import (
     Artifact,
     LogLine,
+    Model,
     Queue,
     Task,
     Worker,
     artifact_from_dict,
     logline_from_dict,
+    model_from_dict,
     queue_from_dict,
     worker_from_dict,
 )
@@ -392,8 +394,52 @@ class HttpBackend:
         data = self._call("GET", path, idempotent=True)
         return artifact_from_dict(data["artifact"]) if data["artifact"] else None
 
+    # -- models -------------------------------------------------------------
+    def create_model(self, model: Model) -> Model:
+        body = dataclasses.asdict(model)
+        # a retried create finds the model made by the first try (ids are fresh uuids)
+        return model_from_dict(self._call("POST", "/models", body=body, idempotent=True))
+
+    def get_model(self, model_id: str) -> Model:
+        return model_from_dict(self._call("GET", _model_path(model_id), idempotent=True))
+
+    def update_model(self, model_id: str, **fields: Any) -> Model:
+        data = self._call("PATCH", _model_path(model_id), body=fields, idempotent=True)
+        return model_from_dict(data)
+
+    def query_models(
+        self,
+        project: str | None = None,
+        name: str | None = None,
+        task: str | None = None,
+        ids: Sequence[str] | None = None,
+        sha256: str | None = None,
+        only_published: bool = False,
+        include_archived: bool = False,
+        limit: int | None = None,
+    ) -> list[Model]:
+        if ids is not None and not ids:
+            return []
+        given = {"project": project, "name": name, "task": task, "sha256": sha256, "limit": limit}
+        params: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        if ids is not None:
+            params["ids"] = list(ids)
+        if only_published:
+            params["only_published"] = "true"
+        if include_archived:
+            params["include_archived"] = "true"
+        data = self._call("GET", "/models", params=params, idempotent=True)
+        return [model_from_dict(item) for item in data["models"]]
+
+    def delete_model(self, model_id: str) -> None:
+        self._call("DELETE", _model_path(model_id), idempotent=True)
+
 
 # -- helpers ---------------------------------------------------------------------------
+def _model_path(model_id: str) -> str:
+    return f"/models/{quote(str(model_id), safe='')}"
+
+
 def _transport(url: str, token: str | None, connect_timeout: float) -> JsonTransport:
     """The connection pool to ``url``, with what requests would take from the
     environment (proxies and NO_PROXY, the CA bundle, ~/.netrc), read once."""

@@ -155,3 +155,32 @@ artifacts = Table(
     Column("created", Float, nullable=False),
     Index("ix_artifacts_sha", "sha256"),
 )
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(255), nullable=False, default=""),
+    Column("project", String(255), nullable=False, default=""),
+    Column("framework", String(64), nullable=False, default=""),
+    # the task that made the model; a model outlives its task, as in ClearML
+    Column("task", ID),
+    Column("uri", Text, nullable=False, default=""),
+    Column("sha256", String(64), nullable=False, default=""),
+    Column("size", BigInteger, nullable=False, default=0),
+    Column("filename", String(255), nullable=False, default=""),
+    Column("package", Integer, nullable=False, default=0),
+    Column("tags", JSON, nullable=False),
+    Column("comment", Text, nullable=False, default=""),
+    Column("design", Text, nullable=False, default=""),
+    Column("labels", JSON, nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("iteration", BigInteger),
+    Column("published", Integer, nullable=False, default=0),
+    Column("archived", Integer, nullable=False, default=0),
+    Column("created", Float, nullable=False),
+    Column("last_update", Float, nullable=False),
+    Index("ix_models_project_name", "project", "name"),
+    Index("ix_models_task", "task"),
+    Index("ix_models_sha", "sha256"),
+)

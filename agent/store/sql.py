@@ -50,6 +50,7 @@ from agent.core.models import (
 )
 from agent.store.base import DEFAULT_LEASE_S, UPDATABLE_FIELDS
 from agent.store.bell import Bell, Listener
+from agent.store.model_registry import ModelRegistry
 from agent.store.sqlite_catalog import STATEMENTS as CATALOG
 from agent.store.tx import SQLITE_PRAGMAS, AlchemyTx, SqlitePool, Tx, query_name
 from agent.store.wakeups import ClaimSignals, ClaimWaiter, PollBackoff
@@ -124,7 +125,7 @@ def _flock(path: str) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
-class SqlBackend:
+class SqlBackend(ModelRegistry):
     """The :class:`~agent.store.base.Backend` over SQLAlchemy Core."""
 
     def __init__(self, url: str):

@@ -7,6 +7,10 @@ See ``agent.store.statements.sqlite_catalog`` for what each entry holds.
 
 # fmt: off
 DDL = [
+    'CREATE TABLE IF NOT EXISTS models (\n\tid VARCHAR(64) NOT NULL, \n\tname VARCHAR(255) NOT NULL, \n\tproject VARCHAR(255) NOT NULL, \n\tframework VARCHAR(64) NOT NULL, \n\ttask VARCHAR(64), \n\turi TEXT NOT NULL, \n\tsha256 VARCHAR(64) NOT NULL, \n\tsize BIGINT NOT NULL, \n\tfilename VARCHAR(255) NOT NULL, \n\tpackage INTEGER NOT NULL, \n\ttags JSON NOT NULL, \n\tcomment TEXT NOT NULL, \n\tdesign TEXT NOT NULL, \n\tlabels JSON NOT NULL, \n\tmetadata JSON NOT NULL, \n\titeration BIGINT, \n\tpublished INTEGER NOT NULL, \n\tarchived INTEGER NOT NULL, \n\tcreated FLOAT NOT NULL, \n\tlast_update FLOAT NOT NULL, \n\tPRIMARY KEY (id)\n)',
+    'CREATE INDEX IF NOT EXISTS ix_models_project_name ON models (project, name)',
+    'CREATE INDEX IF NOT EXISTS ix_models_sha ON models (sha256)',
+    'CREATE INDEX IF NOT EXISTS ix_models_task ON models (task)',
     'CREATE TABLE IF NOT EXISTS projects (\n\tname VARCHAR(255) NOT NULL, \n\tcreated FLOAT NOT NULL, \n\tPRIMARY KEY (name)\n)',
     'CREATE TABLE IF NOT EXISTS queues (\n\tid VARCHAR(64) NOT NULL, \n\tname VARCHAR(255) NOT NULL, \n\tcreated FLOAT NOT NULL, \n\tPRIMARY KEY (id), \n\tUNIQUE (name)\n)',
     'CREATE TABLE IF NOT EXISTS tasks (\n\tid VARCHAR(64) NOT NULL, \n\tname VARCHAR(255) NOT NULL, \n\tproject VARCHAR(255) NOT NULL, \n\ttype VARCHAR(32) NOT NULL, \n\tstatus VARCHAR(32) NOT NULL, \n\tparent VARCHAR(64), \n\ttags JSON NOT NULL, \n\tcomment TEXT NOT NULL, \n\tscript JSON NOT NULL, \n\thyperparams JSON NOT NULL, \n\tconfiguration JSON NOT NULL, \n\tcontainer JSON NOT NULL, \n\truntime JSON NOT NULL, \n\tcreated FLOAT NOT NULL, \n\tstarted FLOAT, \n\tcompleted FLOAT, \n\tlast_update FLOAT NOT NULL, \n\tworker VARCHAR(255), \n\tqueue VARCHAR(255), \n\tstatus_message TEXT NOT NULL, \n\toutput_uri TEXT, \n\tlease_expires FLOAT, \n\tPRIMARY KEY (id)\n)',

@@ -65,3 +65,23 @@ def test_script_under_agent_over_http(server: LiveServer, run_script):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip()) == {"epochs": 4}
     assert task.artifacts["out"].get() == {"epochs": 4}
+
+
+def test_models_over_http(server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from agent import InputModel, Model, OutputModel
+
+    task = Task.create(project_name="http", task_name="train")
+    weights = tmp_path / "model.pkl"
+    weights.write_bytes(b"w" * 1000)
+    model = OutputModel(task=task, name="m", framework="ScikitLearn")
+    model.update_weights(weights, auto_delete_file=False)
+    assert model.url.startswith(server.url + "/api/v1/files/blobs/sha256/")
+
+    monkeypatch.setenv("AGENT_HOME", str(tmp_path / "other-machine"))
+    reset_backends()
+    got = InputModel(model_id=model.id)
+    local = Path(got.get_weights())
+    assert local.read_bytes() == b"w" * 1000
+    assert str(local).startswith(str(tmp_path / "other-machine"))
+    assert [m.id for m in Model.query_models(project_name="http")] == [model.id]
+    assert Task.get_task(task.id).models["output"]["m"].framework == "ScikitLearn"

@@ -15,7 +15,6 @@ blob is an error that names what it belongs to (``what``: "model 'resnet' file
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import stat
@@ -174,8 +173,3 @@ def _missing(what: str, uri: str) -> NotFound:
 def _make_read_only(path: Path) -> None:
     with contextlib.suppress(OSError):
         os.chmod(path, _READ_ONLY)
-
-
-def hash_bytes(data: bytes) -> str:
-    """Hex sha256 of ``data``."""
-    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,1 @@
+from tests.sdk.conftest import agent_home, backend, run_script  # noqa: F401

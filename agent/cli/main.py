@@ -22,6 +22,7 @@ from agent.cli.cluster import queues_command, workers_command
 from agent.cli.control import abort_command, clone_command, enqueue_command
 from agent.cli.lazy import LazyCommand, LazyGroup
 from agent.cli.logs import logs_command
+from agent.cli.registry import datasets_command, models_command
 from agent.cli.task_commands import show_command, tasks_command
 from agent.core.errors import AgentError
 
@@ -156,6 +157,8 @@ for _command in (
     clone_command,
     queues_command,
     workers_command,
+    models_command,
+    datasets_command,
 ):
     cli.add_command(_command)
 

@@ -92,22 +92,45 @@ def tasks_command(
 
 @click.command("show")
 @click.argument("task_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the full task record as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full record as JSON.")
 def show_command(task_id: str, as_json: bool) -> None:
-    """Show one task in full; for a pipeline, its DAG too.
+    """Show one task (or model) in full; for a pipeline, its DAG too.
 
     The readable form shows fields, hyperparameters, configuration names,
-    artifacts and runtime properties; --json prints the whole record. TASK_ID is the full id or a unique prefix of it (at least 4 characters).
+    artifacts, input and output models, a dataset version's files and what changed
+    from its parents, and runtime properties; --json prints the whole record (with
+    "models", and "dataset" for a dataset version). TASK_ID is the full id or a
+    unique prefix of it (at least 4 characters); a model's id shows the model.
 
     \b
     Examples:
       agent show 3f2a1b4c
       agent show 3f2a --json | jq .hyperparams
     """
-    task = find_task(current_backend(), task_id)
+    from agent.cli import registry_view as rv
+    from agent.core.errors import NotFound
+
+    backend = current_backend()
+    try:
+        task = find_task(backend, task_id)
+    except NotFound:
+        model = rv.find_model(backend, task_id.strip())
+        if model is None:
+            raise
+        if as_json:
+            echo_json(model.to_dict())
+        else:
+            make_console().print(rv.render_model(model))
+        return
+    models = rv.task_models(backend, task)
+    dataset = rv.dataset_details(backend, task)
     if as_json:
-        echo_json(task.to_dict())
+        data = {**task.to_dict(), "models": models}
+        if dataset is not None:
+            data["dataset"] = dataset
+        echo_json(data)
         return
     from agent.cli.task_view import render_task
 
-    make_console().print(render_task(task))
+    extra = [rv.models_section(models), rv.dataset_section(dataset) if dataset else None]
+    make_console().print(render_task(task, extra=[e for e in extra if e is not None]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -25,13 +26,17 @@ from agent.core.models import Task
 PIPELINE_KEY = "pipeline"
 
 
-def render_task(task: Task, now: float | None = None) -> RenderableType:
-    """Fields, hyperparameters, configuration names, artifacts, runtime and the DAG."""
+def render_task(
+    task: Task, now: float | None = None, extra: Sequence[RenderableType] = ()
+) -> RenderableType:
+    """Fields, hyperparameters, configuration names, artifacts, ``extra`` sections (models,
+    a dataset's files), runtime and the DAG."""
     parts: list[RenderableType] = [_fields(task, now)]
     if task.status_message:
         style = "red" if task.status == "failed" else "yellow"
         parts.append(Text.assemble(("status message: ", "bold"), (task.status_message, style)))
-    for section in (_hyperparams(task), _configuration(task), _artifacts(task), _runtime(task)):
+    sections = (_hyperparams(task), _configuration(task), _artifacts(task), *extra, _runtime(task))
+    for section in sections:
         if section is not None:
             parts += [Text(""), section]
     dag = pipeline_dag(task)
@@ -139,7 +144,12 @@ def _artifacts(task: Task) -> Table | None:
 
 
 def _runtime(task: Task) -> Table | None:
-    values = {k: v for k, v in task.runtime.items() if k != PIPELINE_KEY}
+    # the DAG, model links and a dataset's summary have sections of their own
+    values = {
+        k: v
+        for k, v in task.runtime.items()
+        if k not in (PIPELINE_KEY, "dataset") and not k.startswith("models/")
+    }
     if not values:
         return None
     table = Table(title="Runtime", title_justify="left")

@@ -130,26 +130,22 @@ def copy_artifacts(backend: Backend, step_task_id: str, pipeline_id: str, spec: 
             backend.add_artifact(pipeline_id, dataclasses.replace(artifact, name=target))
 
 
-def is_model(artifact: Any) -> bool:
-    metadata = artifact.metadata or {}
-    return artifact.type == "model" or bool(metadata.get("model"))
-
-
 def copy_models(backend: Backend, step_task_id: str, pipeline_id: str, spec: Any) -> None:
     """``monitor_models``: [name], [(name, new_name)], ``"model_*"`` (the lexicographically
-    last match) or ``"*"`` (the last created model)."""
-    import dataclasses
+    last match) or ``"*"`` (the last linked model): the step's output models become
+    output models of the pipeline task (links to the same models, nothing copied)."""
+    from agent.sdk.model import link_model, model_links
 
-    models = {n: a for n, a in backend.get_artifacts(step_task_id).items() if is_model(a)}
+    models = model_links(backend.get_task(step_task_id).runtime, "output")
     for source, target in _pairs(spec):
         if source == "*":
-            picked = max(models.values(), key=lambda a: a.created, default=None)
+            names = list(models)[-1:]
         elif any(ch in source for ch in "*?["):
-            names = sorted(n for n in models if fnmatch.fnmatchcase(n, source))
-            picked = models[names[-1]] if names else None
+            names = sorted(n for n in models if fnmatch.fnmatchcase(n, source))[-1:]
         else:
-            picked = models.get(source)
-        if picked is None:
+            names = [source] if source in models else []
+        if not names:
+            logger.warning("monitor_models: step %s has no output model %r", step_task_id, source)
             continue
-        name = picked.name if target == source and any(ch in source for ch in "*?[") else target
-        backend.add_artifact(pipeline_id, dataclasses.replace(picked, name=name))
+        name = names[0] if target == source and any(ch in source for ch in "*?[") else target
+        link_model(backend, pipeline_id, "output", name, models[names[0]])

@@ -54,18 +54,12 @@ def pipeline_sdk_task() -> Any:
 
 
 def upload_model(model_name: str, model_local_path: str, upload_uri: str | None = None) -> Any:
-    """Store a model file as an artifact of type ``model`` of the pipeline task."""
-    from agent.files.artifacts import store_artifact
-    from agent.files.base import store_for_url
-    from agent.pipeline.values import file_store
-    from agent.store.factory import get_backend
+    """Register a model file as output model ``model_name`` of the pipeline task."""
+    from agent.sdk.model import OutputModel
 
-    pipeline_id = pipeline_task_id()
-    store = store_for_url(upload_uri) if upload_uri else file_store()
-    artifact = store_artifact(
-        store, pipeline_id, model_name, model_local_path, type="model", metadata={"model": True}
-    )
-    return get_backend().add_artifact(pipeline_id, artifact)
+    model = OutputModel(task=pipeline_sdk_task(), name=model_name)
+    model.update_weights(model_local_path, upload_uri=upload_uri, auto_delete_file=False)
+    return model
 
 
 def forget() -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from agent import TaskTypes
+from agent import Task, TaskTypes
 from agent.automation.controller import PipelineDecorator
 from tests.pipeline.support import artifact_value, pipeline_tasks, steps_of
 
@@ -32,7 +35,7 @@ def evaluate_model(numbers, offset: int = 0):
     import os
     import tempfile
 
-    from agent import Task
+    from agent import OutputModel, Task
 
     task = Task.current_task()
     logger = task.get_logger()
@@ -43,7 +46,7 @@ def evaluate_model(numbers, offset: int = 0):
         path = os.path.join(tempfile.mkdtemp(), "weights.json")
         with open(path, "w") as fh:
             json.dump({"version": version}, fh)
-        task.upload_artifact(f"weights_{version}", path, metadata={"model": True})
+        OutputModel(task=task, name=f"weights_{version}").update_weights(path)
     return double_it(sum(numbers)) + offset, "w"
 
 
@@ -92,7 +95,7 @@ def test_component_arguments_end_up_on_the_step_task(home, store, mode):
     assert step.hyperparams["kwargs"]["numbers"] == {
         "__artifact__": {"task_id": steps["numbers_from"].id, "name": "numbers"}
     }
-    assert sorted(step.artifacts) == ["score", "table", "weights", "weights_1", "weights_2"]
+    assert sorted(step.artifacts) == ["score", "table", "weights"]
     assert artifact_value(store, step.id, "score") == 13
     assert steps["numbers_from"].script.requirements[0].startswith("numpy==")
     # a non-JSON argument travels as an artifact of the pipeline task
@@ -102,9 +105,11 @@ def test_component_arguments_end_up_on_the_step_task(home, store, mode):
     scalars = store.get_scalars(pipe.id)
     assert scalars["eval"]["score"] == [(0, 13.0)]
     assert scalars["summary"]["final_loss"] == [(0, 0.25)]
-    pipe_artifacts = store.get_artifacts(pipe.id)
     assert artifact_value(store, pipe.id, "pipeline_table") == {"rows": 4}
-    assert "weights_2" in pipe_artifacts and "weights_1" not in pipe_artifacts
+    pipe_models = Task.get_task(pipe.id).models["output"]
+    assert pipe_models.keys() == ["weights_2"]
+    weights = json.loads(Path(pipe_models["weights_2"].get_weights()).read_text())
+    assert weights == {"version": 2}
     assert artifact_value(store, pipe.id, "summary") == "sum=23"
     queues = {n["name"]: n["queue"] for n in pipe.runtime["pipeline"]["nodes"]}
     assert queues["evaluate"] == "gpu"

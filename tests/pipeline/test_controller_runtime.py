@@ -127,8 +127,11 @@ def test_a_step_uploads_a_model_to_the_pipeline(home, store, tmp_path):
     pipe = PipelineController(name="models", project="ctl")
     pipe.add_function_step("train", save_model, {"path": str(tmp_path / "w.bin")}, ["status"])
     assert pipe.start_locally(run_pipeline_steps_locally=True)
-    model = store.get_artifacts(pipe.id)["final_weights"]
-    assert model.type == "model" and model.metadata["model"] is True
+    from agent import Task
+
+    model = Task.get_task(pipe.id).models["output"]["final_weights"]
+    assert Path(model.get_weights()).read_text() == "weights"
+    assert (tmp_path / "w.bin").exists()  # the user's file stays
 
 
 @PipelineDecorator.component(return_values=["thread"])

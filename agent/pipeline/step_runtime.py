@@ -207,6 +207,9 @@ def step_task_context(task: Task, backend: Any = None) -> Iterator[None]:
     except ImportError:  # an SDK without a session: the step still runs
         yield
         return
+    from agent.sdk import frameworks
+
+    frameworks.connect(True)  # a step's saved models register as ClearML's do
     sdk_task = SdkTask(task, backend)
     previous = session.swap_current(sdk_task)
     try:

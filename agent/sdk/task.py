@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from agent.core.errors import NotFound
 from agent.core.models import Task as TaskRecord
 from agent.core.models import TaskStatus, TaskTypes
-from agent.sdk import argparse_binding, session
+from agent.sdk import argparse_binding, frameworks, session
 from agent.sdk.artifacts import ArtifactsMixin
 from agent.sdk.definition import (
     INIT_MARK,
@@ -114,7 +114,10 @@ class Task(ParametersMixin, ArtifactsMixin, LifecycleMixin):
             auto_connect_arg_parser: record what ``argparse`` parses in section ``Args``
                 (under an agent, the stored values win); a dict leaves arguments out
                 (``{"seed": False}``); False turns it off.
-            auto_connect_frameworks, auto_resource_monitoring: accepted for ClearML code.
+            auto_connect_frameworks: register models that joblib.dump, torch.save and
+                pickle.dump save to files as output models of the task (ClearML's dict
+                form picks frameworks: ``{"pytorch": False}``); False turns it off.
+            auto_resource_monitoring: accepted for ClearML code.
             auto_connect_streams: ClearML's name for ``capture_output``.
 
         Returns:
@@ -143,6 +146,7 @@ class Task(ParametersMixin, ArtifactsMixin, LifecycleMixin):
             session.set_current(task)
             session.install_hooks()
             argparse_binding.connect_task(task, auto_connect_arg_parser)
+            frameworks.connect(auto_connect_frameworks)
         if capture_output is None:
             capture_output = auto_connect_streams and not attach_id
         if capture_output:

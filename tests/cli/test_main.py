@@ -16,7 +16,9 @@ from agent.cli.lazy import LazyCommand, LazyGroup
 from agent.cli.main import PLUGIN_COMMANDS, AgentCLI, cli
 from agent.core.errors import Conflict
 
-BUILTIN = ["abort", "clone", "enqueue", "logs", "queues", "show", "tasks", "workers"]
+BUILTIN = [
+    "abort", "clone", "datasets", "enqueue", "logs", "models", "queues", "show", "tasks", "workers",
+]  # fmt: skip
 PLUGINS = ["build", "daemon", "execute", "run", "server"]
 
 

@@ -111,3 +111,89 @@ def test_an_undeclared_import_fails_with_a_clear_message_on_a_bare_node(remote, 
     assert step.script.requirements == []
     assert "No module named 'sklearn'" in step.status_message
     assert "packages=['scikit-learn']" in step.status_message
+
+
+DATA_PIPELINE = """
+from agent.automation.controller import PipelineDecorator
+
+
+@PipelineDecorator.component(return_values=["dataset_id"], cache=False)
+def make_dataset():
+    import os
+    import tempfile
+
+    import pandas as pd
+    from sklearn.datasets import load_iris
+
+    from agent import Dataset
+
+    folder = tempfile.mkdtemp()
+    iris = load_iris()
+    frame = pd.DataFrame(iris.data, columns=iris.feature_names).assign(target=iris.target)
+    frame.to_csv(os.path.join(folder, "iris.csv"), index=False)
+    dataset = Dataset.create(dataset_name="iris", dataset_project="bare")
+    dataset.add_files(folder)
+    dataset.finalize(auto_upload=True)
+    return dataset.id
+
+
+@PipelineDecorator.component(return_values=["accuracy"], monitor_models=["*"])
+def train(dataset_id):
+    import os
+
+    import joblib
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from agent import Dataset
+
+    folder = Dataset.get(dataset_id=dataset_id).get_local_copy()
+    frame = pd.read_csv(os.path.join(folder, "iris.csv"))
+    X, y = frame.drop(columns=["target"]), frame["target"]
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    joblib.dump(model, "iris_model.pkl")  # registered as the step's output model
+    return float(model.score(X, y))
+
+
+@PipelineDecorator.pipeline(name="data to model", project="bare", version="1")
+def main():
+    print("accuracy", train(make_dataset()))
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.timeout(600)
+def test_a_dataset_version_trains_a_model_that_the_pipeline_reports(remote, tmp_path):
+    """Step one makes a dataset version; step two trains on its local copy on another
+    node, and the model that ``joblib.dump`` saved is registered and reported upward."""
+    import joblib
+
+    from agent import Dataset, InputModel
+
+    repo = make_repo(tmp_path / "repo", {"pipe.py": textwrap.dedent(DATA_PIPELINE)})
+    pipeline_id = _launch(remote, repo / "pipe.py")
+    pipe = wait_finished(remote.store, pipeline_id, 540)
+    assert pipe.status == "completed", f"{pipe.status_message}\n{remote.logs()}"
+    steps = steps_of(remote.store, pipe.id)
+    assert any(r.startswith("joblib==") for r in steps["train"].script.requirements)
+
+    dataset_id = artifact_value(remote.store, steps["make_dataset"].id, "dataset_id")
+    dataset = Dataset.get(dataset_id=dataset_id)
+    assert dataset.list_files() == ["iris.csv"] and dataset.is_final()
+
+    [model] = remote.store.query_models(task=steps["train"].id)
+    assert model.name == "train - iris_model" and model.framework == "ScikitLearn"
+    pipeline_models = remote.store.query_models(ids=list(_output_links(remote, pipe.id)))
+    assert [m.id for m in pipeline_models] == [model.id]  # monitor_models=["*"]
+    fitted = joblib.load(InputModel(model_id=model.id).get_weights())
+    accuracy = artifact_value(remote.store, steps["train"].id, "accuracy")
+    assert accuracy > 0.9 and fitted.n_features_in_ == 4
+
+
+def _output_links(remote, task_id: str) -> list[str]:
+    from agent.sdk.model import model_links
+
+    return list(model_links(remote.store.get_task(task_id).runtime, "output").values())

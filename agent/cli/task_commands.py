@@ -97,7 +97,7 @@ def show_command(task_id: str, as_json: bool) -> None:
     """Show one task (or model) in full; for a pipeline, its DAG too.
 
     The readable form shows fields, hyperparameters, configuration names,
-    artifacts, input and output models, a dataset version's files and what changed
+    artifacts, the last/min/max of each scalar series, input and output models, a dataset version's files and what changed
     from its parents, and runtime properties; --json prints the whole record (with
     "models", and "dataset" for a dataset version). TASK_ID is the full id or a
     unique prefix of it (at least 4 characters); a model's id shows the model.
@@ -130,7 +130,12 @@ def show_command(task_id: str, as_json: bool) -> None:
             data["dataset"] = dataset
         echo_json(data)
         return
-    from agent.cli.task_view import render_task
+    from agent.cli.task_view import render_task, scalars_section
+    from agent.core.metrics import last_metrics
 
-    extra = [rv.models_section(models), rv.dataset_section(dataset) if dataset else None]
+    extra = [
+        scalars_section(last_metrics(backend.get_scalars(task.id))),
+        rv.models_section(models),
+        rv.dataset_section(dataset) if dataset else None,
+    ]
     make_console().print(render_task(task, extra=[e for e in extra if e is not None]))

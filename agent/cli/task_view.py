@@ -126,6 +126,24 @@ def _configuration(task: Task) -> Text | None:
     return Text.assemble(("Configuration: ", "bold"), names)
 
 
+def scalars_section(summary: dict[str, dict[str, dict[str, float]]]) -> Table | None:
+    """The last, smallest and largest value of each reported series (NaN shown as NaN)."""
+    if not summary:
+        return None
+    table = Table(title="Scalars", title_justify="left")
+    for header in ("title", "series", "last", "min", "max"):
+        table.add_column(header, justify="right" if header in ("last", "min", "max") else "left")
+    for title, series in summary.items():
+        for name, values in series.items():
+            table.add_row(title, name, *(_number(values[k]) for k in ("last", "min", "max")))
+    return table
+
+
+def _number(value: float) -> str:
+    text = f"{value:.6g}"
+    return {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}.get(text, text)
+
+
 def _artifacts(task: Task) -> Table | None:
     if not task.artifacts:
         return None

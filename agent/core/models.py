@@ -8,13 +8,14 @@ the ``--json`` output of the CLI all speak the same shape.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from agent.core.errors import IllegalTransition
+from agent.core.errors import IllegalTransition, InvalidInput
 
 
 def new_id() -> str:
@@ -322,3 +323,34 @@ def queue_from_dict(data: dict[str, Any]) -> Queue:
 
 def logline_from_dict(data: dict[str, Any]) -> LogLine:
     return _from_dict(LogLine, data)
+
+
+#: JSON has no NaN or infinities: over HTTP a non-finite scalar travels as one of these.
+NON_FINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+
+def scalar_number(value: Any) -> float:
+    """A reported scalar as a float (NaN and infinities included).
+
+    Raises:
+        InvalidInput: ``value`` is not a number.
+    """
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"scalar value {value!r} is not a number") from None
+
+
+def scalar_to_json(value: Any) -> float | str:
+    """A scalar value as standard JSON: non-finite ones as "NaN", "Infinity", "-Infinity"."""
+    number = scalar_number(value)
+    if math.isfinite(number):
+        return number
+    return "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
+
+
+def scalar_from_json(value: float | str) -> float:
+    """The inverse of :func:`scalar_to_json`."""
+    if isinstance(value, str):
+        return NON_FINITE[value]
+    return float(value)

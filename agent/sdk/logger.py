@@ -16,7 +16,6 @@ import math
 import os
 import threading
 import time
-import warnings
 import weakref
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -37,6 +36,8 @@ _log = logging.getLogger("agent.sdk")
 _live: weakref.WeakSet[Logger] = weakref.WeakSet()
 _atexit_registered = False
 _registry_lock = threading.Lock()
+#: What non-finite scalars are reported as, once set_reporting_*_value chose it.
+_stand_ins: dict[str, float] = {}
 
 
 class Logger:
@@ -69,18 +70,27 @@ class Logger:
     def report_scalar(self, title: str, series: str, value: float, iteration: int) -> None:
         """Record ``value`` of ``title``/``series`` at ``iteration``.
 
-        NaN and infinities are not stored (the store refuses them); a warning says so.
+        NaN and infinities are recorded as they are (a diverging loss shows as NaN), unless
+        :meth:`set_reporting_nan_value` / :meth:`set_reporting_inf_value` chose a stand-in.
         """
         number = float(value)
         if not math.isfinite(number):
-            warnings.warn(
-                f"report_scalar({title!r}, {series!r}, iteration={iteration}): "
-                f"{number} is not a finite number and was not recorded",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            return
+            number = self._stand_in(number)
         self._add(self._scalars, (str(title), str(series), int(iteration), number))
+
+    @classmethod
+    def set_reporting_nan_value(cls, value: float, warn_period: int = 1000) -> None:
+        """Report NaN scalars as ``value`` (ClearML's switch; by default NaN is kept)."""
+        _stand_ins["nan"] = float(value)
+
+    @classmethod
+    def set_reporting_inf_value(cls, value: float, warn_period: int = 1000) -> None:
+        """Report infinite scalars as ``value`` (by default they are kept)."""
+        _stand_ins["inf"] = float(value)
+
+    @staticmethod
+    def _stand_in(number: float) -> float:
+        return _stand_ins.get("nan" if math.isnan(number) else "inf", number)
 
     def report_single_value(self, name: str, value: float) -> None:
         """A one-off metric (accuracy of the final model, ...): title ``Summary``, iteration 0."""

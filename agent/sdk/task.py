@@ -696,6 +696,14 @@ class Task(ParametersMixin, ArtifactsMixin, LifecycleMixin):
             for title, series in self._backend.get_scalars(self.id).items()
         }
 
+    def get_last_scalar_metrics(self) -> dict[str, dict[str, dict[str, float]]]:
+        """``{title: {series: {"last": v, "min": v, "max": v}}}`` of what was reported
+        (ClearML's shape). "last" may be NaN; "min"/"max" are over the finite values."""
+        from agent.core.metrics import last_metrics
+
+        self.flush()
+        return last_metrics(self._backend.get_scalars(self.id))
+
     def get_reported_plots(self) -> list[dict[str, Any]]:
         """``[{title, series, iteration, figure}]`` in report order."""
         self.flush()

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 
-from agent.core.models import Artifact, Model, Task
+from agent.core.models import Artifact, Model, Task, scalar_from_json, scalar_to_json
 from agent.server import schemas as s
 from agent.store.sql import SqlBackend
 
@@ -172,13 +172,22 @@ def _metric_routes(router: APIRouter, backend: SqlBackend) -> None:
 
     @router.post("/tasks/{task_id}/scalars", tags=["metrics"])
     def report_scalars(task_id: TaskId, body: s.ScalarReport) -> dict[str, Any]:
-        points = [(p.title, p.series, p.iteration, p.value) for p in body.points]
+        points = [(p.title, p.series, p.iteration, scalar_from_json(p.value)) for p in body.points]
         backend.report_scalars(task_id, points)
         return {"count": len(points)}
 
     @router.get("/tasks/{task_id}/scalars", tags=["metrics"])
     def get_scalars(task_id: TaskId) -> dict[str, Any]:
-        return {"scalars": backend.get_scalars(task_id)}
+        scalars = backend.get_scalars(task_id)
+        return {
+            "scalars": {
+                title: {
+                    name: [(i, scalar_to_json(v)) for i, v in points]
+                    for name, points in series.items()
+                }
+                for title, series in scalars.items()
+            }
+        }
 
     @router.post("/tasks/{task_id}/plots", tags=["metrics"])
     def report_plot(task_id: TaskId, body: s.PlotIn) -> dict[str, Any]:

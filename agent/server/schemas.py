@@ -8,7 +8,7 @@ task: :class:`TaskUpdate`).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -170,7 +170,8 @@ class ScalarPoint(Body):
     title: Name
     series: Name
     iteration: Int32
-    value: float = Field(allow_inf_nan=False)
+    #: JSON has no NaN or infinities: a diverging loss comes as one of the three strings.
+    value: Annotated[float, Field(allow_inf_nan=False)] | Literal["NaN", "Infinity", "-Infinity"]
 
 
 class ScalarReport(Body):

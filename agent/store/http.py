@@ -57,6 +57,8 @@ from agent.core.models import (
     logline_from_dict,
     model_from_dict,
     queue_from_dict,
+    scalar_from_json,
+    scalar_to_json,
     worker_from_dict,
 )
 from agent.store.base import DEFAULT_LEASE_S
@@ -353,7 +355,12 @@ class HttpBackend:
     def report_scalars(self, task_id: str, points: Iterable[tuple[str, str, int, float]]) -> None:
         body = {
             "points": [
-                {"title": title, "series": series, "iteration": iteration, "value": value}
+                {
+                    "title": title,
+                    "series": series,
+                    "iteration": iteration,
+                    "value": scalar_to_json(value),
+                }
                 for title, series, iteration, value in points
             ]
         }
@@ -363,7 +370,8 @@ class HttpBackend:
         data = self._call("GET", _task_path(task_id, "scalars"), idempotent=True)["scalars"]
         return {
             title: {
-                name: [(int(i), float(v)) for i, v in points] for name, points in series.items()
+                name: [(int(i), scalar_from_json(v)) for i, v in points]
+                for name, points in series.items()
             }
             for title, series in data.items()
         }

@@ -126,7 +126,9 @@ scalars = Table(
     Column("title", String(255), nullable=False),
     Column("series", String(255), nullable=False),
     Column("iteration", Integer, nullable=False),
-    Column("value", Float, nullable=False),
+    # NULL is NaN (SQLite cannot store a NaN; infinities it can). Stores made before NaN
+    # was recorded have NOT NULL here: agent.store.tx / SqlBackend upgrade them on open.
+    Column("value", Float, nullable=True),
     Index("ix_scalars_task", "task_id", "title", "series", "iteration"),
 )
 

@@ -46,6 +46,7 @@ from agent.core.models import (
     Worker,
     new_id,
     now,
+    scalar_number,
     transition,
 )
 from agent.store.base import DEFAULT_LEASE_S, UPDATABLE_FIELDS
@@ -203,12 +204,24 @@ class SqlBackend(ModelRegistry):
         for attempt in range(5):
             try:
                 t.metadata.create_all(self.engine)
+                self._upgrade_schema()
                 return
             except (sa.exc.OperationalError, sa.exc.IntegrityError):
                 # Two processes creating the schema at once: the loser retries.
                 if attempt == 4:
                     raise
                 time.sleep(0.1 * (attempt + 1))
+
+    def _upgrade_schema(self) -> None:
+        """PostgreSQL stores made before NaN scalars were recorded: ``value`` nullable.
+        (A SQLite file is upgraded by :meth:`SqlitePool.create_schema`; an in-memory one
+        is always new.)"""
+        if self.is_sqlite:
+            return
+        columns = sa.inspect(self.engine).get_columns("scalars")
+        if any(c["name"] == "value" and not c["nullable"] for c in columns):
+            with self.engine.begin() as conn:
+                conn.execute(sa.text("ALTER TABLE scalars ALTER COLUMN value DROP NOT NULL"))
 
     # -- plumbing -----------------------------------------------------------
     @contextmanager
@@ -884,8 +897,9 @@ class SqlBackend(ModelRegistry):
         with self._read() as conn:
             self._require(conn, task_id)
             for r in conn.execute(query).mappings():
+                value = _NAN if r["value"] is None else r["value"]
                 result.setdefault(r["title"], {}).setdefault(r["series"], []).append(
-                    (r["iteration"], r["value"])
+                    (r["iteration"], value)
                 )
         return result
 
@@ -1064,13 +1078,14 @@ def _log_text(text: Any) -> str:
     return str(text).replace("\x00", "\ufffd")
 
 
-def _scalar_value(value: Any) -> float:
-    number = float(value)
-    if not math.isfinite(number):
-        # SQLite stores NaN as NULL (the column is NOT NULL) and JSON has no inf: refuse
-        # both on every backend alike rather than fail on one.
-        raise InvalidInput(f"scalar value {number} is not a finite number")
-    return number
+_NAN = float("nan")
+
+
+def _scalar_value(value: Any) -> float | None:
+    """A scalar's column value: NaN is stored as NULL (SQLite has no NaN; PostgreSQL
+    does, but one encoding serves both), infinities as they are."""
+    number = scalar_number(value)
+    return None if math.isnan(number) else number
 
 
 def _validate_task(task: Task) -> None:

@@ -175,6 +175,12 @@ def _decode(entry: tuple, cursor: sqlite3.Cursor, row: tuple) -> Row:
     return out
 
 
+def _scalars_value_not_null(conn: sqlite3.Connection) -> bool:
+    """Whether the store predates NaN scalars (``scalars.value`` NOT NULL)."""
+    columns = conn.execute("PRAGMA table_info(scalars)").fetchall()
+    return any(name == "value" and notnull for _, name, _, notnull, *_ in columns)
+
+
 class SqlitePool:
     """Raw sqlite3 connections to one database file, reused across calls and threads.
 
@@ -220,19 +226,32 @@ class SqlitePool:
             conn.execute("COMMIT")
 
     def schema_complete(self) -> bool:
-        """Whether every table and index of the schema exists (a read: no write lock, so
-        a store opens while another process writes, and a read-only store opens)."""
+        """Whether every table and index of the schema exists and is current (a read: no
+        write lock, so a store opens while another process writes, and a read-only store
+        opens)."""
         with self._connection() as conn:
             rows = conn.execute("SELECT name FROM sqlite_master").fetchall()
-        return _SCHEMA_NAMES <= {name for (name,) in rows}
+            complete = _SCHEMA_NAMES <= {name for (name,) in rows}
+            return complete and not _scalars_value_not_null(conn)
 
     def create_schema(self) -> None:
-        """Create what is missing of the schema (tables, indexes), in one transaction:
-        run under the store's write locks, two processes may both try."""
+        """Create what is missing of the schema (tables, indexes) and upgrade what is
+        older, in one transaction: run under the store's write locks, two processes may
+        both try."""
         with self._connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
+            rebuild = _scalars_value_not_null(conn)
+            if rebuild:  # SQLite cannot drop a NOT NULL: the table is made anew
+                conn.execute("ALTER TABLE scalars RENAME TO scalars_before_nan")
+                conn.execute("DROP INDEX IF EXISTS ix_scalars_task")
             for statement in DDL:
                 conn.execute(statement)
+            if rebuild:
+                conn.execute(
+                    "INSERT INTO scalars (task_id, title, series, iteration, value) "
+                    "SELECT task_id, title, series, iteration, value FROM scalars_before_nan"
+                )
+                conn.execute("DROP TABLE scalars_before_nan")
             conn.execute("COMMIT")
 
     def forget(self) -> None:

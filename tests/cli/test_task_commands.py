@@ -162,3 +162,13 @@ def test_full_id_of_any_length_resolves(invoke, make_task):
     odd = make_task(id="xy", name="short id")
     assert json.loads(invoke("show", "xy", "--json").stdout)["name"] == "short id"
     assert odd.id == "xy"
+
+
+def test_show_lists_scalars_with_nan(invoke, backend, make_task):
+    task = make_task(name="fit", project="p")
+    backend.report_scalars(task.id, [("loss", "train", 0, 0.5), ("loss", "train", 1, float("nan"))])
+    result = invoke("show", task.id)
+    assert result.exit_code == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if " train " in line)
+    cells = [c.strip() for c in row.split("│") if c.strip()]
+    assert cells[-5:] == ["loss", "train", "NaN", "0.5", "0.5"], row

@@ -111,3 +111,22 @@ def test_current_logger(backend):
     assert Logger.current_logger() is None
     task = Task.init(project_name="p", task_name="t", capture_output=False)
     assert Logger.current_logger() is task.get_logger()
+
+
+def test_a_diverging_loss_is_recorded_as_nan_and_summarized(task, backend, monkeypatch):
+    logger = task.get_logger()
+    for i, value in enumerate([1.0, 0.5, 0.25, float("nan"), float("inf")]):
+        logger.report_scalar("loss", "train", value, i)
+    logger.report_scalar("loss", "val", np.float64("nan"), 0)
+    y = task.get_reported_scalars()["loss"]["train"]["y"]
+    assert y[:3] == [1.0, 0.5, 0.25] and np.isnan(y[3]) and y[4] == float("inf")
+    last = task.get_last_scalar_metrics()
+    assert last["loss"]["train"] == {"last": float("inf"), "min": 0.25, "max": float("inf")}
+    assert all(np.isnan(v) for v in last["loss"]["val"].values())
+
+    from agent.sdk import logger as logger_module
+
+    monkeypatch.setattr(logger_module, "_stand_ins", {})
+    Logger.set_reporting_nan_value(0.0)  # ClearML's switch: a stand-in for NaN
+    logger.report_scalar("loss", "train", float("nan"), 5)
+    assert task.get_reported_scalars()["loss"]["train"]["y"][5] == 0.0

@@ -17,12 +17,14 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.sdk import capture, plots
+from agent.sdk import capture, media, plots
 
 if TYPE_CHECKING:
+    from agent.files.base import FileStore
     from agent.store.base import Backend
 
 #: Seconds between background sends.
@@ -44,10 +46,15 @@ class Logger:
     """Reports of one task (ClearML's ``Logger``); get it with ``task.get_logger()``."""
 
     def __init__(
-        self, task_id: str, backend: Backend, flush_interval: float = FLUSH_INTERVAL_S
+        self,
+        task_id: str,
+        backend: Backend,
+        flush_interval: float = FLUSH_INTERVAL_S,
+        file_store: Callable[[], FileStore] | None = None,
     ) -> None:
         self.task_id = task_id
         self._backend = backend
+        self._file_store = file_store
         self._interval = flush_interval
         self._lock = threading.Lock()  # guards the buffers
         self._send_lock = threading.Lock()  # one send at a time keeps report order
@@ -191,6 +198,158 @@ class Logger:
         item = (str(title), str(series), int(iteration or 0), plots.plotly_figure(figure))
         self._add(self._plots, item)
 
+    def report_confusion_matrix(
+        self,
+        title: str,
+        series: str,
+        matrix: Any,
+        iteration: int | None = None,
+        xaxis: str | None = None,
+        yaxis: str | None = None,
+        xlabels: Sequence[str] | None = None,
+        ylabels: Sequence[str] | None = None,
+        yaxis_reversed: bool = False,
+        comment: str | None = None,
+        extra_layout: dict[str, Any] | None = None,
+    ) -> None:
+        """A heatmap of a 2-D matrix (a confusion matrix: rows true, columns predicted)."""
+        figure = plots.confusion_matrix_figure(
+            title, series, matrix, xaxis, yaxis, xlabels, ylabels, yaxis_reversed, comment,
+            extra_layout,
+        )  # fmt: skip
+        self.report_plotly(title, series, figure, iteration)
+
+    def report_matrix(
+        self, title: str, series: str, matrix: Any, iteration: int, **kw: Any
+    ) -> None:
+        """ClearML's older name of :meth:`report_confusion_matrix`."""
+        self.report_confusion_matrix(title, series, matrix, iteration, **kw)
+
+    def report_surface(
+        self,
+        title: str,
+        series: str,
+        matrix: Any,
+        iteration: int | None = None,
+        xaxis: str | None = None,
+        yaxis: str | None = None,
+        zaxis: str | None = None,
+        xlabels: Sequence[str] | None = None,
+        ylabels: Sequence[str] | None = None,
+        camera: Sequence[float] | None = None,
+        comment: str | None = None,
+        extra_layout: dict[str, Any] | None = None,
+    ) -> None:
+        """A 3-D surface of a 2-D matrix of heights."""
+        figure = plots.surface_figure(
+            title, series, matrix, xaxis, yaxis, zaxis, xlabels, ylabels, camera, comment,
+            extra_layout,
+        )  # fmt: skip
+        self.report_plotly(title, series, figure, iteration)
+
+    def report_scatter3d(
+        self,
+        title: str,
+        series: str,
+        scatter: Any,
+        iteration: int | None = None,
+        xaxis: str | None = None,
+        yaxis: str | None = None,
+        zaxis: str | None = None,
+        labels: Sequence[str] | None = None,
+        mode: str = "markers",
+        fill: bool = False,
+        comment: str | None = None,
+        extra_layout: dict[str, Any] | None = None,
+    ) -> None:
+        """A 3-D scatter from (x, y, z) triples."""
+        figure = plots.scatter3d_figure(
+            title, series, scatter, xaxis, yaxis, zaxis, labels, mode, fill, comment,
+            extra_layout,
+        )  # fmt: skip
+        self.report_plotly(title, series, figure, iteration)
+
+    def report_image(
+        self,
+        title: str,
+        series: str,
+        iteration: int | None = None,
+        local_path: str | os.PathLike[str] | None = None,
+        image: Any = None,
+        matrix: Any = None,
+        max_image_history: int | None = None,
+        delete_after_upload: bool = False,
+        url: str | None = None,
+    ) -> None:
+        """An image (a debug sample): a file at ``local_path``, a numpy array or PIL image
+        as ``image`` (``matrix`` is ClearML's older name), or an ``url`` recorded as it is.
+
+        The file is stored in the task's file store when this is called (so a file that
+        is overwritten next iteration is sampled as it was); ``max_image_history`` is
+        accepted for ClearML's signature, and every sample is kept.
+        """
+        picture = image if image is not None else matrix
+        data = media.image_bytes(picture) if picture is not None else None
+        extension = ".png" if data is not None else None
+        self._report_sample(title, series, iteration, local_path, data, url, extension)
+        if delete_after_upload and local_path is not None:
+            Path(local_path).unlink(missing_ok=True)
+
+    def report_media(
+        self,
+        title: str,
+        series: str,
+        iteration: int | None = None,
+        local_path: str | os.PathLike[str] | None = None,
+        stream: Any = None,
+        file_extension: str | None = None,
+        max_history: int | None = None,
+        delete_after_upload: bool = False,
+        url: str | None = None,
+    ) -> None:
+        """Audio, video, HTML or any file as a debug sample: ``local_path``, a binary or
+        text ``stream`` (its type from ``file_extension``), or an ``url``."""
+        data = None
+        if stream is not None:
+            content = stream.read()
+            data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
+        self._report_sample(title, series, iteration, local_path, data, url, file_extension)
+        if delete_after_upload and local_path is not None:
+            Path(local_path).unlink(missing_ok=True)
+
+    def report_matplotlib_figure(
+        self,
+        title: str,
+        series: str,
+        figure: Any,
+        iteration: int | None = None,
+        report_image: bool = False,
+        report_interactive: bool = True,
+    ) -> None:
+        """A matplotlib figure (or ``pyplot`` itself, for its current figure), rendered to a
+        PNG: a plot, or a debug sample with ``report_image=True``."""
+        kind = media.DEBUG_SAMPLE if report_image else media.PLOT_IMAGE
+        data = media.figure_png(figure)
+        self._report_sample(title, series, iteration, None, data, None, ".png", kind)
+
+    def _report_sample(
+        self,
+        title: str,
+        series: str,
+        iteration: int | None,
+        local_path: str | os.PathLike[str] | None,
+        data: bytes | None,
+        url: str | None,
+        extension: str | None,
+        kind: str = media.DEBUG_SAMPLE,
+    ) -> None:
+        store = self._file_store() if self._file_store is not None else _default_store()
+        record = media.store_sample(
+            store, str(title), kind=kind, local_path=local_path, data=data, url=url,
+            file_extension=extension,
+        )  # fmt: skip
+        self._add(self._plots, (str(title), str(series), int(iteration or 0), record))
+
     # -- sending ------------------------------------------------------------------
     def flush(self) -> None:
         """Send everything reported so far, now."""
@@ -275,6 +434,12 @@ class Logger:
                 self.flush()
             except Exception as exc:  # the loop's boundary: keep reporting, retry next time
                 _log.warning("cannot send reports of task %s (will retry): %s", self.task_id, exc)
+
+
+def _default_store() -> FileStore:
+    from agent.sdk.model import default_file_store
+
+    return default_file_store()
 
 
 def _level_name(level: int | str) -> str:

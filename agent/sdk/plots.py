@@ -166,3 +166,144 @@ def plotly_figure(figure: Any) -> dict[str, Any]:
             f"report_plotly needs a plotly figure or a dict, not {type(figure).__name__}"
         )
     return jsonable(figure)
+
+
+def confusion_matrix_figure(
+    title: str,
+    series: str,
+    matrix: Any,
+    xaxis: str | None = None,
+    yaxis: str | None = None,
+    xlabels: Sequence[str] | None = None,
+    ylabels: Sequence[str] | None = None,
+    yaxis_reversed: bool = False,
+    comment: str | None = None,
+    extra_layout: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A heatmap of a 2-D ``matrix`` (rows are y, columns x), labelled as given."""
+    z = _matrix(matrix, "report_confusion_matrix")
+    trace: dict[str, Any] = {"type": "heatmap", "name": series, "z": z}
+    if xlabels:
+        trace["x"] = list(xlabels)
+    if ylabels:
+        trace["y"] = list(ylabels)
+    fig_layout = layout(title, xaxis, yaxis, **_with_comment(extra_layout, comment))
+    if yaxis_reversed:
+        fig_layout.setdefault("yaxis", {})["autorange"] = "reversed"
+    return {"data": [jsonable(trace)], "layout": fig_layout}
+
+
+def surface_figure(
+    title: str,
+    series: str,
+    matrix: Any,
+    xaxis: str | None = None,
+    yaxis: str | None = None,
+    zaxis: str | None = None,
+    xlabels: Sequence[str] | None = None,
+    ylabels: Sequence[str] | None = None,
+    camera: Sequence[float] | None = None,
+    comment: str | None = None,
+    extra_layout: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A 3-D surface of a 2-D ``matrix`` of heights; ``camera`` is the eye's (x, y, z)."""
+    trace: dict[str, Any] = {
+        "type": "surface",
+        "name": series,
+        "z": _matrix(matrix, "report_surface"),
+    }
+    if xlabels:
+        trace["x"] = list(xlabels)
+    if ylabels:
+        trace["y"] = list(ylabels)
+    scene = _scene(xaxis, yaxis, zaxis)
+    if camera is not None:
+        x, y, z = (float(c) for c in camera)
+        scene["camera"] = {"eye": {"x": x, "y": y, "z": z}}
+    fig_layout = layout(title, scene=scene, **_with_comment(extra_layout, comment))
+    return {"data": [jsonable(trace)], "layout": fig_layout}
+
+
+def scatter3d_figure(
+    title: str,
+    series: str,
+    points: Any,
+    xaxis: str | None = None,
+    yaxis: str | None = None,
+    zaxis: str | None = None,
+    labels: Sequence[str] | None = None,
+    mode: str = "markers",
+    fill: bool = False,
+    comment: str | None = None,
+    extra_layout: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Points in 3-D from (x, y, z) triples (a list or an Nx3 array); a list of such lists
+    gives one trace each."""
+    data = jsonable(points)
+    groups = data if data and _is_points(data[0]) else [data]
+    traces = []
+    for i, group in enumerate(groups):
+        if any(len(p) != 3 for p in group):
+            raise ValueError("report_scatter3d needs (x, y, z) triples")
+        trace: dict[str, Any] = {
+            "type": "scatter3d",
+            "name": series if len(groups) == 1 else f"{series} {i}",
+            "mode": _plotly_mode(mode),
+            "x": [p[0] for p in group],
+            "y": [p[1] for p in group],
+            "z": [p[2] for p in group],
+        }
+        if labels:
+            trace["text"] = list(labels)
+        if fill:
+            trace["surfaceaxis"] = 2
+        traces.append(trace)
+    fig_layout = layout(
+        title, scene=_scene(xaxis, yaxis, zaxis), **_with_comment(extra_layout, comment)
+    )
+    return {"data": traces, "layout": fig_layout}
+
+
+def image_figure(title: str, url: str) -> dict[str, Any]:
+    """A figure showing one picture (a matplotlib figure reported as a plot)."""
+    picture = {
+        "source": url, "xref": "paper", "yref": "paper", "x": 0, "y": 1,
+        "sizex": 1, "sizey": 1, "xanchor": "left", "yanchor": "top", "sizing": "contain",
+    }  # fmt: skip
+    hidden = {"visible": False}
+    return {
+        "data": [],
+        "layout": {"title": title, "images": [picture], "xaxis": hidden, "yaxis": hidden},
+    }
+
+
+def _matrix(matrix: Any, what: str) -> list[list[Any]]:
+    rows = jsonable(matrix)
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, list) for r in rows):
+        raise ValueError(f"{what} needs a 2-D matrix (a list of rows or a 2-D array)")
+    return rows
+
+
+def _is_points(item: Any) -> bool:
+    return isinstance(item, list) and bool(item) and isinstance(item[0], list)
+
+
+def _scene(xaxis: str | None, yaxis: str | None, zaxis: str | None) -> dict[str, Any]:
+    names = {"xaxis": xaxis, "yaxis": yaxis, "zaxis": zaxis}
+    return {axis: {"title": name} for axis, name in names.items() if name}
+
+
+def _with_comment(extra_layout: dict[str, Any] | None, comment: str | None) -> dict[str, Any]:
+    extra = dict(extra_layout or {})
+    if comment:
+        extra.setdefault("annotations", []).append(
+            {
+                "text": comment,
+                "xref": "paper",
+                "yref": "paper",
+                "x": 0,
+                "y": -0.15,
+                "showarrow": False,
+            }
+        )
+    return extra

@@ -672,7 +672,7 @@ class Task(ParametersMixin, ArtifactsMixin, LifecycleMixin):
         if self._logger is None:
             from agent.sdk.logger import Logger
 
-            self._logger = Logger(self.id, self._backend)
+            self._logger = Logger(self.id, self._backend, file_store=self._file_store)
         return self._logger
 
     def flush(self, wait_for_uploads: bool = False) -> None:
@@ -705,9 +705,50 @@ class Task(ParametersMixin, ArtifactsMixin, LifecycleMixin):
         return last_metrics(self._backend.get_scalars(self.id))
 
     def get_reported_plots(self) -> list[dict[str, Any]]:
-        """``[{title, series, iteration, figure}]`` in report order."""
+        """``[{title, series, iteration, figure}]`` in report order (plots, matplotlib
+        figures among them; not the debug samples)."""
+        from agent.sdk import media
+
         self.flush()
-        return self._backend.get_plots(self.id)
+        return [
+            p
+            for p in self._backend.get_plots(self.id)
+            if p["figure"].get("media", {}).get("kind") != media.DEBUG_SAMPLE
+        ]
+
+    def get_debug_samples(
+        self,
+        title: str | None = None,
+        series: str | None = None,
+        n_last_iterations: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The images and media reported with ``report_image`` / ``report_media``, as
+        ``[{"metric", "variant", "iter", "url", ...}]`` (ClearML's event fields; with
+        "sha256", "size", "filename", "content_type"), oldest iteration first; only
+        ``title``/``series`` when given, and only the last ``n_last_iterations``."""
+        from agent.sdk import media
+
+        self.flush()
+        samples = [
+            {
+                "metric": p["title"],
+                "variant": p["series"],
+                "iter": p["iteration"],
+                **p["figure"]["media"],
+            }
+            for p in self._backend.get_plots(self.id)
+            if media.is_media(p["figure"])
+            and p["figure"]["media"]["kind"] == media.DEBUG_SAMPLE
+            and (title is None or p["title"] == title)
+            and (series is None or p["series"] == series)
+        ]
+        samples.sort(key=lambda s: s["iter"])
+        if n_last_iterations:
+            last = sorted({s["iter"] for s in samples})[-n_last_iterations:]
+            samples = [s for s in samples if s["iter"] in last]
+        for sample in samples:
+            sample.pop("kind", None)
+        return samples
 
     def get_output_log(self) -> str:
         """The task's log as text."""

@@ -120,3 +120,96 @@ def test_torch_save_registers_a_pytorch_model(run_script):
         )
     )
     assert [(m["name"], m["framework"]) for m in _models(result)] == [("fit - net", "PyTorch")]
+
+
+_REPORTS = """
+    _plots = [(p["title"], p["series"], p["iteration"], p["figure"]["media"]["kind"])
+              for p in _task.get_reported_plots()]
+    _scalars = {t: {s: v["y"] for s, v in ss.items()}
+                for t, ss in _task.get_reported_scalars().items()}
+    print("REPORTS " + _json.dumps({"plots": _plots, "scalars": _scalars}))
+"""
+
+
+def _reports(result) -> dict:
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith("REPORTS "))
+    return json.loads(line[len("REPORTS ") :])
+
+
+def test_matplotlib_figures_shown_or_saved_are_reported(run_script):
+    result = run_script(
+        _with_report(
+            """
+        from agent import Task
+        task = Task.init(project_name="zoo", task_name="plots")
+        import matplotlib.pyplot as plt
+        plt.plot([1, 2, 3], [2, 4, 3])
+        plt.title("training curve")
+        plt.show()
+        plt.show()  # unchanged: not reported again
+        plt.plot([3, 2, 1])
+        plt.show()  # changed: the next iteration of the same plot
+        fig, ax = plt.subplots()
+        ax.scatter([1, 2], [2, 1])
+        fig.savefig("scatter.png")
+        """
+        )
+        + textwrap.dedent(_REPORTS),
+        MPLBACKEND="Agg",
+    )
+    assert _reports(result)["plots"] == [
+        ["training curve", "plot", 0, "plot_image"],
+        ["training curve", "plot", 1, "plot_image"],
+        ["untitled 01", "plot", 0, "plot_image"],
+    ]
+
+
+def test_matplotlib_binding_can_be_turned_off(run_script):
+    result = run_script(
+        _with_report(
+            """
+        from agent import Task
+        task = Task.init(project_name="zoo", task_name="plots",
+                         auto_connect_frameworks={"matplotlib": False})
+        import matplotlib.pyplot as plt
+        plt.plot([1, 2])
+        plt.show()
+        """
+        )
+        + textwrap.dedent(_REPORTS),
+        MPLBACKEND="Agg",
+    )
+    assert _reports(result)["plots"] == []
+
+
+def test_tensorboardx_scalars_and_images_are_reported(run_script, tmp_path):
+    result = run_script(
+        _with_report(
+            f"""
+        import numpy as np
+        from agent import Task
+        task = Task.init(project_name="zoo", task_name="tb")
+        from tensorboardX import SummaryWriter
+        writer = SummaryWriter({str(tmp_path / "runs")!r})
+        for step, loss in enumerate([1.0, 0.5, float("nan")]):
+            writer.add_scalar("loss/train", loss, step)
+        writer.add_scalar("lr", 0.1, 0)
+        writer.add_scalars("accuracy", {{"train": 0.9, "val": 0.8}}, 2)
+        writer.add_image("inputs/first", np.zeros((3, 4, 5), dtype=np.uint8), 0)
+        writer.close()
+        samples = task.get_debug_samples()
+        print("SAMPLES", [(s["metric"], s["variant"], s["iter"]) for s in samples])
+        """
+        )
+        + textwrap.dedent(_REPORTS)
+    )
+    scalars = _reports(result)["scalars"]
+    assert (
+        scalars["loss"]["train"][:2] == [1.0, 0.5]
+        and scalars["loss"]["train"][2] != scalars["loss"]["train"][2]
+    )
+    assert scalars["lr"] == {"lr": [0.1]}
+    assert scalars["accuracy"] == {"train": [0.9], "val": [0.8]}
+    assert "SAMPLES [('inputs', 'first', 0)]" in result.stdout
+    assert list((tmp_path / "runs").iterdir())  # TensorBoard's own event files are still written

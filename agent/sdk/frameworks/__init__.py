@@ -20,6 +20,8 @@ BINDINGS: dict[str, str] = {
     "joblib": "agent.sdk.frameworks.model_io:install_joblib",
     "pickle": "agent.sdk.frameworks.model_io:install_pickle",
     "pytorch": "agent.sdk.frameworks.model_io:install_torch",
+    "matplotlib": "agent.sdk.frameworks.reporting:install_matplotlib",
+    "tensorboard": "agent.sdk.frameworks.reporting:install_tensorboard",
 }
 
 

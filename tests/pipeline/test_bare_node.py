@@ -142,6 +142,7 @@ def train(dataset_id):
     import os
 
     import joblib
+    import matplotlib.pyplot as plt
     import pandas as pd
     from sklearn.linear_model import LogisticRegression
 
@@ -152,6 +153,9 @@ def train(dataset_id):
     X, y = frame.drop(columns=["target"]), frame["target"]
     model = LogisticRegression(max_iter=500).fit(X, y)
     joblib.dump(model, "iris_model.pkl")  # registered as the step's output model
+    plt.scatter(X.iloc[:, 0], X.iloc[:, 1], c=model.predict(X))
+    plt.title("predictions")
+    plt.show()  # reported as a plot of the step
     return float(model.score(X, y))
 
 
@@ -188,6 +192,8 @@ def test_a_dataset_version_trains_a_model_that_the_pipeline_reports(remote, tmp_
     assert model.name == "train - iris_model" and model.framework == "ScikitLearn"
     pipeline_models = remote.store.query_models(ids=list(_output_links(remote, pipe.id)))
     assert [m.id for m in pipeline_models] == [model.id]  # monitor_models=["*"]
+    [plot] = remote.store.get_plots(steps["train"].id)
+    assert plot["title"] == "predictions" and plot["figure"]["media"]["kind"] == "plot_image"
     fitted = joblib.load(InputModel(model_id=model.id).get_weights())
     accuracy = artifact_value(remote.store, steps["train"].id, "accuracy")
     assert accuracy > 0.9 and fitted.n_features_in_ == 4

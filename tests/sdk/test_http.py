@@ -85,3 +85,29 @@ def test_models_over_http(server: LiveServer, tmp_path: Path, monkeypatch: pytes
     assert str(local).startswith(str(tmp_path / "other-machine"))
     assert [m.id for m in Model.query_models(project_name="http")] == [model.id]
     assert Task.get_task(task.id).models["output"]["m"].framework == "ScikitLearn"
+
+
+def test_images_and_nan_scalars_over_http(server: LiveServer, tmp_path: Path, monkeypatch):
+    import math
+
+    import numpy as np
+
+    from agent.files import blobs
+
+    task = Task.create(project_name="http", task_name="reports")
+    logger = task.get_logger()
+    logger.report_scalar("loss", "train", float("nan"), 0)
+    logger.report_scalar("loss", "train", float("-inf"), 1)
+    logger.report_image("samples", "grid", 0, image=np.eye(3, dtype=np.uint8) * 255)
+    task.flush()
+
+    monkeypatch.setenv("AGENT_HOME", str(tmp_path / "other-machine"))
+    reset_backends()
+    again = Task.get_task(task.id)
+    y = again.get_reported_scalars()["loss"]["train"]["y"]
+    assert math.isnan(y[0]) and y[1] == float("-inf")
+    [sample] = again.get_debug_samples()
+    assert sample["url"].startswith(server.url + "/api/v1/files/blobs/sha256/")
+    local = blobs.blob_path(sample["url"], sample["sha256"], sample["size"], "sample")
+    assert str(local).startswith(str(tmp_path / "other-machine"))
+    assert local.read_bytes()[:4] == b"\x89PNG"

@@ -1,8 +1,8 @@
 """Plots and scalars the usual libraries make are reported without the Logger, as
 ClearML's matplotlib and TensorBoard bindings do.
 
-- matplotlib: ``pyplot.show()`` reports every open figure and ``Figure.savefig(path)``
-  the saved one, as a plot named after the figure's title (``untitled NN`` without
+- matplotlib: ``pyplot.show()`` reports every open figure, ``Figure.show()`` and
+  ``Figure.savefig(path)`` that one, as a plot named after the figure's title (``untitled NN`` without
   one), series "plot"; a figure shown again unchanged is not reported twice.
 - TensorBoard (``tensorboardX`` and ``torch.utils.tensorboard``): ``SummaryWriter``'s
   ``add_scalar`` ("title/series" tags, as ClearML splits them), ``add_scalars`` (the
@@ -129,6 +129,15 @@ def _patch_figure(module: Any) -> None:
         return savefig
 
     _patch_once(module.Figure, "savefig", make)
+
+    def make_show(original: Any) -> Any:
+        def show(self: Any, *args: Any, **kwargs: Any) -> Any:
+            report_figure(self)
+            return original(self, *args, **kwargs)
+
+        return show
+
+    _patch_once(module.Figure, "show", make_show)
 
 
 def _patch_pyplot(module: Any) -> None:

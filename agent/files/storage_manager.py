@@ -87,6 +87,24 @@ class StorageManager:
         return str(local)
 
     @classmethod
+    def get_files_server(cls) -> str:
+        """The URL of the default files store (ClearML's files server), to build
+        :meth:`upload_file` destinations that every node can read.
+
+        Returns:
+            ``AGENT_FILES_URL`` as configured (``s3://bucket/prefix``, a ``file://`` URL for a
+            directory), the server's ``{url}/api/v1/files`` when files go to the server, or
+            ``$AGENT_HOME/files`` as a ``file://`` URL without a server; never a trailing
+            ``/``.
+        """
+        url = load_settings().default_files_url.rstrip("/")
+        if _is_local(url):
+            return file_url_to_path(url).absolute().as_uri()
+        if urlsplit(url).scheme.lower() in ("http", "https"):
+            return url.removesuffix(FILES_API_PATH) + FILES_API_PATH
+        return url
+
+    @classmethod
     def upload_file(cls, local_file: str | os.PathLike[str], remote_url: str) -> str:
         """Upload ``local_file`` to ``remote_url`` (the full destination, file name included).
 

@@ -111,19 +111,40 @@ def histogram_figure(
     mode: str | None = None,
     extra_layout: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Bars of ``values`` (one series; a 2-D ``values`` gives one trace per column)."""
-    data = jsonable(values)
+    """Bars of ``values`` (one series; a 2-D ``values`` gives one trace per column; what
+    ``np.histogram`` returns, ``(counts, bin_edges)``, gives the counts at the bins' centers)."""
+    histogram = _counts_and_edges(values)
+    data = histogram[0] if histogram else jsonable(values)
     if data and isinstance(data[0], list):
         columns = [list(col) for col in zip(*data, strict=False)]
         names = list(labels) if labels else [f"{series} {i}" for i in range(len(columns))]
     else:
         columns, names = [data], [series]
-    x = list(xlabels) if xlabels else list(range(len(columns[0]) if columns else 0))
+    if xlabels:
+        x = list(xlabels)
+    elif histogram:
+        edges = histogram[1]
+        x = [(low + high) / 2 for low, high in zip(edges, edges[1:], strict=False)]
+    else:
+        x = list(range(len(columns[0]) if columns else 0))
     traces = [
         {"type": "bar", "name": n, "x": x, "y": col} for n, col in zip(names, columns, strict=False)
     ]
     extra = {"barmode": mode or "group", **(extra_layout or {})}
     return {"data": traces, "layout": layout(title, xaxis, yaxis, **extra)}
+
+
+def _counts_and_edges(values: Any) -> tuple[list, list] | None:
+    """``(counts, bin_edges)`` when ``values`` is a pair as ``np.histogram`` returns (one
+    more edge than counts), else None."""
+    if not isinstance(values, tuple) or len(values) != 2:
+        return None
+    counts, edges = (jsonable(v) for v in values)
+    if not (isinstance(counts, list) and isinstance(edges, list)):
+        return None
+    if len(edges) != len(counts) + 1 or any(isinstance(c, list) for c in counts):
+        return None
+    return counts, edges
 
 
 def line_figure(

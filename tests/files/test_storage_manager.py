@@ -165,3 +165,29 @@ def test_upload_to_a_plain_web_url_is_refused(http_site: HttpSite, tmp_path: Pat
     src.write_text("a")
     with pytest.raises(InvalidInput, match="agent server"):
         StorageManager.upload_file(src, f"{http_site.url}/a.txt")
+
+
+def test_files_server_urls_take_uploads_that_read_back(
+    files_server: FilesServer, tmp_path: Path, agent_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "adult.data"
+    src.write_text("39, State-gov\n")
+    local = StorageManager.get_files_server()
+    assert local == (agent_home / "files").as_uri()
+
+    monkeypatch.setenv("AGENT_API_URL", files_server.url)
+    monkeypatch.setenv("AGENT_API_TOKEN", TOKEN)
+    server = StorageManager.get_files_server()
+    assert server == f"{files_server.url}/api/v1/files"
+    monkeypatch.setenv("AGENT_FILES_URL", f"{files_server.url}/api/v1/files/")
+    assert StorageManager.get_files_server() == server
+
+    for base in (local, server):
+        url = StorageManager.upload_file(src, f"{base}/examples/adult.data")
+        assert url == f"{base}/examples/adult.data"
+        assert Path(StorageManager.get_local_copy(url)).read_text() == "39, State-gov\n"
+
+
+def test_files_server_keeps_a_configured_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_FILES_URL", "s3://bucket/prefix/")
+    assert StorageManager.get_files_server() == "s3://bucket/prefix"

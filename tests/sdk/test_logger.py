@@ -107,6 +107,15 @@ def test_plots(task):
         logger.report_table("t", "s")
 
 
+def test_a_histogram_from_np_histogram_has_its_counts_at_the_bin_centers(task):
+    logger = task.get_logger()
+    logger.report_histogram("histogram", "age", values=np.histogram([20, 30, 30, 40], bins=2))
+    [plot] = task.get_reported_plots()
+    assert plot["figure"]["data"] == [
+        {"type": "bar", "name": "age", "x": [25.0, 35.0], "y": [1, 3]}
+    ]
+
+
 def test_current_logger(backend):
     assert Logger.current_logger() is None
     task = Task.init(project_name="p", task_name="t", capture_output=False)

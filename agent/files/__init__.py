@@ -11,6 +11,7 @@ from agent.files.artifacts import artifact_key, fetch_artifact, store_artifact
 from agent.files.base import (
     FileStore,
     StorageError,
+    StoredFile,
     open_uri,
     safe_key,
     safe_name,
@@ -47,6 +48,7 @@ __all__ = [
     "ServerFileStore",
     "StorageError",
     "StorageManager",
+    "StoredFile",
     "artifact_key",
     "fetch_artifact",
     "open_uri",

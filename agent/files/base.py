@@ -7,6 +7,9 @@ Contract (every store passes ``tests/files/test_contract.py``):
 - ``exists(uri) -> bool``, ``delete(uri)``
 - ``local_path(uri) -> Path | None``: a path readable in place (local store only),
   so large outputs load without a copy.
+- ``list_files(prefix) -> list[StoredFile]``: the blobs whose keys start with ``prefix``
+  (a plain string prefix, as in S3: ``"data/"`` is a folder, ``"data"`` also finds
+  ``"data2/x"``), sorted by key.
 
 Keys are relative POSIX paths; :func:`safe_key` refuses ``..``, absolute paths and
 empty parts. ``store_for_url(url)`` picks the implementation: a directory path or
@@ -26,6 +29,7 @@ import hashlib
 import os
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
@@ -43,6 +47,14 @@ class StorageError(AgentError):
     """The storage behind a store (S3, the server, a disk) failed or cannot be reached."""
 
     http_status = 502
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One blob of a listing: its key in the store and its size in bytes."""
+
+    key: str
+    size: int
 
 
 @runtime_checkable
@@ -81,6 +93,10 @@ class FileStore(Protocol):
             NotFound: (local stores) nothing is stored at ``uri``.
         """
 
+    def list_files(self, prefix: str = "") -> list[StoredFile]:
+        """The blobs whose keys start with ``prefix`` (checked with :func:`safe_prefix`),
+        sorted by key; none is an empty list, not an error."""
+
 
 def safe_key(key: str) -> str:
     """Check that ``key`` is a relative POSIX path that stays inside a store.
@@ -103,6 +119,17 @@ def safe_key(key: str) -> str:
             f"unsafe storage key {key!r}: {problem}; use a relative path like 'dir/file'"
         )
     return key
+
+
+def safe_prefix(prefix: str) -> str:
+    """Check a listing prefix: ``""``, or a key that may end in ``/`` or in part of a name.
+
+    Raises:
+        InvalidInput: the prefix would lead outside the store (``..``, absolute, ...).
+    """
+    if prefix:
+        safe_key(prefix.removesuffix("/"))
+    return prefix
 
 
 def _key_problem(key: str) -> str | None:
@@ -246,6 +273,12 @@ def store_for_url(url: str, token: str | None = None) -> FileStore:
         f"no file store for {url!r}: use a directory, file://, s3://bucket/prefix or the "
         "server's http(s):// URL"
     )
+
+
+def is_local_url(url: str) -> bool:
+    """Whether ``url`` is a local path or ``file://`` URL (a Windows drive letter included)."""
+    scheme = urlsplit(url).scheme.lower()
+    return scheme in ("", "file") or (len(scheme) == 1 and url[1:2] == ":")
 
 
 def _is_windows_drive(url: str) -> bool:

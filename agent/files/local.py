@@ -16,10 +16,12 @@ from typing import BinaryIO
 
 from agent.core.errors import Conflict, InvalidInput, NotFound
 from agent.files.base import (
+    StoredFile,
     atomic_writer,
     copy_file_atomic,
     file_url_to_path,
     safe_key,
+    safe_prefix,
     source_file,
 )
 
@@ -120,6 +122,24 @@ class LocalFileStore:
         """
         return self._existing(uri)
 
+    def list_files(self, prefix: str = "") -> list[StoredFile]:
+        """The files whose keys start with ``prefix``, sorted by key (a missing root: none).
+
+        Temp files of writes in progress (``.name.xxxx.part``) are left out.
+        """
+        safe_prefix(prefix)
+        # Walk only the deepest folder the prefix names, not the whole root.
+        folder, _, _ = prefix.rpartition("/")
+        top = self.path_for(folder) if folder else self.root
+        found = []
+        for dirpath, _dirs, names in os.walk(top):
+            for name in names:
+                path = Path(dirpath, name)
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix) and not _is_partial(name) and path.is_file():
+                    found.append(StoredFile(key, path.stat().st_size))
+        return sorted(found, key=lambda f: f.key)
+
     def file_for(self, key: str) -> Path:
         """The existing file that holds ``key`` (a key, never a URI or a path).
 
@@ -134,6 +154,11 @@ class LocalFileStore:
 
     def _existing(self, uri: str) -> Path:
         return self.file_for(self.key_of(uri))
+
+
+def _is_partial(name: str) -> bool:
+    """A temp file of :func:`~agent.files.base.atomic_writer`, not a blob."""
+    return name.startswith(".") and name.endswith(".part")
 
 
 @contextlib.contextmanager

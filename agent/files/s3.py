@@ -25,7 +25,14 @@ from botocore.exceptions import (
 )
 
 from agent.core.errors import AgentError, InvalidInput, NotFound
-from agent.files.base import StorageError, atomic_writer, safe_key, source_file
+from agent.files.base import (
+    StorageError,
+    StoredFile,
+    atomic_writer,
+    safe_key,
+    safe_prefix,
+    source_file,
+)
 
 #: Environment variables naming the S3 endpoint, first set wins.
 ENDPOINT_ENV_VARS = ("AGENT_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL")
@@ -210,6 +217,25 @@ class S3FileStore:
     def local_path(self, uri: str) -> None:
         """Always None: S3 objects cannot be read in place."""
         return None
+
+    def list_files(self, prefix: str = "") -> list[StoredFile]:
+        """The objects whose keys (below the store's prefix) start with ``prefix``.
+
+        Folder markers (keys ending in ``/``, made by some consoles) are left out.
+        """
+        safe_prefix(prefix)
+        base = f"{self.prefix}/" if self.prefix else ""
+        found = []
+        with self._errors("list", base + prefix):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=base + prefix
+            )
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    key = obj["Key"][len(base) :]
+                    if key and not key.endswith("/"):
+                        found.append(StoredFile(key, int(obj.get("Size", 0))))
+        return sorted(found, key=lambda f: f.key)
 
     def _object_key(self, key: str) -> str:
         key = safe_key(key)

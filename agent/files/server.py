@@ -2,7 +2,8 @@
 
 ``PUT {api_url}/api/v1/files/{key}`` takes the raw bytes as the body (streamed from
 the file, never read whole into memory), ``GET`` streams them back, ``HEAD`` tells
-whether they exist and ``DELETE`` removes them; every request carries
+whether they exist and ``DELETE`` removes them; ``GET {api_url}/api/v1/files?prefix=P``
+lists the keys and sizes of the files under a prefix. Every request carries
 ``Authorization: Bearer {token}``. The server side is
 :func:`agent.files.server_routes.make_files_router`.
 """
@@ -24,8 +25,10 @@ from agent.files.base import (
     CHUNK_SIZE,
     FILES_API_PATH,
     StorageError,
+    StoredFile,
     atomic_writer,
     safe_key,
+    safe_prefix,
     source_file,
 )
 
@@ -39,6 +42,18 @@ def normalize_api_url(url: str) -> str:
     if url.endswith(FILES_API_PATH):
         url = url[: -len(FILES_API_PATH)]
     return url
+
+
+def is_our_server_url(url: str) -> bool:
+    """Whether ``url`` is a file URL of the configured server (the one our token is for)."""
+    from agent.config import load_settings
+
+    settings = load_settings()
+    for base in (settings.api_url, settings.files_url):
+        if base and base.startswith(("http://", "https://")):
+            if url.startswith(normalize_api_url(base) + FILES_API_PATH + "/"):
+                return True
+    return False
 
 
 class ServerFileStore:
@@ -131,6 +146,20 @@ class ServerFileStore:
     def local_path(self, uri: str) -> None:
         """Always None: the server's files are not readable in place from here."""
         return None
+
+    def list_files(self, prefix: str = "") -> list[StoredFile]:
+        """The server's files whose keys start with ``prefix``, sorted by key."""
+        url = f"{self.api_url}{FILES_API_PATH}"
+        params = {"prefix": safe_prefix(prefix)}
+        with self._request("GET", url, "list", params=params) as response:
+            try:
+                files = response.json()["files"]
+                return [StoredFile(str(f["key"]), int(f["size"])) for f in files]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise StorageError(
+                    f"cannot list {url}?prefix={prefix}: the server's answer is not a file "
+                    f"listing ({exc.__class__.__name__}); is it an agent server?"
+                ) from exc
 
     @property
     def session(self) -> requests.Session:

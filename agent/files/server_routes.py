@@ -2,8 +2,9 @@
 
 ``make_files_router(root)`` serves a :class:`~agent.files.local.LocalFileStore` under
 ``/api/v1/files/{key}``: ``PUT`` (raw body, streamed to a temp file, then renamed
-into place), ``GET`` (streamed), ``HEAD`` and ``DELETE``. Unsafe keys get 422 with a
-JSON ``detail``, missing files 404. Authentication is the app's business: pass its
+into place), ``GET`` (streamed), ``HEAD`` and ``DELETE``; ``GET /api/v1/files?prefix=P``
+lists ``{"files": [{"key", "size"}, ...]}`` of the keys that start with ``P``. Unsafe
+keys get 422 with a JSON ``detail``, missing files 404. Authentication is the app's business: pass its
 dependency in ``dependencies``::
 
     app.include_router(make_files_router(files_dir, dependencies=[Depends(require_token)]))
@@ -40,6 +41,13 @@ def make_files_router(root: Path, dependencies: Sequence[Any] | None = None) -> 
     """
     store = LocalFileStore(root)
     router = APIRouter(prefix=FILES_API_PATH, tags=["files"], dependencies=list(dependencies or []))
+
+    @router.get("")
+    def list_files(prefix: str = "") -> dict[str, Any]:
+        """The files whose keys start with ``prefix`` (all without one), sorted by key."""
+        with _http_errors(store.root):
+            found = store.list_files(prefix)
+        return {"files": [{"key": f.key, "size": f.size} for f in found]}
 
     @router.put("/{key:path}")
     async def put_file(key: str, request: Request) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""StorageManager: ClearML's helper to fetch any URL into a local cache, or upload a file.
+"""StorageManager: ClearML's helper to fetch any URL into a local cache, upload a file,
+and move whole folders (:mod:`agent.files.folders`).
 
 ``get_local_copy`` downloads ``http(s)://`` (streamed), ``s3://`` (boto3) and the
 agent server's file URLs into ``$AGENT_HOME/cache/storage/[{cache_context}/]{hash of
@@ -16,11 +17,12 @@ import shutil
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import requests
 
-from agent.config import agent_home, load_settings
+from agent.config import agent_home
 from agent.core.errors import InvalidInput, NotFound
 from agent.files.base import (
     CHUNK_SIZE,
@@ -29,17 +31,17 @@ from agent.files.base import (
     atomic_writer,
     copy_file_atomic,
     file_url_to_path,
+    is_local_url,
     open_uri,
     safe_name,
 )
+from agent.files.server import is_our_server_url
 
 #: (connect, read) timeouts in seconds of plain HTTP downloads.
 HTTP_TIMEOUT = (10.0, 300.0)
 
 #: File name used when the URL does not end in a usable one.
 DEFAULT_FILE_NAME = "download"
-
-_LOCAL_SCHEMES = ("", "file")
 
 
 class StorageManager:
@@ -71,7 +73,7 @@ class StorageManager:
             InvalidInput: a URL scheme that is not supported, or a bad ``cache_context``.
             StorageError: the download failed.
         """
-        if _is_local(remote_url):
+        if is_local_url(remote_url):
             local = file_url_to_path(remote_url)
             if not local.exists():
                 raise NotFound(f"cannot get a local copy of {remote_url!r}: no such file")
@@ -120,7 +122,7 @@ class StorageManager:
             InvalidInput: a destination that cannot take uploads (a plain web URL, ...).
             NotFound: ``local_file`` does not exist.
         """
-        if _is_local(remote_url):
+        if is_local_url(remote_url):
             return _copy_local(Path(local_file), remote_url)
         scheme = urlsplit(remote_url).scheme.lower()
         if scheme in ("http", "https") and FILES_API_PATH + "/" not in remote_url:
@@ -131,10 +133,119 @@ class StorageManager:
         store, key = open_uri(remote_url)
         return store.put_file(local_file, key)
 
+    @classmethod
+    def upload_folder(
+        cls,
+        local_folder: str | os.PathLike[str],
+        remote_url: str,
+        match_wildcard: str | None = None,
+        retries: int | None = None,
+    ) -> str:
+        """Upload the files of ``local_folder``, recursively, keeping the sub-folders.
 
-def _is_local(url: str) -> bool:
-    scheme = urlsplit(url).scheme.lower()
-    return scheme in _LOCAL_SCHEMES or (len(scheme) == 1 and url[1:2] == ":")
+        ``~/folder/sub/file.ext`` uploaded to ``s3://bucket/data`` becomes
+        ``s3://bucket/data/sub/file.ext``. Existing remote files are replaced.
+
+        Args:
+            local_folder: the folder to upload.
+            remote_url: ``s3://bucket/prefix``, the server's ``{api_url}/api/v1/files/prefix``,
+                or a local folder / ``file://`` URL.
+            match_wildcard: upload only files whose name or path in the folder matches
+                this fnmatch pattern (``*.json``, ``sub/*``).
+            retries: how many times to try a file again when the storage fails.
+
+        Returns:
+            ``remote_url``.
+
+        Raises:
+            NotFound: ``local_folder`` is not a folder.
+            InvalidInput: a destination that cannot take folders (a plain web URL, ...).
+            StorageError: some files failed; the error names them.
+        """
+        from agent.files import folders
+
+        return folders.upload_folder(local_folder, remote_url, match_wildcard, retries)
+
+    @classmethod
+    def download_folder(
+        cls,
+        remote_url: str,
+        local_folder: str | os.PathLike[str] | None = None,
+        match_wildcard: str | None = None,
+        overwrite: bool = False,
+        skip_zero_size_check: bool = False,
+        silence_errors: bool = False,
+        max_workers: int | None = None,
+    ) -> str:
+        """Download the files under ``remote_url``, keeping the sub-folders.
+
+        Each file lands at ``{local_folder}/{name}``, its name as :meth:`list` gives it:
+        the key in the bucket for S3 (``s3://bucket/data/sub/f.ext`` ->
+        ``{local_folder}/data/sub/f.ext``, as in ClearML), the key on the server for the
+        server, the path inside the folder for a local folder.
+
+        Args:
+            remote_url: ``s3://bucket/prefix`` (a string prefix: end it with ``/`` for
+                one folder), the server's ``{api_url}/api/v1/files/prefix``, or a local
+                folder / ``file://`` URL.
+            local_folder: where to put the files; default a folder for ``remote_url``
+                in the storage cache.
+            match_wildcard: download only files whose name, path below the folder or
+                full URL matches this fnmatch pattern.
+            overwrite: download files that exist locally (non-empty) again.
+            skip_zero_size_check: download empty files too; by default they are left
+                out with a warning (ClearML counts them as broken downloads).
+            silence_errors: log failures instead of raising, and return the (maybe
+                empty) folder when nothing is stored under ``remote_url``.
+            max_workers: files downloaded at once (default 8).
+
+        Returns:
+            The local folder.
+
+        Raises:
+            NotFound: nothing is stored under ``remote_url`` (a missing local folder or
+                bucket, an empty prefix).
+            InvalidInput: a URL that cannot hold folders (a plain web URL, ...).
+            StorageError: some files failed; the error names them.
+        """
+        from agent.files import folders
+
+        target = Path(local_folder).expanduser() if local_folder else _folder_cache(remote_url)
+        return str(
+            folders.download_folder(
+                remote_url,
+                target,
+                match_wildcard=match_wildcard,
+                overwrite=overwrite,
+                skip_zero_size_check=skip_zero_size_check,
+                silence_errors=silence_errors,
+                max_workers=max_workers,
+            )
+        )
+
+    @classmethod
+    def list(
+        cls, remote_url: str, return_full_path: bool = False, with_metadata: bool = False
+    ) -> list[str] | list[dict[str, Any]]:
+        """The files under ``remote_url``, sorted.
+
+        Names are keys in the bucket for ``s3://bucket/prefix`` (a string prefix, as in
+        ClearML: ``s3://bucket/folder_`` lists ``folder_*/*``) and keys on the server
+        for its file URLs; for a local folder they are paths inside it.
+
+        Args:
+            remote_url: ``s3://bucket/prefix``, the server's ``{api_url}/api/v1/files/prefix``,
+                or a local folder / ``file://`` URL.
+            return_full_path: full URLs instead of names.
+            with_metadata: ``{"name": ..., "size": ...}`` dicts instead of names.
+
+        Raises:
+            NotFound: a local folder that does not exist, or a missing bucket.
+            InvalidInput: a URL that cannot be listed (a plain web URL, ...).
+        """
+        from agent.files import folders
+
+        return folders.list_folder(remote_url, return_full_path, with_metadata)
 
 
 def _local_cache_id(path: Path) -> str:
@@ -146,6 +257,11 @@ def _local_cache_id(path: Path) -> str:
 def storage_cache_dir() -> Path:
     """``$AGENT_HOME/cache/storage``."""
     return agent_home() / "cache" / "storage"
+
+
+def _folder_cache(remote_url: str) -> Path:
+    """Where :meth:`StorageManager.download_folder` puts a folder by default."""
+    return _cache_entry(f"folder:{remote_url}", "folders")
 
 
 def _cache_entry(url: str, cache_context: str | None) -> Path:
@@ -167,7 +283,7 @@ def _file_name(url: str) -> str:
 
 def _download(url: str, dest: Path) -> None:
     scheme = urlsplit(url).scheme.lower()
-    if scheme == "s3" or _is_our_server(url):
+    if scheme == "s3" or is_our_server_url(url):
         store, key = open_uri(url)
         store.get_file(key, dest)
     elif scheme in ("http", "https"):
@@ -177,17 +293,6 @@ def _download(url: str, dest: Path) -> None:
             f"cannot get a local copy of {url!r}: scheme {scheme!r} is not supported "
             "(use http(s)://, s3://, file:// or a path)"
         )
-
-
-def _is_our_server(url: str) -> bool:
-    """Whether ``url`` is a file URL of the configured server (which gets our token)."""
-    settings = load_settings()
-    for base in (settings.api_url, settings.files_url):
-        if base and base.startswith(("http://", "https://")):
-            prefix = base.rstrip("/").removesuffix(FILES_API_PATH) + FILES_API_PATH + "/"
-            if url.startswith(prefix):
-                return True
-    return False
 
 
 def _http_download(url: str, dest: Path) -> None:

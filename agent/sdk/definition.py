@@ -1,10 +1,11 @@
-"""How a new task is described: its type, script, requirements, and which old task
-``Task.init(reuse_last_task_id=...)`` may run again."""
+"""How a new task is described: its type, script, requirements, container, and which
+old task ``Task.init(reuse_last_task_id=...)`` may run again."""
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,39 @@ def task_type_value(value: TaskTypes | str) -> str:
     except ValueError:
         options = ", ".join(t.value for t in TaskTypes)
         raise ValueError(f"unknown task type {value!r}; use one of: {options}") from None
+
+
+def base_docker(
+    docker_cmd: str | None = None,
+    docker_image: str | None = None,
+    docker_arguments: str | Sequence[str] | None = None,
+    docker_setup_bash_script: str | Sequence[str] | None = None,
+) -> dict[str, str]:
+    """A task's ``container`` from ClearML's ``set_base_docker`` arguments.
+
+    ``docker_cmd`` ("image --args ...") wins over ``docker_image``; what follows the
+    image in it is the arguments unless ``docker_arguments`` is given. Lists of arguments are
+    joined with spaces and lists of script lines with newlines, as ClearML does.
+    """
+    # The rest of docker_cmd is kept as written, so that quoted values survive.
+    image, *cmd_args = (docker_cmd or docker_image or "").split(maxsplit=1) or [""]
+    if not docker_arguments:
+        docker_arguments = cmd_args[0] if cmd_args else ""
+    arguments = (
+        docker_arguments if isinstance(docker_arguments, str) else " ".join(docker_arguments)
+    )
+    script = docker_setup_bash_script or ""
+    setup_script = script if isinstance(script, str) else "\n".join(script)
+    return {"image": image, "arguments": arguments, "setup_script": setup_script}
+
+
+def docker_command(container: dict[str, Any]) -> str | None:
+    """``"image arguments"`` of a task's container (ClearML's ``get_base_docker``), or None."""
+    image = str(container.get("image") or "")
+    arguments = container.get("arguments") or ""
+    if not isinstance(arguments, str):
+        arguments = " ".join(arguments)
+    return " ".join(part for part in (image, arguments) if part) or None
 
 
 def repo_name(script: Script) -> str:

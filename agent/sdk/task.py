@@ -28,6 +28,8 @@ from agent.sdk.definition import (
     INIT_MARK,
     INIT_VALUE,
     TaskNotFound,
+    base_docker,
+    docker_command,
     launch_argv,
     repo_name,
     requested,
@@ -610,6 +612,38 @@ class Task(ParametersMixin, ArtifactsMixin, LifecycleMixin):
 
     def settask_type_value(self, task_type: TaskTypes | str) -> None:
         self._update(type=task_type_value(task_type))
+
+    def set_base_docker(
+        self,
+        docker_cmd: str | None = None,
+        docker_image: str | None = None,
+        docker_arguments: str | Sequence[str] | None = None,
+        docker_setup_bash_script: str | Sequence[str] | None = None,
+    ) -> None:
+        """Set the container an agent running with ``--docker`` runs this task in.
+
+        Replaces the whole container (image, arguments, setup script). Ignored in the
+        process an agent runs for this very task, as in ClearML: there the stored
+        container is the one the task runs in.
+
+        Args:
+            docker_cmd: ``"image --args ..."`` in one string (ClearML's older form).
+            docker_image: the image, e.g. ``"python:3.11-slim"``.
+            docker_arguments: container arguments (``"-e K=V -v a:b"``, or a list
+                joined with spaces); default the words after the image in ``docker_cmd``.
+            docker_setup_bash_script: bash run in the container before the task (a
+                string, or a list of lines).
+        """
+        if self._stored_values_win:
+            return
+        container = base_docker(
+            docker_cmd, docker_image, docker_arguments, docker_setup_bash_script
+        )
+        self._update(container=container)
+
+    def get_base_docker(self) -> str | None:
+        """The container image and its arguments, ``"image args"``; None when unset."""
+        return docker_command(self._fresh().container or {})
 
     def get_tags(self) -> list[str]:
         return list(self._fresh().tags)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.core.errors import InvalidInput, NotFound
-from agent.files.base import FileStore, open_uri
+from agent.files.base import FileStore, StoredFile, open_uri
 from agent.files.local import LocalFileStore
 
 from .conftest import TOKEN
@@ -159,3 +159,31 @@ def test_local_path_only_for_local_stores(store: FileStore, ns: str) -> None:
         assert path.is_relative_to(store.root)
     else:
         assert path is None
+
+
+def test_list_files_by_string_prefix(store: FileStore, ns: str) -> None:
+    store.put_bytes(b"12345", f"{ns}/data/a.txt")
+    store.put_bytes(b"", f"{ns}/data/sub/empty.bin")
+    store.put_bytes(b"xy", f"{ns}/data2/b.txt")
+    store.put_bytes(b"z", f"{ns}/other.txt")
+
+    in_folder = store.list_files(f"{ns}/data/")
+    by_prefix = store.list_files(f"{ns}/data")
+
+    assert in_folder == [
+        StoredFile(f"{ns}/data/a.txt", 5),
+        StoredFile(f"{ns}/data/sub/empty.bin", 0),
+    ]
+    assert [f.key for f in by_prefix] == [
+        f"{ns}/data/a.txt",
+        f"{ns}/data/sub/empty.bin",
+        f"{ns}/data2/b.txt",
+    ]
+    assert [f.key for f in store.list_files(f"{ns}/")][-1] == f"{ns}/other.txt"
+    assert store.list_files(f"{ns}/nothing-here/") == []
+
+
+@pytest.mark.parametrize("prefix", ["..", "../", "a/../../b", "/abs", "a//"])
+def test_list_files_refuses_prefixes_that_leave_the_store(store: FileStore, prefix: str) -> None:
+    with pytest.raises(InvalidInput):
+        store.list_files(prefix)

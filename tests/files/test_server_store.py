@@ -69,6 +69,25 @@ def test_router_head_and_delete(files_server: FilesServer, ns: str) -> None:
 
 def test_router_runs_the_apps_auth_dependency(files_server: FilesServer, ns: str) -> None:
     assert requests.put(_url(files_server, f"{ns}/x"), data=b"x").status_code == 401
+    listing = f"{files_server.url}/api/v1/files"
+    assert requests.get(listing, params={"prefix": ns}).status_code == 401
+
+
+def test_router_lists_keys_and_sizes_under_a_prefix(files_server: FilesServer, ns: str) -> None:
+    requests.put(_url(files_server, f"{ns}/d/a.bin"), data=b"123", headers=AUTH)
+    requests.put(_url(files_server, f"{ns}/d/s/b.bin"), data=b"", headers=AUTH)
+    requests.put(_url(files_server, f"{ns}/e.bin"), data=b"1", headers=AUTH)
+    listing = f"{files_server.url}/api/v1/files"
+
+    answer = requests.get(listing, params={"prefix": f"{ns}/d/"}, headers=AUTH)
+    unsafe = requests.get(listing, params={"prefix": "../"}, headers=AUTH)
+
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "files": [{"key": f"{ns}/d/a.bin", "size": 3}, {"key": f"{ns}/d/s/b.bin", "size": 0}]
+    }
+    assert unsafe.status_code == 422
+    assert "storage key" in unsafe.json()["detail"]
 
 
 def test_wrong_token_says_to_check_it(files_server: FilesServer, ns: str) -> None:

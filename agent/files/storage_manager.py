@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 
-from agent.config import agent_home
+from agent.config import agent_home, load_settings
 from agent.core.errors import InvalidInput, NotFound
 from agent.files.base import (
     CHUNK_SIZE,
@@ -100,7 +100,7 @@ class StorageManager:
             ``/``.
         """
         url = load_settings().default_files_url.rstrip("/")
-        if _is_local(url):
+        if is_local_url(url):
             return file_url_to_path(url).absolute().as_uri()
         if urlsplit(url).scheme.lower() in ("http", "https"):
             return url.removesuffix(FILES_API_PATH) + FILES_API_PATH

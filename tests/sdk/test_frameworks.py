@@ -69,6 +69,11 @@ def test_pickle_dump_to_a_file_registers_but_to_memory_does_not(run_script):
         with open("weights.bin", "wb") as f:
             pickle.dump({"w": [1, 2, 3]}, f)
         pickle.dump({"w": 1}, io.BytesIO())
+        import pandas as pd
+        pd.DataFrame({"a": [1]}).to_pickle("frame.pkl")  # a library's pickle: no model
+        import joblib
+        square = joblib.Memory("cache", verbose=0).cache(lambda x: x * x)
+        square(3)  # joblib's own cache files: no model
         """
         )
     )

@@ -3,8 +3,9 @@ framework bindings do: ``joblib.dump(model, path)``, ``torch.save(obj, path)`` a
 ``pickle.dump(obj, file)`` to a file on disk become (or update) an output model named
 "{task name} - {file stem}", with the file as its weights.
 
-A save inside the agent's own code, to a file in memory, or with no current task is left
-alone; a failure to register is logged and never reaches the user's code.
+A save inside the agent's own code or the saving library's own (joblib's caches), a
+``pickle.dump`` from any installed library (pandas' ``to_pickle``), a save to a file in
+memory, or one with no current task is left alone; a failure to register is logged and never reaches the user's code.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import functools
 import logging
 import os
 import sys
+import sysconfig
 import threading
 from pathlib import Path
 from typing import Any
@@ -35,10 +37,36 @@ def install_torch() -> None:
 
 
 def install_pickle() -> None:
-    when_imported("pickle", lambda m: _patch(m, "dump", "Pickle", _file_argument))
+    # pickle.dump serves every library (pandas' to_pickle, caches, ...): only the user's
+    # own calls save models
+    when_imported(
+        "pickle", lambda m: _patch(m, "dump", "Pickle", _file_argument, user_code_only=True)
+    )
 
 
-def _patch(module: Any, name: str, framework: str, where: Any) -> None:
+@functools.cache
+def _library_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    dirs = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    return tuple(os.path.join(os.path.realpath(d), "") for d in dirs)
+
+
+def _saved_by_user(frame: Any, library: str, user_code_only: bool) -> bool:
+    """Whether the save at ``frame`` is the user's: not the agent's, not the saving
+    library's own (joblib's caches call joblib.dump), and, for ``user_code_only``, not any
+    installed library's or the standard library's."""
+    caller = str(frame.f_globals.get("__name__", ""))
+    if caller.startswith("agent.") or caller.split(".")[0] == library:
+        return False
+    if not user_code_only:
+        return True
+    filename = os.path.realpath(frame.f_code.co_filename)
+    return not filename.startswith(_library_dirs())
+
+
+def _patch(
+    module: Any, name: str, framework: str, where: Any, user_code_only: bool = False
+) -> None:
     key = f"{module.__name__}.{name}"
     with _lock:
         if key in _patched:
@@ -55,8 +83,7 @@ def _patch(module: Any, name: str, framework: str, where: Any) -> None:
             result = original(obj, target, *args, **kwargs)
         finally:
             _inside.active = False
-        caller = sys._getframe(1).f_globals.get("__name__", "")
-        if not str(caller).startswith("agent."):
+        if _saved_by_user(sys._getframe(1), module.__name__.split(".")[0], user_code_only):
             path = where(target)
             if path is not None:
                 register_saved_model(path, framework)

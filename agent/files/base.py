@@ -109,7 +109,8 @@ def safe_key(key: str) -> str:
 
     Raises:
         InvalidInput: the key is empty, absolute, contains a backslash or a control
-            character, or has an empty, ``.`` or ``..`` part.
+            character, has an empty, ``.`` or ``..`` part, or is too long (over
+            :data:`MAX_KEY_BYTES`, or a part over :data:`MAX_KEY_PART_BYTES`).
     """
     if not isinstance(key, str) or not key:
         raise InvalidInput(f"storage key {key!r} is empty: give a relative path such as 'dir/file'")
@@ -132,7 +133,18 @@ def safe_prefix(prefix: str) -> str:
     return prefix
 
 
+#: Longest key, and longest part of one, in bytes (filesystems refuse a name over 255).
+MAX_KEY_BYTES = 1024
+MAX_KEY_PART_BYTES = 255
+
+
 def _key_problem(key: str) -> str | None:
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "it is not valid Unicode (a lone surrogate)"
+    if size > MAX_KEY_BYTES:
+        return f"it is {size} bytes long, over the {MAX_KEY_BYTES} a key may have"
     if key.startswith("/"):
         return "it is an absolute path"
     if "\\" in key:
@@ -144,6 +156,8 @@ def _key_problem(key: str) -> str | None:
             return "it has an empty part ('//' or a trailing '/')"
         if part in (".", ".."):
             return f"it has a '{part}' part"
+        if len(part.encode("utf-8")) > MAX_KEY_PART_BYTES:
+            return f"a part of it is over {MAX_KEY_PART_BYTES} bytes long ({part[:20]}...)"
     return None
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,20 +35,27 @@ _NONE = frozenset({"", "none", "null"})
 
 
 # -- values -----------------------------------------------------------------------------
-def to_stored(value: Any) -> Any:
-    """``value`` as it goes into the store: a JSON value (tuples as lists), else text."""
+def to_stored(value: Any, non_finite: Callable[[float], Any] = str) -> Any:
+    """``value`` as it goes into the store: a JSON value (tuples as lists), else text.
+
+    A NaN or infinite float becomes ``non_finite(value)``: by default its text ("nan",
+    "inf", as ClearML stores it), which :func:`cast_like` reads back as a float; JSON has
+    no NaN, and the store refuses one.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return non_finite(value)
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, Enum):
-        return to_stored(value.value)
+        return to_stored(value.value, non_finite)
     if isinstance(value, (list, tuple)):
-        return [to_stored(v) for v in value]
+        return [to_stored(v, non_finite) for v in value]
     if isinstance(value, dict):
-        return {str(k): to_stored(v) for k, v in value.items()}
+        return {str(k): to_stored(v, non_finite) for k, v in value.items()}
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
-        return to_stored(value.tolist())  # numpy scalars and arrays
+        return to_stored(value.tolist(), non_finite)  # numpy scalars and arrays
     return str(value)
 
 

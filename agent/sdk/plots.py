@@ -16,8 +16,13 @@ from agent.sdk.parameters import to_stored
 
 
 def jsonable(value: Any) -> Any:
-    """Plain JSON values for a figure (numpy scalars and arrays become lists)."""
-    return to_stored(value)
+    """Plain JSON values for a figure (numpy scalars and arrays become lists; NaN and
+    infinities null, which plotly draws as gaps)."""
+    return to_stored(value, non_finite=_null)
+
+
+def _null(_: float) -> None:
+    return None
 
 
 def layout(title: str, xaxis: str | None = None, yaxis: str | None = None, **extra: Any) -> dict:

@@ -40,6 +40,7 @@ from agent.server.errors import (
     unstorable_response,
 )
 from agent.server.fast import FastPaths
+from agent.server.limits import DEFAULT_MAX_BODY_MB, BodyLimit
 from agent.server.routes import make_api_router
 from agent.store.sql import SqlBackend
 
@@ -65,6 +66,7 @@ def create_app(
     token: str | None = None,
     files_root: Path | None = None,
     files_url: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_MB * 2**20,
 ) -> FastAPI:
     """The API over ``backend``.
 
@@ -74,10 +76,11 @@ def create_app(
         files_root: a directory whose blobs the server hosts at ``/api/v1/files``.
         files_url: the default artifact destination advertised at ``/api/v1/config``
             when the server does not host the files itself (``s3://bucket/prefix``).
+        max_body_bytes: the largest request body (file uploads aside) before a 413.
     """
 
     def outer_layers(inner: ASGIApp) -> ASGIApp:
-        layers: ASGIApp = FastPaths(inner, backend)
+        layers: ASGIApp = BodyLimit(FastPaths(inner, backend), max_body_bytes)
         if token:
             layers = BearerTokenAuth(layers, token=token, open_paths=frozenset({HEALTH_PATH}))
         return layers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from agent.server.limits import DEFAULT_MAX_BODY_MB
 from agent.server.main import run_server
 
 
@@ -33,8 +34,37 @@ from agent.server.main import run_server
     help="Bearer token clients must send (prefer env AGENT_API_TOKEN: flags show in ps).",
 )
 @click.option("--insecure", is_flag=True, help="Allow a non-loopback --host without a token.")
+@click.option(
+    "--max-body-mb",
+    envvar="AGENT_MAX_BODY_MB",
+    type=click.FloatRange(min=0.001),
+    default=DEFAULT_MAX_BODY_MB,
+    show_default=True,
+    help="Largest request body in MiB (file uploads stream and are not limited): 413 past it.",
+)
+@click.option(
+    "--max-log-lines",
+    envvar="AGENT_MAX_LOG_LINES",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Lines a task's log keeps; the last one then says how many were dropped "
+    "[default: 1000000].",
+)
 def server_command(
-    host: str, port: int, db_url: str | None, files: str | None, token: str | None, insecure: bool
+    host: str,
+    port: int,
+    db_url: str | None,
+    files: str | None,
+    token: str | None,
+    insecure: bool,
+    max_body_mb: float,
+    max_log_lines: int | None,
 ) -> None:
-    """Serve the control plane over HTTP (FastAPI + uvicorn)."""
-    run_server(host=host, port=port, db_url=db_url, files=files, token=token, insecure=insecure)
+    """Serve the control plane over HTTP (FastAPI + uvicorn).
+
+    The token is --token, else AGENT_API_TOKEN, else api_token in $AGENT_HOME/agent.toml.
+    """
+    run_server(
+        host=host, port=port, db_url=db_url, files=files, token=token, insecure=insecure,
+        max_body_mb=max_body_mb, max_log_lines=max_log_lines,
+    )  # fmt: skip

@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 from agent.config import load_settings
 from agent.server.app import create_app
+from agent.server.limits import DEFAULT_MAX_BODY_MB
 from agent.store.sql import SqlBackend
 
 log = logging.getLogger("agent.server")
@@ -33,6 +34,8 @@ def run_server(
     files: str | None = None,
     token: str | None = None,
     insecure: bool = False,
+    max_body_mb: float = DEFAULT_MAX_BODY_MB,
+    max_log_lines: int | None = None,
 ) -> None:
     """Serve the API until interrupted.
 
@@ -42,18 +45,21 @@ def run_server(
         db_url: SQLAlchemy URL of the store; None = the embedded SQLite in ``$AGENT_HOME``.
         files: default artifact destination: a directory (the server then hosts it at
             ``/api/v1/files``) or ``s3://bucket/prefix``; None = ``$AGENT_HOME/files``.
-        token: bearer token clients must send; None or "" = no auth.
+        token: bearer token clients must send; None or "" = ``api_token`` of the
+            configuration (``$AGENT_HOME/agent.toml``), else no auth.
         insecure: allow a non-loopback bind without a token.
+        max_body_mb: the largest request body in MiB (file uploads aside): 413 past it.
+        max_log_lines: lines a task's log keeps; None = ``AGENT_MAX_LOG_LINES`` or 1,000,000.
 
     Raises:
         SystemExit: with status 2 when the bind is refused (the reason on stderr).
     """
-    token = token or None
+    settings = load_settings()
+    token = token or settings.api_token or None
     problem = bind_problem(host, token, insecure)
     if problem:
         print(f"agent server: {problem}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
-    settings = load_settings()
     db_url = db_url or settings.db_url
     # Not settings.default_files_url: that falls back to AGENT_API_URL, the server itself.
     files = files or settings.files_url or str(settings.home / "files")
@@ -62,8 +68,13 @@ def run_server(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     backend = SqlBackend(db_url)
+    if max_log_lines is not None:
+        backend.max_log_lines = max(2, int(max_log_lines))
     try:
-        app = create_app(backend, token=token, files_root=files_root, files_url=files_url)
+        app = create_app(
+            backend, token=token, files_root=files_root, files_url=files_url,
+            max_body_bytes=int(max_body_mb * 2**20),
+        )  # fmt: skip
         log.info(
             "agent server on http://%s:%d (store %s, files %s, auth %s)",
             host, port, _redacted(db_url), files, "token" if token else "none",

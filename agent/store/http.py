@@ -61,6 +61,7 @@ from agent.core.models import (
     scalar_to_json,
     worker_from_dict,
 )
+from agent.core.values import cut_log_line
 from agent.store.base import DEFAULT_LEASE_S
 from agent.store.transport import Answer, JsonTransport, TransportError
 
@@ -342,10 +343,16 @@ class HttpBackend:
 
     # -- logs and metrics ---------------------------------------------------
     def append_logs(self, task_id: str, lines: Iterable[str | tuple[float, str, str]]) -> int:
-        body = {"lines": [_log_line(line) for line in lines]}
-        return self._call("POST", _task_path(task_id, "logs"), body=body, idempotent=False)[
-            "last_seq"
-        ]
+        # In requests well under the server's body limit; an over-long line is cut here,
+        # as the store would cut it, rather than sent whole.
+        batches = _log_batches([_log_line(line) for line in lines])
+        last = 0
+        for batch in batches:
+            answer = self._call(
+                "POST", _task_path(task_id, "logs"), body={"lines": batch}, idempotent=False
+            )
+            last = answer["last_seq"]
+        return last
 
     def get_logs(self, task_id: str, after: int = 0, limit: int = 10000) -> list[LogLine]:
         params = {"after": max(0, int(after)), "limit": max(1, min(int(limit), 100_000))}
@@ -499,13 +506,33 @@ def _error_from(answer: Answer) -> AgentError:
     return cls(message)
 
 
+#: Characters of log text per request (a JSON-escaped character can take 6 bytes, and the
+#: server's default body limit is 32 MiB).
+LOG_BATCH_CHARS = 4 << 20
+
+
 def _log_line(line: str | tuple[float, str, str] | dict[str, Any]) -> str | dict[str, Any]:
     if isinstance(line, str):
-        return line
+        return cut_log_line(line)
     if isinstance(line, dict):
-        return line
+        return {**line, "text": cut_log_line(str(line.get("text", "")))}
     ts, level, text = line
-    return {"ts": ts, "level": level, "text": text}
+    return {"ts": ts, "level": level, "text": cut_log_line(str(text))}
+
+
+def _log_batches(lines: list[str | dict[str, Any]]) -> list[list[str | dict[str, Any]]]:
+    """``lines`` in order, split into batches of at most :data:`LOG_BATCH_CHARS` of text
+    (one batch, maybe empty, for a short list: an empty append still answers last_seq)."""
+    batches: list[list[str | dict[str, Any]]] = [[]]
+    size = 0
+    for line in lines:
+        length = len(line) if isinstance(line, str) else len(str(line.get("text", "")))
+        if batches[-1] and size + length > LOG_BATCH_CHARS:
+            batches.append([])
+            size = 0
+        batches[-1].append(line)
+        size += length
+    return batches
 
 
 def _jsonable(value: Any) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 from agent.core.errors import InvalidInput, NotFound
 from agent.core.lazy import LazyModule
 from agent.core.models import MODEL_UPDATABLE_FIELDS, Model, now
+from agent.core.values import check_json
 
 sa = LazyModule("sqlalchemy")
 t = LazyModule("agent.store.schema")
@@ -99,6 +100,7 @@ class ModelRegistry:
 
 
 def _validate(values: dict[str, Any]) -> None:
+    check_json(values, "model")
     for key in ("name", "project", "filename"):
         if len(str(values.get(key) or "")) > _MAX_NAME:
             raise InvalidInput(f"model {key} is longer than {_MAX_NAME} characters")

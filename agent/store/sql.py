@@ -49,6 +49,7 @@ from agent.core.models import (
     scalar_number,
     transition,
 )
+from agent.core.values import check_json, check_text, cut_log_line, without_non_finite
 from agent.store.base import DEFAULT_LEASE_S, UPDATABLE_FIELDS
 from agent.store.bell import Bell, Listener
 from agent.store.model_registry import ModelRegistry
@@ -148,6 +149,8 @@ class SqlBackend(ModelRegistry):
         #: Raw psycopg connections for the busy paths on PostgreSQL (see agent.store.pg).
         self._pg: Any = None
         self._bell: Bell | None = None
+        #: Lines a task's log keeps (see :meth:`append_logs`).
+        self.max_log_lines = _max_log_lines()
         database = _sqlite_path(self._url) if self.is_sqlite else None
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -319,6 +322,7 @@ class SqlBackend(ModelRegistry):
             _validate_queue_name(queue)
         stamp = now()
         row = _task_to_row(task)
+        _check_row(row)
         row.update(
             status=TaskStatus.created.value,
             created=stamp,
@@ -386,6 +390,7 @@ class SqlBackend(ModelRegistry):
                 f"cannot update field(s) {sorted(bad)}; allowed: {sorted(UPDATABLE_FIELDS)}"
             )
         values = _task_to_row(Task(**_defaults_for(fields)), only=fields.keys())
+        _check_row(values)
         if "type" in values and values["type"] not in _TASK_TYPES:
             raise InvalidInput(f"unknown task type '{values['type']}'")
         values["last_update"] = now()
@@ -406,6 +411,7 @@ class SqlBackend(ModelRegistry):
     def merge_runtime(self, task_id: str, values: dict[str, Any]) -> Task:
         if not isinstance(values, dict):
             raise InvalidInput("runtime values must be an object")
+        check_json(values, "runtime")
         with self._tx_write() as tx:
             row = self._require(tx, task_id, lock=True)
             runtime = dict(row["runtime"] or {})
@@ -534,6 +540,11 @@ class SqlBackend(ModelRegistry):
     ) -> list[Task]:
         if id_prefix is not None and len(id_prefix) > 64:
             raise InvalidInput("an id prefix is at most 64 characters (as long as an id)")
+        if id_prefix and not _TASK_ID.fullmatch(id_prefix):
+            return []  # no id holds anything but letters, digits, '_' and '-'
+        for what, text in (("project", project), ("name", name), ("tag", tag), ("parent", parent)):
+            if isinstance(text, str):
+                check_text(text, what)
         filters: list[str] = []
         params: dict[str, Any] = {"limit": max(1, min(int(limit), 100000))}
         if id_prefix:
@@ -751,7 +762,10 @@ class SqlBackend(ModelRegistry):
                 sa.select(t.workers.c.id).where(t.workers.c.id == worker_id)
             ).first()
             values = dict(
-                name=name or worker_id, queues=list(queues), last_heartbeat=stamp, stats=stats or {}
+                name=name or worker_id,
+                queues=list(queues),
+                last_heartbeat=stamp,
+                stats=without_non_finite(stats or {}),
             )
             if exists:
                 conn.execute(
@@ -768,7 +782,7 @@ class SqlBackend(ModelRegistry):
         with self._write() as conn:
             values: dict[str, Any] = {"last_heartbeat": stamp}
             if stats is not None:
-                values["stats"] = stats
+                values["stats"] = without_non_finite(stats)
             result = conn.execute(
                 sa.update(t.workers).where(t.workers.c.id == worker_id).values(**values)
             )
@@ -848,14 +862,40 @@ class SqlBackend(ModelRegistry):
     # -- logs and metrics ---------------------------------------------------------
     def append_logs(self, task_id: str, lines: Iterable[str | tuple[float, str, str]]) -> int:
         rows = [_log_row(line) for line in lines]
+        cap = self.max_log_lines
         with self._tx_write() as tx:
             self._require(tx, task_id, lock=True)
             last = tx.scalar("LAST_LOG_SEQ", {"task_id": task_id}) or 0
+            if last + len(rows) < cap:
+                tx.run(
+                    "INSERT_LOG",
+                    [dict(task_id=task_id, seq=last + i + 1, **row) for i, row in enumerate(rows)],
+                )
+                return last + len(rows)
+            return self._append_past_cap(tx, task_id, rows, last, cap)
+
+    def _append_past_cap(
+        self, tx: Tx, task_id: str, rows: list[dict[str, Any]], last: int, cap: int
+    ) -> int:
+        """The log is full: lines up to ``cap - 1`` go in, and line ``cap`` says how many
+        were dropped (updated as more are)."""
+        kept = rows[: max(0, cap - 1 - last)]
+        tx.run(
+            "INSERT_LOG",
+            [dict(task_id=task_id, seq=last + i + 1, **row) for i, row in enumerate(kept)],
+        )
+        dropped = len(rows) - len(kept)
+        if last >= cap:  # the marker is there already: count these too
+            marker = tx.first("LOG_LINE", {"task_id": task_id, "seq": cap})
+            dropped += _dropped_count(marker["text"] if marker else "")
             tx.run(
-                "INSERT_LOG",
-                [dict(task_id=task_id, seq=last + i + 1, **row) for i, row in enumerate(rows)],
+                "UPDATE_LOG_TEXT",
+                {"log_task": task_id, "log_seq": cap, "text": _cap_text(cap, dropped)},
             )
-        return last + len(rows)
+        elif dropped:
+            marker = dict(ts=now(), level="warning", text=_cap_text(cap, dropped))
+            tx.run("INSERT_LOG", [dict(task_id=task_id, seq=cap, **marker)])
+        return min(cap, last + len(rows))
 
     def get_logs(self, task_id: str, after: int = 0, limit: int = 10000) -> list[LogLine]:
         query = (
@@ -908,6 +948,7 @@ class SqlBackend(ModelRegistry):
     ) -> None:
         if not isinstance(figure, dict):
             raise InvalidInput("a plot's figure must be a JSON object")
+        check_json(figure, f"plot {title!r}/{series!r}")
         key = dict(task_id=task_id, title=str(title), series=str(series), iteration=int(iteration))
         with self._write() as conn:
             self._require(conn, task_id)
@@ -945,6 +986,7 @@ class SqlBackend(ModelRegistry):
             )
         artifact = dataclasses.replace(artifact, created=artifact.created or now())
         values = dataclasses.asdict(artifact)
+        check_json(values, f"artifact {artifact.name!r}")
         with self._tx_write() as tx:
             self._require(tx, task_id, lock=True)
             tx.run("DELETE_ARTIFACT", {"task_id": task_id, "name": artifact.name})
@@ -1075,7 +1117,7 @@ def _log_row(line: str | tuple[float, str, str] | dict[str, Any]) -> dict[str, A
 
 def _log_text(text: Any) -> str:
     # PostgreSQL text cannot hold NUL; a process printing one must not lose its log batch.
-    return str(text).replace("\x00", "\ufffd")
+    return cut_log_line(str(text).replace("\x00", "\ufffd"))
 
 
 _NAN = float("nan")
@@ -1086,6 +1128,44 @@ def _scalar_value(value: Any) -> float | None:
     does, but one encoding serves both), infinities as they are."""
     number = scalar_number(value)
     return None if math.isnan(number) else number
+
+
+#: The columns of a task row that hold JSON, and those that hold text.
+_JSON_COLUMNS = ("tags", "script", "hyperparams", "configuration", "container", "runtime")
+_TEXT_COLUMNS = ("name", "project", "comment", "status_message", "output_uri", "parent")
+
+
+def _check_row(row: dict[str, Any]) -> None:
+    """Refuse, before any write, a task's value that no backend can store alike."""
+    for column in _JSON_COLUMNS:
+        if column in row:
+            check_json(row[column], column)
+    for column in _TEXT_COLUMNS:
+        if isinstance(row.get(column), str):
+            check_text(row[column], column)
+
+
+#: Lines a task's log keeps (AGENT_MAX_LOG_LINES); line N says how many more were dropped.
+DEFAULT_MAX_LOG_LINES = 1_000_000
+_CAP_TEXT = "[agent] the log reached its cap of {cap} lines: {dropped} later line(s) dropped"
+_DROPPED = re.compile(r": ([0-9]+) later line")
+
+
+def _cap_text(cap: int, dropped: int) -> str:
+    return _CAP_TEXT.format(cap=cap, dropped=dropped)
+
+
+def _dropped_count(text: str) -> int:
+    match = _DROPPED.search(text)
+    return int(match.group(1)) if match else 0
+
+
+def _max_log_lines() -> int:
+    value = os.environ.get("AGENT_MAX_LOG_LINES", "")
+    try:
+        return max(2, int(value)) if value else DEFAULT_MAX_LOG_LINES
+    except ValueError:
+        raise InvalidInput(f"AGENT_MAX_LOG_LINES={value!r} is not a number of lines") from None
 
 
 def _validate_task(task: Task) -> None:

@@ -159,6 +159,18 @@ def named(dialect_name: str) -> dict[str, tuple[Executable, tuple[str, ...]]]:
             ("task_id",),
         ),
         "INSERT_LOG": (insert(_logs), tuple(c.name for c in _logs.c)),
+        "LOG_LINE": (
+            select(_logs).where(
+                _logs.c.task_id == bindparam("task_id"), _logs.c.seq == bindparam("seq")
+            ),
+            ("task_id", "seq"),
+        ),
+        "UPDATE_LOG_TEXT": (
+            update(_logs).where(
+                _logs.c.task_id == bindparam("log_task"), _logs.c.seq == bindparam("log_seq")
+            ),
+            ("text", "log_task", "log_seq"),
+        ),
         "INSERT_SCALAR": (insert(t.scalars), tuple(c.name for c in t.scalars.c)),
     }
     if pg:

@@ -111,3 +111,24 @@ def test_images_and_nan_scalars_over_http(server: LiveServer, tmp_path: Path, mo
     local = blobs.blob_path(sample["url"], sample["sha256"], sample["size"], "sample")
     assert str(local).startswith(str(tmp_path / "other-machine"))
     assert local.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_non_finite_parameters_and_metadata_round_trip_over_http(server: LiveServer):
+    import math
+
+    import numpy as np
+
+    task = Task.create(project_name="http", task_name="nan params")
+    params = task.connect({"lr": float("nan"), "clip": float("inf"), "ok": 1.5})
+    task.upload_artifact("stats", {"n": 1}, metadata={"best": float("-inf")})
+    task.get_logger().report_histogram("h", "s", np.array([1.0, np.nan, 3.0]), 0)
+    task.close()
+    assert math.isnan(params["lr"]) and params["clip"] == float("inf")
+    again = Task.get_task(task.id)
+    assert again.get_parameters()["General/lr"] == "nan"  # as text, as ClearML stores it
+    from agent.sdk.parameters import cast_like
+
+    assert cast_like(again.get_parameters(cast=True)["General/clip"], 1.0) == float("inf")
+    assert again.artifacts["stats"].metadata == {"best": "-inf"}
+    [plot] = again.get_reported_plots()
+    assert plot["figure"]["data"][0]["y"] == [1.0, None, 3.0]  # a gap, as plotly draws it

@@ -808,3 +808,56 @@ def test_claims_racing_aborts_of_queued_tasks_never_fail(target, uid: str) -> No
     assert claimer.queue_entries(queue) == []
     claimer.close()
     aborter.close()
+
+
+def _nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth - 1):
+        value = {"x": value}
+    return value
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_values_are_refused_before_anything_is_written(
+    backend: Backend, uid: str, bad: float
+) -> None:
+    """JSON has no NaN: every backend refuses one (422 over HTTP), and nothing is left
+    half-written (no task created, no runtime changed, the task still claimable)."""
+    project = f"nan-{uid}"
+    with pytest.raises(InvalidInput, match="NaN or infinite"):
+        backend.create_task(Task(name="t", project=project, hyperparams={"Args": {"lr": bad}}))
+    assert backend.query_tasks(project=project) == []
+    task = make_task(backend, uid, project=project)
+    with pytest.raises(InvalidInput, match=r"runtime\['x'\]"):
+        backend.merge_runtime(task.id, {"x": bad})
+    with pytest.raises(InvalidInput):
+        backend.update_task(task.id, configuration={"c": "ok"}, hyperparams={"A": {"b": [1, bad]}})
+    with pytest.raises(InvalidInput):
+        backend.add_artifact(task.id, Artifact(name="a", uri="file:///a", metadata={"m": bad}))
+    with pytest.raises(InvalidInput):
+        backend.report_plot(task.id, "t", "s", 0, {"data": [{"y": [bad]}]})
+    again = backend.get_task(task.id)
+    assert again.runtime == {} and again.hyperparams == {} and again.configuration == {}
+    assert backend.get_artifacts(task.id) == {} and backend.get_plots(task.id) == []
+    queue = f"q-{uid}"
+    backend.enqueue(task.id, queue)
+    claimed = backend.claim([queue], f"w-{uid}", timeout=0)
+    assert claimed is not None and claimed.id == task.id
+
+
+def test_deeply_nested_values_are_refused(backend: Backend, uid: str) -> None:
+    ok = make_task(backend, uid, hyperparams={"Args": _nested(62)})
+    assert backend.get_task(ok.id).hyperparams["Args"] == _nested(62)
+    with pytest.raises(InvalidInput, match="nested more than 64 levels"):
+        make_task(backend, uid, hyperparams={"Args": _nested(253)})
+    with pytest.raises(InvalidInput, match="nested more than 64 levels"):
+        backend.merge_runtime(ok.id, {"deep": _nested(100)})
+    assert backend.query_tasks(project=f"proj-{uid}") == [backend.get_task(ok.id)]
+
+
+def test_text_that_is_not_unicode_is_refused(backend: Backend, uid: str) -> None:
+    with pytest.raises(InvalidInput, match="surrogate|unicode"):
+        make_task(backend, uid, name="bad \udc80 name")
+    with pytest.raises(InvalidInput, match="surrogate|unicode"):
+        make_task(backend, uid, hyperparams={"Args": {"k\udc80": 1}})
+    assert backend.query_tasks(project=f"proj-{uid}") == []

@@ -287,3 +287,15 @@ def test_a_stopped_server_is_a_clear_error() -> None:
     client = HttpBackend(f"http://127.0.0.1:{free_port()}", retries=2, max_backoff=0.1)
     with pytest.raises(ServerUnavailable, match="cannot reach the agent server"):
         client.list_queues()
+
+
+def test_the_server_takes_its_token_from_agent_toml(tmp_path: Path) -> None:
+    home = tmp_path / "home"  # LiveServer's AGENT_HOME
+    home.mkdir()
+    (home / "agent.toml").write_text(f'api_token = "{TOKEN}"\n', encoding="utf-8")
+    with LiveServer(sqlite_url(tmp_path), tmp_path) as server:
+        assert requests.get(f"{server.url}/api/v1/queues", timeout=5).status_code == 401
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        answer = requests.get(f"{server.url}/api/v1/queues", headers=headers, timeout=5)
+        assert answer.status_code == 200
+        assert "auth token" in server.log_path.read_text()

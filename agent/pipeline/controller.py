@@ -425,7 +425,15 @@ class PipelineController:
 
         assert self._task is not None
         with step_task_context(self._task, backend):
-            return self.wait()
+            try:
+                return self.wait()
+            except KeyboardInterrupt:  # Ctrl-C: stop the steps, end stopped, say so
+                if self._run is not None:
+                    self._run.stop()
+                    self._run.wait()
+                self._finalize()
+                ptask.interrupted(self._name, self._task.id)
+                raise
 
     def _create_task(self, backend: Any, remote: bool = False) -> Task:
         """The pipeline's task. ``remote``: its controller will run on an agent, so warn
@@ -574,7 +582,7 @@ class PipelineController:
             self._finished.set()
             if PipelineController._running is self:
                 PipelineController._running = None
-            if status != TaskStatus.completed.value:
+            if status != TaskStatus.completed.value and not run.stopped_by_user:
                 logger.warning(
                     "pipeline '%s' (%s) %s: %s", self._name, self._task.id, status, message
                 )

@@ -351,6 +351,7 @@ class PipelineDecorator(PipelineController):
             run.stop()  # Ctrl-C: the local step processes have their own sessions
             run.wait()
             self._finalize()
+            ptask.interrupted(self._name, self._task.id if self._task else None)
             raise
         except BaseException as exc:
             run.wait()

@@ -342,7 +342,7 @@ class PipelineRun:
             node.done.set()
             self._changed.notify_all()
         self.reporter.mark_dirty()
-        if failed:
+        if failed and not (self.stopped_by_user and state == NodeState.stopped):
             where = f" (see `agent logs {node.task_id}`)" if node.task_id else ""
             logger.warning("pipeline step '%s' %s: %s%s", node.name, state.value, message, where)
         else:

@@ -138,3 +138,30 @@ def enqueue_and_exit(backend: Backend, task: Task, queue: str, exit_process: boo
     )
     if exit_process and not os.environ.get("AGENT_PIPELINE_NO_EXIT"):
         sys.exit(0)
+
+
+def interrupted(name: str, task_id: str | None) -> None:
+    """Ctrl-C stopped a pipeline run in this process (its steps stopped already): have the
+    KeyboardInterrupt, once it reaches the top, print one line instead of a traceback.
+
+    The interrupt is still raised (the user's ``try/except KeyboardInterrupt`` sees it);
+    only its report at exit changes. A task of ``Task.init`` records it as before.
+    """
+    from agent.sdk import session
+
+    where = f" ({task_id}): its steps were stopped; see `agent show {task_id}`" if task_id else ""
+    note = f"pipeline '{name}' interrupted{where}"
+    previous = sys.excepthook
+    if getattr(previous, "_agent_interrupt_note", False):
+        previous = previous.__wrapped__  # type: ignore[attr-defined]
+
+    def excepthook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+        if issubclass(exc_type, KeyboardInterrupt):
+            session.exit_info().exception = exc
+            print(note, file=sys.stderr)
+            return
+        previous(exc_type, exc, tb)
+
+    excepthook._agent_interrupt_note = True  # type: ignore[attr-defined]
+    excepthook.__wrapped__ = previous  # type: ignore[attr-defined]
+    sys.excepthook = excepthook

@@ -499,7 +499,18 @@ class SqlBackend(ModelRegistry):
         values.update(extra)
         row = {**row, **values}
         _update_row(tx, row)
+        if new in _ENDS_ITS_STEPS and row["type"] == TaskTypes.controller.value:
+            self._stop_steps(tx, row, new.value)
         return row
+
+    def _stop_steps(self, tx: Tx, controller: dict[str, Any], how: str) -> None:
+        """A pipeline that failed or was stopped (aborted, Ctrl-C, its agent lost) takes
+        its steps along: queued ones leave their queue, running ones are marked stopped and
+        their agents kill them. No step outlives its pipeline."""
+        message = f"stopped: its pipeline {controller['id']} {how}"
+        active = [TaskStatus.queued.value, TaskStatus.in_progress.value]
+        for child in tx.all("CHILDREN_IN", {"parent": controller["id"], "statuses": active}):
+            self._set_status(tx, child, TaskStatus.stopped.value, message, None)
 
     def clone_task(
         self,
@@ -1129,6 +1140,9 @@ def _scalar_value(value: Any) -> float | None:
     number = scalar_number(value)
     return None if math.isnan(number) else number
 
+
+#: A controller moving to one of these stops its queued and running steps.
+_ENDS_ITS_STEPS = frozenset({TaskStatus.failed, TaskStatus.stopped})
 
 #: The columns of a task row that hold JSON, and those that hold text.
 _JSON_COLUMNS = ("tags", "script", "hyperparams", "configuration", "container", "runtime")

@@ -154,6 +154,13 @@ def named(dialect_name: str) -> dict[str, tuple[Executable, tuple[str, ...]]]:
             ("task_id", "name"),
         ),
         "INSERT_ARTIFACT": (insert(_artifacts), tuple(c.name for c in _artifacts.c)),
+        "CHILDREN_IN": (
+            select(_tasks).where(
+                _tasks.c.parent == bindparam("parent"),
+                _tasks.c.status.in_(bindparam("statuses", expanding=True)),
+            ),
+            ("parent", "statuses"),
+        ),
         "LAST_LOG_SEQ": (
             select(func.max(_logs.c.seq)).where(_logs.c.task_id == bindparam("task_id")),
             ("task_id",),
@@ -301,6 +308,7 @@ def sqlite_catalog_source() -> str:
 
 
 if __name__ == "__main__":
+    source = sqlite_catalog_source()  # all of it first: a failure leaves the file as it was
     with open(CATALOG_PATH, "w") as out:
-        out.write(sqlite_catalog_source())
+        out.write(source)
     print(f"wrote {CATALOG_PATH}")

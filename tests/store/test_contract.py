@@ -861,3 +861,39 @@ def test_text_that_is_not_unicode_is_refused(backend: Backend, uid: str) -> None
     with pytest.raises(InvalidInput, match="surrogate|unicode"):
         make_task(backend, uid, hyperparams={"Args": {"k\udc80": 1}})
     assert backend.query_tasks(project=f"proj-{uid}") == []
+
+
+def _pipeline_with_steps(backend: Backend, uid: str, queue: str) -> tuple[Task, dict[str, Task]]:
+    controller = backend.enqueue(make_task(backend, uid, type="controller").id, f"svc-{uid}")
+    backend.claim([f"svc-{uid}"], f"svc-w-{uid}", lease_s=60)
+    steps = {name: make_task(backend, uid, name=name, parent=controller.id) for name in "abcd"}
+    for name in "abc":
+        backend.enqueue(steps[name].id, queue)
+    backend.claim([queue], f"w-{uid}")  # a: running
+    backend.claim([queue], f"w-{uid}")  # b: running, then done
+    backend.set_status(steps["b"].id, "completed")
+    return controller, steps  # c: queued; d: created, never enqueued
+
+
+@pytest.mark.parametrize("how", ["stopped", "failed"])
+def test_a_pipeline_that_ends_badly_stops_its_steps(backend: Backend, uid: str, how: str) -> None:
+    queue = f"steps-{uid}"
+    controller, steps = _pipeline_with_steps(backend, uid, queue)
+    backend.set_status(controller.id, how, "aborted by user" if how == "stopped" else "boom")
+    status = {name: backend.get_task(t.id) for name, t in steps.items()}
+    assert status["a"].status == "stopped" and status["c"].status == "stopped"
+    assert f"its pipeline {controller.id} {how}" in status["a"].status_message
+    assert status["b"].status == "completed" and status["d"].status == "created"
+    assert backend.queue_entries(queue) == []
+
+
+def test_a_pipeline_whose_agent_is_lost_stops_its_steps(backend: Backend, uid: str) -> None:
+    queue = f"steps-{uid}"
+    controller = backend.enqueue(make_task(backend, uid, type="controller").id, f"svc-{uid}")
+    backend.claim([f"svc-{uid}"], f"svc-w-{uid}", lease_s=0.05)
+    step = backend.enqueue(make_task(backend, uid, parent=controller.id).id, queue)
+    time.sleep(0.2)
+    backend.reap_expired()
+    assert backend.get_task(controller.id).status_message == "worker lost"
+    assert backend.get_task(step.id).status == "stopped"
+    assert backend.queue_entries(queue) == []

@@ -12,6 +12,7 @@ from agent.cli.lookup import current_backend, find_task
 from agent.cli.render import echo_json, short_id
 from agent.core.errors import Conflict, IllegalTransition
 from agent.core.models import Task, TaskStatus
+from agent.store.serving import warn_if_unserved
 
 if TYPE_CHECKING:
     from agent.store.base import Backend
@@ -90,6 +91,7 @@ def enqueue_command(task_id: str, queue: str, priority: int) -> None:
     except IllegalTransition as exc:
         raise Conflict(_enqueue_refusal(task, queue)) from exc
     click.echo(f"{short_id(task.id)}: queued on '{queue}'")
+    warn_if_unserved(backend, queue)
 
 
 def _enqueue_refusal(task: Task, queue: str) -> str:
@@ -181,6 +183,7 @@ def clone_command(
             click.echo(f"note: {key} is new (not in task {short_id(source.id)})", err=True)
     if queue:
         task = backend.enqueue(task.id, queue, priority=priority)
+        warn_if_unserved(backend, queue)
     if as_json:
         echo_json(backend.get_task(task.id).to_dict())
     else:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
 from agent.cli.lookup import current_backend, resolve_task_id
 from agent.core.models import TaskStatus
+from agent.store.serving import queue_wait_line
 
 if TYPE_CHECKING:
     from agent.core.models import LogLine
@@ -43,8 +45,12 @@ def follow_logs(
     interval: float = POLL_INTERVAL_S,
     sleep: Callable[[float], None] = time.sleep,
     settle: float = SETTLE_S,
+    waiting: Callable[[str | None], None] | None = None,
 ) -> int:
     """Emit new lines until the task is final and none remain; return the last seq.
+
+    ``waiting`` hears, at every poll, what the task waits for while it is queued
+    (:func:`~agent.store.serving.queue_wait_line`), and None once it is not.
 
     A task may set its own final status (``Task.close``) a moment before its last
     output reaches the log through the agent, so after the final status is seen the
@@ -56,6 +62,8 @@ def follow_logs(
     while True:
         task = backend.get_task(task_id)
         final = task.status in FINAL_STATES
+        if waiting is not None:
+            waiting(queue_wait_line(backend, task))
         emitted = 0
         for line in read_logs(backend, task_id, after):
             emit(line)
@@ -76,6 +84,32 @@ def _emit(line: LogLine) -> None:
     click.echo(line.text[:-1] if line.text.endswith("\n") else line.text)
 
 
+class StatusLine:
+    """One line on stderr that says what the followed task waits for: rewritten in place
+    on a terminal; elsewhere (a file, a pipe) printed again only when it changes."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stderr
+        self.rewrite = self.stream.isatty()
+        self.shown: str | None = None
+
+    def show(self, text: str | None) -> None:
+        """Show ``text`` in place of the line shown so far (None: no line)."""
+        if text == self.shown:
+            return
+        if self.rewrite:
+            self.stream.write("\r\x1b[2K" + (text or ""))  # back to column 0, clear the line
+        elif text is not None:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+        self.shown = text
+
+    def clear(self) -> None:
+        """Take the line away on a terminal (before a log line is printed in its place)."""
+        if self.rewrite:
+            self.show(None)
+
+
 @click.command("logs")
 @click.argument("task_id")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the task ends.")
@@ -85,7 +119,8 @@ def logs_command(ctx: click.Context, task_id: str, follow: bool, tail: int | Non
     """Print a task's log; --follow streams it until the task ends.
 
     The log is the task's stdout and stderr as the agent captured them. With --follow, poll for new lines and return when the task has finished and
-    every line is printed; Ctrl-C stops following (exit code 130).
+    every line is printed; Ctrl-C stops following (exit code 130). While the task is queued, a line on stderr says
+    what it waits for ("queued on 'default', position 3, 2 agents serve it") and keeps it current.
 
     \b
     Examples:
@@ -94,12 +129,20 @@ def logs_command(ctx: click.Context, task_id: str, follow: bool, tail: int | Non
     """
     backend = current_backend()
     full_id = resolve_task_id(backend, task_id)
+    status = StatusLine()
     try:
         last = _print_existing(backend, full_id, tail)
         if follow:
-            follow_logs(backend, full_id, last, _emit)
+
+            def emit(line: LogLine) -> None:
+                status.clear()
+                _emit(line)
+
+            follow_logs(backend, full_id, last, emit, waiting=status.show)
     except KeyboardInterrupt:
         ctx.exit(130)
+    finally:
+        status.clear()
 
 
 def _print_existing(backend: Backend, task_id: str, tail: int | None) -> int:

@@ -75,13 +75,18 @@ class Heartbeat:
         self._thread: threading.Thread | None = None
 
     def register(self) -> None:
-        self.store.register_worker(self.worker_id, self.queues, stats=self.stats.collect())
+        self.store.register_worker(self.worker_id, self.queues, stats=self.collect_stats())
         self._last = self.clock()
+
+    def collect_stats(self) -> dict[str, Any]:
+        """The machine's stats, and this worker's heartbeat interval: readers of the store
+        tell a live worker from a vanished one by it (see :mod:`agent.store.serving`)."""
+        return {**self.stats.collect(), "heartbeat_s": self.interval_s}
 
     def beat(self, now: float | None = None) -> None:
         """Report stats and renew the leases of this worker's running tasks."""
         with self._lock:
-            stats = self.stats.collect()
+            stats = self.collect_stats()
             try:
                 self.store.heartbeat(self.worker_id, stats, lease_s=self.lease_s)
             except NotFound:

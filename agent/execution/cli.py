@@ -19,6 +19,7 @@ import click
 from agent.cli.lookup import current_backend, find_task
 from agent.core.errors import Conflict, InvalidInput
 from agent.core.models import TaskStatus, TaskTypes
+from agent.store.serving import warn_if_unserved
 
 if TYPE_CHECKING:
     from agent.store.base import Backend
@@ -127,6 +128,7 @@ def run_command(
     if queue:
         backend.enqueue(task.id, queue, priority=priority)
         _err(f"task {task.id} queued on '{queue}' (follow: agent logs {task.id} --follow)")
+        warn_if_unserved(backend, queue)
     else:
         _err(
             f"task {task.id} created (run it: agent enqueue {task.id} --queue Q, "

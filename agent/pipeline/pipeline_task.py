@@ -16,6 +16,7 @@ from typing import Any
 
 from agent.core.models import Script, Task, TaskStatus, TaskTypes
 from agent.store.base import Backend
+from agent.store.serving import warn_if_unserved
 
 #: Hyperparams section of the pipeline's arguments.
 ARGS_SECTION = "Args"
@@ -136,6 +137,7 @@ def enqueue_and_exit(backend: Backend, task: Task, queue: str, exit_process: boo
         f"(follow it with `agent show {task.id}`)",
         flush=True,
     )
+    warn_if_unserved(backend, queue)
     if exit_process and not os.environ.get("AGENT_PIPELINE_NO_EXIT"):
         sys.exit(0)
 

@@ -43,6 +43,7 @@ from agent.sdk.definition import (
 )
 from agent.sdk.lifecycle import LifecycleMixin
 from agent.sdk.parameters import ParametersMixin, to_stored
+from agent.store.serving import warn_if_unserved
 
 if TYPE_CHECKING:
     from agent.sdk.capture import OutputCapture
@@ -421,7 +422,9 @@ class Task(ParametersMixin, ArtifactsMixin, LifecycleMixin):
         """
         backend = _backend()
         queue = queue_name or (_queue_name(backend, queue_id) if queue_id else "default")
-        return cls(backend.enqueue(_task_id(task), queue, priority=priority), backend)
+        queued = cls(backend.enqueue(_task_id(task), queue, priority=priority), backend)
+        warn_if_unserved(backend, queue)
+        return queued
 
     @classmethod
     def dequeue(cls, task: Task | str) -> Task:

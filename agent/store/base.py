@@ -14,6 +14,8 @@ from agent.core.models import Artifact, LogLine, Model, Queue, Task, Worker
 
 #: Seconds a claim's lease lasts unless the worker's heartbeat renews it.
 DEFAULT_LEASE_S = 60.0
+#: Status message of a task failed because its lease lapsed (its worker vanished).
+WORKER_LOST = "worker lost"
 
 #: Fields of a task that ``update_task`` may change directly (status has its own call).
 UPDATABLE_FIELDS = frozenset(
@@ -155,7 +157,11 @@ class Backend(Protocol):
         """Workers, with the tasks they run; optionally only recently seen ones."""
 
     def reap_expired(self) -> list[str]:
-        """Fail every in-progress task whose lease lapsed ("worker lost"); return ids."""
+        """Fail every in-progress task whose lease lapsed (:data:`WORKER_LOST`); return ids.
+
+        The SQL store also does it, at most once a second per process, when tasks,
+        queues or workers are read: no daemon or server needs to run for a lapsed lease
+        to show as a lost worker."""
 
     # -- logs and metrics -------------------------------------------------
     def append_logs(self, task_id: str, lines: Iterable[str | tuple[float, str, str]]) -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import json
+import logging
 import math
 import os
 import re
@@ -50,7 +51,7 @@ from agent.core.models import (
     transition,
 )
 from agent.core.values import check_json, check_text, cut_log_line, without_non_finite
-from agent.store.base import DEFAULT_LEASE_S, UPDATABLE_FIELDS
+from agent.store.base import DEFAULT_LEASE_S, UPDATABLE_FIELDS, WORKER_LOST
 from agent.store.bell import Bell, Listener
 from agent.store.model_registry import ModelRegistry
 from agent.store.sqlite_catalog import STATEMENTS as CATALOG
@@ -79,6 +80,11 @@ _UPDATE_COLUMNS = (*(c for c in _TASK_COLUMNS if c != "id"), "lease_expires")
 _SQLITE_POOL_SIZE = 20
 #: Task ids: what fits the id column and a URL path segment (uuid4 hex and more).
 _TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: Seconds between two reaps of lapsed leases that reads of tasks, queues and workers
+#: make in one process (see ``SqlBackend._reap_on_read``).
+REAP_ON_READ_S = 1.0
+
+log = logging.getLogger("agent.store")
 
 
 def _normalize_url(url: str) -> str:
@@ -151,6 +157,8 @@ class SqlBackend(ModelRegistry):
         self._bell: Bell | None = None
         #: Lines a task's log keeps (see :meth:`append_logs`).
         self.max_log_lines = _max_log_lines()
+        #: When (time.monotonic) a read may next reap lapsed leases.
+        self._next_reap_on_read = 0.0
         database = _sqlite_path(self._url) if self.is_sqlite else None
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -363,6 +371,7 @@ class SqlBackend(ModelRegistry):
             return tx.first("TASK_EXISTS", {"task_id": task_id}) is not None
 
     def get_task(self, task_id: str) -> Task:
+        self._reap_on_read()
         with self._tx_read() as tx:
             return self._load_task(tx, task_id)
 
@@ -556,6 +565,7 @@ class SqlBackend(ModelRegistry):
         for what, text in (("project", project), ("name", name), ("tag", tag), ("parent", parent)):
             if isinstance(text, str):
                 check_text(text, what)
+        self._reap_on_read()
         filters: list[str] = []
         params: dict[str, Any] = {"limit": max(1, min(int(limit), 100000))}
         if id_prefix:
@@ -631,6 +641,7 @@ class SqlBackend(ModelRegistry):
         raise NotFound(f"no queue named '{name}'")
 
     def list_queues(self) -> list[Queue]:
+        self._reap_on_read()
         counts = (
             sa.select(t.queue_entries.c.queue_id, sa.func.count().label("n"))
             .group_by(t.queue_entries.c.queue_id)
@@ -669,6 +680,7 @@ class SqlBackend(ModelRegistry):
         )
 
     def queue_entries(self, queue: str) -> list[str]:
+        self._reap_on_read()
         query = (
             sa.select(t.queue_entries.c.task_id)
             .select_from(
@@ -822,6 +834,7 @@ class SqlBackend(ModelRegistry):
         raise NotFound(f"no worker '{worker_id}'")
 
     def list_workers(self, alive_within: float | None = None) -> list[Worker]:
+        self._reap_on_read()
         query = sa.select(t.workers).order_by(t.workers.c.id)
         if alive_within is not None:
             query = query.where(t.workers.c.last_heartbeat >= now() - alive_within)
@@ -846,29 +859,32 @@ class SqlBackend(ModelRegistry):
             ]
 
     def reap_expired(self) -> list[str]:
-        stamp = now()
-        with self._write() as conn:
-            ids = [
-                r[0]
-                for r in conn.execute(
-                    sa.select(t.tasks.c.id).where(
-                        sa.and_(
-                            t.tasks.c.status == TaskStatus.in_progress.value,
-                            t.tasks.c.lease_expires.is_not(None),
-                            t.tasks.c.lease_expires < stamp,
-                        )
-                    )
-                )
-            ]
-            for task_id in ids:
-                row = self._require(conn, task_id, lock=True)
-                if row["status"] == TaskStatus.in_progress.value:
-                    self._set_status(
-                        self._alchemy_tx(conn), row, TaskStatus.failed.value, "worker lost", None
-                    )
-        if ids:
+        with self._tx_write() as tx:
+            lapsed = tx.all("LAPSED_TASKS", {"now": now()})
+            for row in lapsed:
+                self._set_status(tx, row, TaskStatus.failed.value, WORKER_LOST, None)
+        if lapsed:
             self._ring()
-        return ids
+        return [row["id"] for row in lapsed]
+
+    def _reap_on_read(self) -> None:
+        """Fail the tasks whose lease lapsed, at most once per :data:`REAP_ON_READ_S` in
+        this process: every reader of the store (the CLI, the SDK, the UI) sees a vanished
+        worker's task as lost, though no daemon or server runs to reap it. A cheap read
+        first, so readers take no write lock while every lease holds."""
+        clock = time.monotonic()
+        if clock < self._next_reap_on_read:
+            return
+        self._next_reap_on_read = clock + REAP_ON_READ_S
+        try:
+            with self._tx_read() as tx:
+                if tx.first("ANY_LAPSED", {"now": now()}) is None:
+                    return
+            lost = self.reap_expired()
+        except Exception:  # the read itself must not fail for a reap it did not ask for
+            log.warning("reaping lapsed leases on read failed", exc_info=True)
+            return
+        log.info("worker lost: failed %d task(s) whose lease lapsed: %s", len(lost), lost)
 
     # -- logs and metrics ---------------------------------------------------------
     def append_logs(self, task_id: str, lines: Iterable[str | tuple[float, str, str]]) -> int:

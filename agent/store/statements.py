@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Delete, Executable, Insert
 
+from agent.core.models import TaskStatus
 from agent.store import schema as t
 from agent.store.tx import query_name
 
@@ -47,6 +48,15 @@ ANY_ENTRY = (
     .limit(1)
 )
 QUEUE_ID = select(_queues.c.id).where(_queues.c.name == bindparam("name"))
+
+#: In-progress tasks whose lease lapsed before ``:now`` (their worker stopped beating).
+_LAPSED = (
+    _tasks.c.status == TaskStatus.in_progress.value,
+    _tasks.c.lease_expires < bindparam("now"),
+)
+#: Any lapsed lease: the cheap read before a reader's reap takes the write lock.
+ANY_LAPSED = select(_tasks.c.id).where(*_LAPSED).limit(1)
+LAPSED_TASKS = select(_tasks).where(*_LAPSED)
 
 _QUEUE_OF_NAME = select(_queues.c.id).where(_queues.c.name == bindparam("queue")).scalar_subquery()
 _top = _entries.alias("top")
@@ -144,6 +154,13 @@ def named(dialect_name: str) -> dict[str, tuple[Executable, tuple[str, ...]]]:
         "INSERT_ENTRY": (INSERT_ENTRY, ("queue_id", "task_id", "priority", "enqueued")),
         "DELETE_ENTRY_OF_TASK": (DELETE_ENTRY_OF_TASK, ("task_id",)),
         "ANY_ENTRY": (ANY_ENTRY, ("queues",)),
+        "ANY_LAPSED": (ANY_LAPSED, ("now",)),
+        # PostgreSQL: a row another transaction holds (its worker's heartbeat renewing
+        # the lease, another reaper) is skipped; the next reap sees it as it is then.
+        "LAPSED_TASKS": (
+            LAPSED_TASKS.with_for_update(skip_locked=True) if pg else LAPSED_TASKS,
+            ("now",),
+        ),
         "TAKE_HEAD": (take_head(dialect_name), ("queue",)),
         "ARTIFACTS": (ARTIFACTS, ("task_id",)),
         "DELETE_ARTIFACT": (

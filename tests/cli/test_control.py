@@ -150,3 +150,22 @@ def test_apply_overrides_copies():
     result, new = apply_overrides(source, [("Args", "a", 2), ("Other", "b", 3)])
     assert result == {"Args": {"a": 2}, "Other": {"b": 3}} and new == ["Other/b"]
     assert source == {"Args": {"a": 1}}
+
+
+NOBODY_ON_GPU = "warning: no agent serves queue 'gpu' (start one: agent daemon --queue gpu)\n"
+
+
+def test_enqueue_and_clone_say_when_nobody_serves_the_queue(invoke, backend, make_task):
+    enqueued = invoke("enqueue", make_task().id, "--queue", "gpu")
+    assert enqueued.exit_code == 0 and enqueued.stderr == NOBODY_ON_GPU
+    cloned = invoke("clone", make_task().id, "--queue", "gpu")
+    assert cloned.exit_code == 0 and cloned.stderr == NOBODY_ON_GPU
+    services = invoke("enqueue", make_task().id, "--queue", "services")
+    assert services.stderr == (
+        "warning: no agent serves queue 'services' "
+        "(start one: agent daemon --queue services --services-mode)\n"
+    )
+
+    backend.register_worker("w-gpu", ["gpu"], stats={"heartbeat_s": 5.0})
+    assert invoke("enqueue", make_task().id, "--queue", "gpu").stderr == ""
+    assert invoke("clone", make_task().id, "--queue", "gpu").stderr == ""

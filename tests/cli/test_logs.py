@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import signal
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from agent.cli.logs import follow_logs
+from agent.cli.logs import StatusLine, follow_logs
 from agent.store.sql import SqlBackend
 
 
@@ -123,3 +124,65 @@ def test_ctrl_c_while_following_exits_130_quietly(backend, running_task, agent_h
     assert proc.returncode == 130
     assert "Traceback" not in err and "error" not in err
     assert out == ""
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_follow_says_what_a_queued_task_waits_for_until_it_runs(backend, make_task):
+    ahead, task = make_task(name="ahead"), make_task(name="mine")
+    backend.enqueue(ahead.id, "default")
+    backend.enqueue(task.id, "default")
+    moves = [
+        lambda: backend.register_worker("w1", ["default"], stats={"heartbeat_s": 5.0}),
+        lambda: backend.claim(["default"], "w1"),  # takes the one ahead
+        lambda: None,  # nothing changed: the line is not printed again
+        lambda: backend.claim(["default"], "w1"),
+        lambda: backend.set_status(task.id, "completed"),
+    ]
+    out = io.StringIO()
+    status = StatusLine(out)
+
+    def sleep(_seconds: float) -> None:
+        if moves:
+            moves.pop(0)()
+
+    follow_logs(backend, task.id, 0, lambda line: None, sleep=sleep, waiting=status.show)
+    assert out.getvalue().splitlines() == [
+        "queued on 'default', position 2, no agent serves it "
+        "(start one: agent daemon --queue default)",
+        "queued on 'default', position 2, 1 agent serves it",
+        "queued on 'default', position 1, 1 agent serves it",
+    ]
+
+
+def test_on_a_terminal_the_wait_line_is_rewritten_in_place():
+    term = Terminal()
+    status = StatusLine(term)
+    status.show("queued on 'default', position 2, 1 agent serves it")
+    status.show("queued on 'default', position 2, 1 agent serves it")
+    status.show("queued on 'default', position 1, 1 agent serves it")
+    status.clear()
+    assert term.getvalue() == (
+        "\r\x1b[2Kqueued on 'default', position 2, 1 agent serves it"
+        "\r\x1b[2Kqueued on 'default', position 1, 1 agent serves it"
+        "\r\x1b[2K"
+    )
+
+
+def test_logs_follow_of_a_queued_task_prints_its_wait_on_stderr(invoke, backend, make_task):
+    task = make_task()
+    backend.enqueue(task.id, "default")
+    timer = threading.Timer(0.5, lambda: backend.set_status(task.id, "stopped", "aborted"))
+    timer.start()
+    try:
+        result = invoke("logs", task.id, "--follow")
+    finally:
+        timer.join()
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == (
+        "queued on 'default', position 1, no agent serves it "
+        "(start one: agent daemon --queue default)\n"
+    )

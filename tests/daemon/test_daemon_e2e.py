@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -129,6 +130,38 @@ def test_kill_9_kills_the_task_and_the_reaper_fails_it(store, start_daemon, tmp_
     wait_for(lambda: task.id in store.reap_expired(), 15, "the lease to lapse")
     lost = store.get_task(task.id)
     assert (lost.status, lost.status_message) == ("failed", "worker lost")
+
+
+def test_after_kill_9_of_the_only_daemon_the_cli_sees_the_worker_lost(
+    store, start_daemon, home, tmp_path
+):
+    """No daemon or server is left to reap: the CLI's own read of the store fails the task
+    once its lease (here 2 s, renewed by heartbeats until the kill) has lapsed."""
+    lease_s = 2.0
+    started = tmp_path / "started"
+    task = make_task(
+        store, f"open({str(started)!r}, 'w').close()\nimport time\ntime.sleep(300)", "q"
+    )
+    daemon = start_daemon("--queue", "q", "--lease", str(lease_s))
+    wait_for(started.exists, what="the task to start")
+
+    daemon.signal(signal.SIGKILL)
+    daemon.wait()
+    time.sleep(lease_s + 0.2)  # the last heartbeat came before the kill
+
+    shown = _agent_json(home, "show", task.id)
+    assert (shown["status"], shown["status_message"]) == ("failed", "worker lost")
+    listed = {t["id"]: t for t in _agent_json(home, "tasks", "--project", "daemon-tests")}
+    assert (listed[task.id]["status"], listed[task.id]["status_message"]) == (
+        "failed",
+        "worker lost",
+    )
+
+
+def _agent_json(home: Path, *args: str):
+    done = _agent(home, *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 def test_a_bad_task_does_not_take_the_daemon_down(store, start_daemon):

@@ -144,6 +144,9 @@ def test_run_with_origin_records_the_remote_and_queues_the_task(
     assert task.script.code == ""
     assert store.queue_entries("q1") == [task_id]
     assert "not pushed" not in result.stderr
+    assert "warning: no agent serves queue 'q1' (start one: agent daemon --queue q1)" in (
+        result.stderr
+    )
 
 
 def test_run_without_remote_records_the_local_path(

@@ -76,6 +76,17 @@ def test_remote_mode_gives_the_same_results(tmp_path, remote):
     assert all(s.worker for s in steps.values())  # run by the agents
 
 
+def test_a_remote_launch_with_no_services_agent_says_so(tmp_path, home, store):
+    repo = make_repo(tmp_path / "repo", {"basic.py": "basic.py", "sibling.py": "sibling.py"})
+    proc = run_script(repo / "basic.py", home, "remote")
+    pipe = store.get_task(_enqueued_id(proc.stdout))
+    assert (pipe.status, pipe.queue) == ("queued", "services")
+    assert (
+        "warning: no agent serves queue 'services' "
+        "(start one: agent daemon --queue services --services-mode)"
+    ) in proc.stderr
+
+
 def test_local_mode_without_fork_spawns_each_step(tmp_path, home, store):
     """Where fork is unavailable (or AGENT_PIPELINE_NO_ZYGOTE=1): one interpreter per step."""
     repo = make_repo(tmp_path / "repo", {"basic.py": "basic.py", "sibling.py": "sibling.py"})

@@ -217,3 +217,13 @@ def test_bind_current_task(backend):
     assert Task.current_task() is None
     assert backend.get_scalars(step.id) == {"s": {"x": [(0, 1.0)]}}
     assert backend.get_task(step.id).status == "created"  # status is the launcher's
+
+
+def test_enqueue_on_a_queue_nobody_serves_says_so(backend, capsys):
+    Task.enqueue(Task.create(project_name="p", task_name="lonely"), queue_name="nobody")
+    assert capsys.readouterr().err == (
+        "warning: no agent serves queue 'nobody' (start one: agent daemon --queue nobody)\n"
+    )
+    backend.register_worker("w-nobody", ["nobody"], stats={"heartbeat_s": 5.0})
+    Task.enqueue(Task.create(project_name="p", task_name="served"), queue_name="nobody")
+    assert capsys.readouterr().err == ""

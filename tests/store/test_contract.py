@@ -25,6 +25,7 @@ from agent.core.models import (
 )
 from agent.store.base import Backend
 from agent.store.factory import backend_for_url
+from agent.store.sql import REAP_ON_READ_S
 
 S = TaskStatus
 
@@ -603,6 +604,23 @@ def test_a_lapsed_lease_fails_the_task_as_worker_lost(backend: Backend, target, 
     assert lost.completed is not None
     assert task.id not in {t for w in backend.list_workers() for t in w.tasks}
     assert task.id not in backend.reap_expired()
+
+
+def test_a_read_after_a_lapsed_lease_sees_the_worker_lost(backend: Backend, uid: str) -> None:
+    """No daemon or reaper runs: reading the task is what fails it (on the SQL stores)."""
+    queue, worker = f"lapse-{uid}", f"w-{uid}"
+    backend.register_worker(worker, [queue])
+    task = backend.enqueue(make_task(backend, uid).id, queue)
+    backend.claim([queue], worker, lease_s=0.05)
+    time.sleep(REAP_ON_READ_S + 0.1)  # a read of this store may have reaped just before
+    lost = backend.get_task(task.id)
+    assert (lost.status, lost.status_message) == ("failed", "worker lost")
+    assert task.id not in {t.id for t in backend.query_tasks(status="in_progress")}
+    # The worker coming back hears what it would from the server's reaper.
+    assert task.id not in backend.heartbeat(worker).tasks
+    with pytest.raises(Conflict):
+        backend.set_status(task.id, "completed", expected=["in_progress"])
+    assert backend.get_task(task.id).status == "failed"
 
 
 def test_a_heartbeat_renews_the_lease(backend: Backend, uid: str) -> None:

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, TextIO
 import click
 
 from agent.cli.lookup import current_backend, resolve_task_id
-from agent.core.models import TaskStatus
+from agent.cli.step_progress import StepProgress
+from agent.core.models import TaskStatus, TaskTypes
 from agent.store.serving import queue_wait_line
 
 if TYPE_CHECKING:
-    from agent.core.models import LogLine
+    from agent.core.models import LogLine, Task
     from agent.store.base import Backend
 
 #: Seconds between polls of ``--follow``.
@@ -46,11 +47,13 @@ def follow_logs(
     sleep: Callable[[float], None] = time.sleep,
     settle: float = SETTLE_S,
     waiting: Callable[[str | None], None] | None = None,
+    each_poll: Callable[[], None] | None = None,
 ) -> int:
     """Emit new lines until the task is final and none remain; return the last seq.
 
     ``waiting`` hears, at every poll, what the task waits for while it is queued
-    (:func:`~agent.store.serving.queue_wait_line`), and None once it is not.
+    (:func:`~agent.store.serving.queue_wait_line`), and None once it is not;
+    ``each_poll`` is called at every poll (a pipeline's step progress).
 
     A task may set its own final status (``Task.close``) a moment before its last
     output reaches the log through the agent, so after the final status is seen the
@@ -64,6 +67,8 @@ def follow_logs(
         final = task.status in FINAL_STATES
         if waiting is not None:
             waiting(queue_wait_line(backend, task))
+        if each_poll is not None:
+            each_poll()
         emitted = 0
         for line in read_logs(backend, task_id, after):
             emit(line)
@@ -120,7 +125,9 @@ def logs_command(ctx: click.Context, task_id: str, follow: bool, tail: int | Non
 
     The log is the task's stdout and stderr as the agent captured them. With --follow, poll for new lines and return when the task has finished and
     every line is printed; Ctrl-C stops following (exit code 130). While the task is queued, a line on stderr says
-    what it waits for ("queued on 'default', position 3, 2 agents serve it") and keeps it current.
+    what it waits for ("queued on 'default', position 3, 2 agents serve it") and keeps it current; for a
+    pipeline, lines on stderr say when each step's environment is being built, ready or reused, and how each
+    step ended. A cached step says which earlier task it reused.
 
     \b
     Examples:
@@ -132,17 +139,37 @@ def logs_command(ctx: click.Context, task_id: str, follow: bool, tail: int | Non
     status = StatusLine()
     try:
         last = _print_existing(backend, full_id, tail)
+        task = backend.get_task(full_id)
+        if task.status == TaskStatus.cached.value and last == 0:
+            click.echo(f"this step was cached: {task.status_message or 'it reused an earlier run'}"
+                       f"{_see_source(task)}", err=True)  # fmt: skip
         if follow:
 
             def emit(line: LogLine) -> None:
                 status.clear()
                 _emit(line)
 
-            follow_logs(backend, full_id, last, emit, waiting=status.show)
+            progress = None
+            if task.type == TaskTypes.controller.value:
+
+                def note(text: str) -> None:
+                    status.clear()
+                    click.echo(text, err=True)
+
+                progress = StepProgress(backend, full_id, note)
+            each_poll = progress.poll if progress is not None else None
+            follow_logs(backend, full_id, last, emit, waiting=status.show, each_poll=each_poll)
+            if progress is not None:
+                progress.poll(force=True)
     except KeyboardInterrupt:
         ctx.exit(130)
     finally:
         status.clear()
+
+
+def _see_source(task: Task) -> str:
+    source = task.runtime.get("cached_from")
+    return f" (its log: agent logs {source})" if isinstance(source, str) and source else ""
 
 
 def _print_existing(backend: Backend, task_id: str, tail: int | None) -> int:

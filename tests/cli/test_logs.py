@@ -186,3 +186,49 @@ def test_logs_follow_of_a_queued_task_prints_its_wait_on_stderr(invoke, backend,
         "queued on 'default', position 1, no agent serves it "
         "(start one: agent daemon --queue default)\n"
     )
+
+
+def _finish(backend, task, status="completed", message=""):
+    backend.enqueue(task.id, "q-progress")
+    backend.claim(["q-progress"], "w-progress")
+    backend.set_status(task.id, status, message)
+
+
+def test_following_a_pipeline_shows_its_steps_environment_builds(invoke, backend, make_task):
+    pipe = make_task(name="pipe", project="p", type="controller")
+    one = make_task(name="step_one", project="p", parent=pipe.id)
+    two = make_task(name="step_two", project="p", parent=pipe.id)
+    t0 = 1_800_000_000.0
+    backend.append_logs(one.id, [
+        (t0, "info", "creating environment /venvs/abc (uv)"),
+        (t0 + 0.1, "info", "installing 2 requirement(s): pandas==2.2.3 scikit-learn>=1.5"),
+        (t0 + 2.2, "info", "built environment 6608affb8847 (/venvs/abc)"),
+        (t0 + 2.3, "info", "training output that is not read"),
+    ])  # fmt: skip
+    backend.append_logs(two.id, [(t0 + 3, "info", "reusing environment 6608affb8847 (/venvs/abc)")])
+    _finish(backend, one)
+    _finish(backend, two, "failed", "exit code 1")
+    backend.append_logs(pipe.id, ["pipeline log line"])
+    _finish(backend, pipe)
+    result = invoke("logs", pipe.id, "--follow")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "pipeline log line\n"
+    assert result.stderr.splitlines() == [
+        "step_one: building environment (pandas, scikit-learn) ...",
+        "step_one: environment 6608affb8847 ready in 2.2 s",
+        "step_one: completed",
+        "step_two: reusing environment 6608affb8847",
+        "step_two: failed: exit code 1",
+    ]
+
+
+def test_the_log_of_a_cached_step_says_which_task_it_reused(invoke, backend, make_task):
+    source = make_task(name="step", project="p")
+    step = make_task(name="step", project="p", runtime={"cached_from": source.id})
+    backend.set_status(step.id, "cached", f"reused {source.id}")
+    result = invoke("logs", step.id)
+    assert result.exit_code == 0
+    assert (
+        f"this step was cached: reused {source.id} (its log: agent logs {source.id})"
+        in result.stderr
+    )

@@ -49,6 +49,7 @@ from agent.core.models import (
     scalar_number,
     transition,
 )
+from agent.core.secrets import redact, strip_url_credentials
 from agent.store.base import DEFAULT_LEASE_S, UPDATABLE_FIELDS
 from agent.store.bell import Bell, Listener
 from agent.store.model_registry import ModelRegistry
@@ -478,7 +479,7 @@ class SqlBackend(ModelRegistry):
         stamp = now()
         values: dict[str, Any] = {"status": new.value, "last_update": stamp}
         if message is not None:
-            values["status_message"] = message
+            values["status_message"] = redact(message)
         if new is TaskStatus.in_progress:
             values["started"] = stamp
             values["completed"] = None
@@ -1045,6 +1046,9 @@ def _task_to_row(task: Task, only: Iterable[str] | None = None) -> dict[str, Any
     for key in ("hyperparams", "configuration", "container", "runtime"):
         row[key] = json.loads(_canon(row[key] or {}))
     row["script"] = json.loads(json.dumps(row["script"]))
+    # A record keeps no secret: agents take credentials from their own configuration.
+    row["script"]["repository"] = strip_url_credentials(row["script"].get("repository") or "")
+    row["status_message"] = redact(row["status_message"] or "")
     if only is not None:
         row = {k: row[k] for k in only}
     return row
@@ -1075,7 +1079,7 @@ def _log_row(line: str | tuple[float, str, str] | dict[str, Any]) -> dict[str, A
 
 def _log_text(text: Any) -> str:
     # PostgreSQL text cannot hold NUL; a process printing one must not lose its log batch.
-    return str(text).replace("\x00", "\ufffd")
+    return redact(str(text)).replace("\x00", "\ufffd")
 
 
 _NAN = float("nan")

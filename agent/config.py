@@ -2,8 +2,9 @@
 
 The TOML file holds the same keys as the environment (lower case, without the
 ``AGENT_`` prefix: ``api_url``, ``api_token``, ``files_url``) plus the agent's
-defaults in an ``[agent]`` table (queues, venv cache size, docker image, git
-credentials, ...).
+defaults in an ``[agent]`` table (queues, venv cache size, docker image, ...), and the
+git credentials agents clone with in ``[agent.git]`` (``user``, ``password``, or
+``AGENT_GIT_USER``/``AGENT_GIT_PASS``; see :mod:`agent.execution.repo`).
 """
 
 from __future__ import annotations

@@ -8,6 +8,11 @@ added by assignment only; scikit-learn 1.9 has no liblinear multi-class: the mod
 the data: the iris pickle is made here from ``sklearn.datasets.load_iris()`` and passed
 as a ``file://`` URL (no internet needed).
 
+It prints ``Accuracy=3200%`` as the page's does: step_four's
+``accuracy_score(normalize=False)`` returns the count of correctly classified test
+samples (32 of iris' 32), not a fraction, and ``main`` multiplies it by 100. The line says
+so, and step_four's log has the fraction (``32 of 32 test samples correct (100.0%)``).
+
 Run it::
 
     python examples/iris_pipeline.py --debug    # in this process, steps as plain calls
@@ -76,7 +81,10 @@ def step_four(model, X_data, Y_data):
     from sklearn.metrics import accuracy_score
 
     Y_pred = model.predict(X_data)
-    return accuracy_score(Y_data, Y_pred, normalize=False)
+    # As in ClearML's example: normalize=False counts the correct samples (not a fraction).
+    correct = accuracy_score(Y_data, Y_pred, normalize=False)
+    print(f"{correct} of {len(Y_data)} test samples correct ({100 * correct / len(Y_data):.1f}%)")
+    return correct
 
 
 @PipelineDecorator.pipeline(name="pipeline", project="examples", version="0.1")
@@ -84,8 +92,13 @@ def main(pickle_url, mock_parameter="mock"):
     data_frame = step_one(pickle_url)
     X_train, X_test, y_train, y_test = step_two(data_frame)
     model = step_three(X_train, y_train)
-    accuracy = 100 * step_four(model, X_data=X_test, Y_data=y_test)
-    print(f"Accuracy={accuracy}%")
+    correct = step_four(model, X_data=X_test, Y_data=y_test)
+    accuracy = 100 * correct
+    # ClearML's pipelines example prints this "accuracy": 100 x the count of correct samples.
+    print(
+        f"Accuracy={accuracy}% ({correct} test samples correct: accuracy_score(normalize=False)"
+        " counts them, as on ClearML's pipelines page; step_four's log has the fraction)"
+    )
 
 
 def iris_pickle_url() -> str:

@@ -49,4 +49,7 @@ if [ "${status}" != "completed" ]; then
     exit 1
 fi
 echo
-echo "Done. Look around with: AGENT_HOME=${AGENT_HOME} .venv/bin/agent tasks"
+echo "Done. Look around with:"
+echo "  source .venv/bin/activate"
+echo "  export AGENT_HOME=\"${AGENT_HOME}\""
+echo "  agent tasks"

@@ -52,7 +52,8 @@ def abort_task(backend: Backend, task: Task, attempts: int = 3) -> tuple[Task, s
 
 @click.command("abort")
 @click.argument("task_id")
-def abort_command(task_id: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the stopped task as JSON.")
+def abort_command(task_id: str, as_json: bool) -> None:
     """Abort a queued or running task.
 
     Its status becomes 'stopped'. A queued task is taken off its queue; a running task is marked stopped with
@@ -61,9 +62,13 @@ def abort_command(task_id: str) -> None:
     \b
     Examples:
       agent abort 3f2a1b4c
+      agent abort 3f2a --json | jq -r .status
     """
     backend = current_backend()
     task, done = abort_task(backend, find_task(backend, task_id))
+    if as_json:
+        echo_json(task.to_dict())
+        return
     click.echo(f"{short_id(task.id)}: {done}")
 
 
@@ -73,7 +78,8 @@ def abort_command(task_id: str) -> None:
 @click.option(
     "--priority", default=0, show_default=True, help="Higher is claimed first within the queue."
 )
-def enqueue_command(task_id: str, queue: str, priority: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the queued task as JSON.")
+def enqueue_command(task_id: str, queue: str, priority: int, as_json: bool) -> None:
     """Put a task on a queue for an agent to run.
 
     An agent serving the queue claims it. Tasks in created, failed or stopped can be (re)enqueued; to run a completed
@@ -83,6 +89,7 @@ def enqueue_command(task_id: str, queue: str, priority: int) -> None:
     Examples:
       agent enqueue 3f2a1b4c --queue default
       agent enqueue 3f2a --queue gpu --priority 10
+      agent enqueue 3f2a --queue gpu --json | jq -r .queue
     """
     backend = current_backend()
     task = find_task(backend, task_id)
@@ -90,6 +97,9 @@ def enqueue_command(task_id: str, queue: str, priority: int) -> None:
         task = backend.enqueue(task.id, queue, priority=priority)
     except IllegalTransition as exc:
         raise Conflict(_enqueue_refusal(task, queue)) from exc
+    if as_json:
+        echo_json(task.to_dict())
+        return
     click.echo(f"{short_id(task.id)}: queued on '{queue}'")
     warn_if_unserved(backend, queue)
 

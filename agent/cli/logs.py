@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -115,12 +116,24 @@ class StatusLine:
             self.show(None)
 
 
+def _emit_json(line: LogLine) -> None:
+    click.echo(json.dumps(line.to_dict(), ensure_ascii=False))
+
+
 @click.command("logs")
 @click.argument("task_id")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the task ends.")
 @click.option("--tail", "-n", type=click.IntRange(min=0), help="Start with the last N lines only.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='One JSON object per line (JSON Lines): {"seq", "ts", "level", "text"}.',
+)
 @click.pass_context
-def logs_command(ctx: click.Context, task_id: str, follow: bool, tail: int | None) -> None:
+def logs_command(
+    ctx: click.Context, task_id: str, follow: bool, tail: int | None, as_json: bool
+) -> None:
     """Print a task's log; --follow streams it until the task ends.
 
     The log is the task's stdout and stderr as the agent captured them. With --follow, poll for new lines and return when the task has finished and
@@ -129,16 +142,21 @@ def logs_command(ctx: click.Context, task_id: str, follow: bool, tail: int | Non
     pipeline, lines on stderr say when each step's environment is being built, ready or reused, and how each
     step ended. A cached step says which earlier task it reused.
 
+    --json prints each line as one JSON object on its own line (JSON Lines), also
+    while following, so `jq` reads them as they come; `jq -s` makes a list of them.
+
     \b
     Examples:
       agent logs 3f2a1b4c
       agent logs 3f2a --tail 50 --follow
+      agent logs 3f2a --json | jq -r 'select(.level == "error") | .text'
     """
     backend = current_backend()
     full_id = resolve_task_id(backend, task_id)
     status = StatusLine()
+    emit_line = _emit_json if as_json else _emit
     try:
-        last = _print_existing(backend, full_id, tail)
+        last = _print_existing(backend, full_id, tail, emit_line)
         task = backend.get_task(full_id)
         if task.status == TaskStatus.cached.value and last == 0:
             click.echo(f"this step was cached: {task.status_message or 'it reused an earlier run'}"
@@ -147,7 +165,7 @@ def logs_command(ctx: click.Context, task_id: str, follow: bool, tail: int | Non
 
             def emit(line: LogLine) -> None:
                 status.clear()
-                _emit(line)
+                emit_line(line)
 
             progress = None
             if task.type == TaskTypes.controller.value:
@@ -172,16 +190,18 @@ def _see_source(task: Task) -> str:
     return f" (its log: agent logs {source})" if isinstance(source, str) and source else ""
 
 
-def _print_existing(backend: Backend, task_id: str, tail: int | None) -> int:
+def _print_existing(
+    backend: Backend, task_id: str, tail: int | None, emit: Callable[[LogLine], None]
+) -> int:
     """Print the lines there are now (the last ``tail`` only); return the last seq read."""
     last = 0
     kept: deque[LogLine] = deque(maxlen=tail)
     for line in read_logs(backend, task_id):
         last = line.seq
         if tail is None:
-            _emit(line)
+            emit(line)
         else:
             kept.append(line)
     for line in kept:
-        _emit(line)
+        emit(line)
     return last

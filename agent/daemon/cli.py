@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from agent.config import Settings, load_settings
+from agent.core.secrets import setup_redacted_logging
 from agent.store.base import DEFAULT_LEASE_S
 
 log = logging.getLogger("agent.daemon")
@@ -182,9 +183,8 @@ def daemon_command(**options: Any) -> int:
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # Git errors and task lines may echo a url with credentials: masked in every line.
+    setup_redacted_logging(logging.INFO)
 
 
 def _stop(settings: Settings, options: dict[str, Any]) -> int:

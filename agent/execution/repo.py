@@ -6,10 +6,14 @@ mirror lacks. A task's checkout is a ``git clone --shared`` of the mirror (no
 object copies), detached at the commit, with the task's uncommitted diff applied.
 
 Credentials never travel inside a url that is logged, stored or written to a git
-config: they come from ``AGENT_GIT_USER``/``AGENT_GIT_PASS`` (or ``git_user``/
-``git_pass`` in ``agent.toml``), or are split off a ``https://user:token@host``
-url, and reach git as an ``http.extraheader`` set through the environment of the
-git process only. Everything this module logs goes through :func:`redact`.
+config: they come from ``AGENT_GIT_USER``/``AGENT_GIT_PASS`` (or ``user``/``password``
+of ``[agent.git]`` in ``agent.toml``), or are split off a url that carries them
+(``https://user:token@host``, ``ssh://user:pw@host``, ``?private_token=``), and reach
+git as an ``http.extraheader`` set through the environment of the git process only
+(not its command line). With credentials, an ssh url is fetched over https, as
+clearml-agent does (``force_ssh = true`` in ``[agent.git]`` keeps ssh). Without any,
+git's own ``~/.netrc`` and credential helpers apply. Everything this module logs goes
+through :func:`~agent.core.secrets.redact`.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from agent.core.errors import AgentError
+from agent.core.secrets import SSH_SCHEMES, redact, register_secret, split_url_credentials
 from agent.execution.locks import file_lock
 
 REPOSITORY_UNREACHABLE = "repository unreachable"
@@ -54,38 +58,6 @@ class RepoError(AgentError):
         super().__init__(f"{reason}: {self.detail}")
 
 
-# -- redaction -------------------------------------------------------------
-
-_secrets: set[str] = set()
-_secrets_lock = threading.Lock()
-_USERINFO = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.\-]*://)([^/\s@]+)@")
-
-
-def register_secret(value: str | None) -> None:
-    """Have :func:`redact` mask ``value`` from now on (values under 4 chars are ignored)."""
-    if value and len(value) >= 4:
-        with _secrets_lock:
-            _secrets.add(value)
-
-
-def _redact_userinfo(match: re.Match[str]) -> str:
-    scheme, userinfo = match.group(1), match.group(2)
-    if scheme.lower().startswith(("ssh", "git+ssh")) and ":" not in userinfo:
-        return match.group(0)  # ssh://git@host: a login name, not a secret
-    return f"{scheme}***@"
-
-
-def redact(text: str) -> str:
-    """``text`` without url credentials (``https://user:tok@h`` -> ``https://***@h``)
-    and without any value given to :func:`register_secret`."""
-    text = _USERINFO.sub(_redact_userinfo, text)
-    with _secrets_lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
-
-
 # -- credentials -----------------------------------------------------------
 
 
@@ -98,10 +70,13 @@ class GitCredentials:
 
     @classmethod
     def from_settings(cls, settings: Any = None) -> GitCredentials | None:
-        """``AGENT_GIT_USER``/``AGENT_GIT_PASS``, else ``[agent] git_user/git_pass``."""
-        table: Mapping[str, Any] = getattr(settings, "agent", None) or {}
-        user = os.environ.get("AGENT_GIT_USER") or table.get("git_user") or ""
-        password = os.environ.get("AGENT_GIT_PASS") or table.get("git_pass") or ""
+        """``AGENT_GIT_USER``/``AGENT_GIT_PASS``, else ``user``/``password`` of the
+        ``[agent.git]`` table of ``agent.toml``, else ``[agent] git_user/git_pass``
+        (clearml-agent's names). None when none is set: git's own ``~/.netrc`` and
+        credential helpers then answer, as for a plain ``git clone``."""
+        table = git_settings(settings)
+        user = os.environ.get("AGENT_GIT_USER") or table.get("user") or ""
+        password = os.environ.get("AGENT_GIT_PASS") or table.get("password") or ""
         if not user and not password:
             return None
         return cls(str(user), str(password))
@@ -115,7 +90,9 @@ class GitCredentials:
         return base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
 
     def git_env(self) -> dict[str, str]:
-        """Environment that makes git send these credentials (never on disk)."""
+        """Environment that makes git send these credentials: a header set through the
+        environment of the git process only (not its command line, so not in ``ps``;
+        never on disk)."""
         return {
             "GIT_CONFIG_COUNT": "1",
             "GIT_CONFIG_KEY_0": "http.extraheader",
@@ -123,15 +100,43 @@ class GitCredentials:
         }
 
 
+def git_settings(settings: Any = None) -> dict[str, Any]:
+    """The ``[agent.git]`` table of ``agent.toml`` (``user``, ``password``,
+    ``force_ssh``), with ``[agent] git_user``/``git_pass`` as ``user``/``password``."""
+    table: Mapping[str, Any] = getattr(settings, "agent", None) or {}
+    merged = {"user": table.get("git_user"), "password": table.get("git_pass")}
+    own = table.get("git")
+    if isinstance(own, Mapping):
+        merged.update({k: v for k, v in own.items() if v not in (None, "")})
+    return merged
+
+
 def split_credentials(url: str) -> tuple[str, GitCredentials | None]:
-    """``(url without user:password, credentials)`` for http(s) and file urls."""
+    """``(url as a record keeps it, the credentials it carried)``: a user and password
+    (``https://user:pw@``, ``ssh://user:pw@``), a token alone (``https://tok@``), or a
+    token parameter (``?access_token=``, ``?private_token=``, ``?token=``)."""
+    clean, user, secret = split_url_credentials(url)
+    if secret is None and (user is None or urlsplit(clean).scheme.lower() in SSH_SCHEMES):
+        return clean, None  # nothing, or an ssh login name alone
+    return clean, GitCredentials(user or "oauth2", secret or "")
+
+
+_SCP_LIKE = re.compile(r"^(?:(?P<user>[^@/\s]+)@)?(?P<host>[^:/\s]+):(?!//)(?P<path>.+)$")
+
+
+def over_https(url: str) -> str:
+    """The https url of an ssh one (``git@host:o/r.git``, ``ssh://git@host:22/o/r.git``
+    -> ``https://host/o/r.git``); any other url as it is. With credentials configured,
+    the agent fetches ssh repositories over https, as clearml-agent does."""
     parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https", "file") or "@" not in parts.netloc:
-        return url, None
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user, _, password = userinfo.partition(":")
-    clean = urlunsplit(parts._replace(netloc=host))
-    return clean, GitCredentials(user, password)
+    if "://" in url:
+        if parts.scheme.lower() not in SSH_SCHEMES or not parts.hostname:
+            return url
+        return urlunsplit(("https", parts.hostname, parts.path, "", ""))
+    match = _SCP_LIKE.match(url)
+    if match is None or not (match["user"] or "." in match["host"]):
+        return url
+    return f"https://{match['host']}/{match['path'].lstrip('/')}"
 
 
 # -- git plumbing ----------------------------------------------------------
@@ -181,12 +186,19 @@ class RepoCache:
 
     Args:
         root: directory of the mirrors (``$AGENT_HOME/vcs-cache``).
-        credentials: used for http(s) urls that carry none of their own.
+        credentials: used for urls that carry none of their own.
+        force_ssh: fetch ssh urls over ssh even with credentials (default: over https).
     """
 
-    def __init__(self, root: str | os.PathLike[str], credentials: GitCredentials | None = None):
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        credentials: GitCredentials | None = None,
+        force_ssh: bool = False,
+    ):
         self.root = Path(root)
         self.credentials = credentials
+        self.force_ssh = force_ssh
 
     def mirror_path(self, url: str) -> Path:
         """Where the mirror of ``url`` lives (credentials do not change it)."""
@@ -205,13 +217,14 @@ class RepoCache:
         """
         clean, own = split_credentials(url)
         credentials = own or self.credentials
+        source = clean if credentials is None or self.force_ssh else over_https(clean)
         mirror = self.mirror_path(clean)
         self.root.mkdir(parents=True, exist_ok=True)
         with file_lock(mirror.with_suffix(".lock")):
             if not mirror.exists():
-                self._clone_mirror(clean, mirror, credentials, log)
+                self._clone_mirror(source, mirror, credentials, log)
             elif not commit or _resolve(mirror, commit) is None:
-                self._fetch(clean, mirror, credentials, log)
+                self._fetch(source, mirror, credentials, log)
             return mirror, _resolve_or_raise(mirror, clean, commit, branch)
 
     def checkout(
@@ -257,6 +270,7 @@ class RepoCache:
 
     def _fetch(self, url: str, mirror: Path, credentials: GitCredentials | None, log: Log) -> None:
         log(redact(f"fetching {url}"))
+        _git(["remote", "set-url", "origin", url], cwd=mirror)  # https now, ssh before?
         proc = _git(["fetch", "--prune", "--quiet", "origin"], cwd=mirror, credentials=credentials)
         if proc.returncode != 0:
             raise RepoError(REPOSITORY_UNREACHABLE, f"cannot fetch {url}: {_why(proc)}")

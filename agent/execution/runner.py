@@ -32,7 +32,14 @@ from agent.core.errors import AgentError, Conflict
 from agent.core.models import Task, TaskStatus
 from agent.execution.backends import ExecutionBackend, Prepared, TaskHandle, backend_from_settings
 from agent.execution.env import EnvError, build_env
-from agent.execution.repo import GitCredentials, RepoCache, RepoError, redact, register_secret
+from agent.execution.repo import (
+    GitCredentials,
+    RepoCache,
+    RepoError,
+    git_settings,
+    redact,
+    register_secret,
+)
 from agent.execution.requirements import read_requirements_file
 from agent.store.base import Backend
 
@@ -388,7 +395,11 @@ def _exit_outcome(task_id: str, code: int, tail: Iterable[str] = ()) -> Outcome:
 
 def repo_cache_from_settings(settings: Any) -> RepoCache:
     """The ``vcs-cache`` of ``$AGENT_HOME`` with the configured git credentials."""
-    return RepoCache(Path(settings.home) / "vcs-cache", GitCredentials.from_settings(settings))
+    return RepoCache(
+        Path(settings.home) / "vcs-cache",
+        GitCredentials.from_settings(settings),
+        force_ssh=bool(git_settings(settings).get("force_ssh", False)),
+    )
 
 
 def execute_task(

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agent.core.models import Script
+from agent.core.secrets import strip_url_credentials
 from agent.pipeline.bundle import function_source, step_script  # noqa: F401 - re-exported
 from agent.pipeline.errors import PipelineDefinitionError
 
@@ -131,4 +132,5 @@ def repo_script(
             working_dir=".",
         )
         return script, str(root.resolve())
-    return Script(repository=repo, branch=branch or "", commit=commit or "", working_dir="."), None
+    url = strip_url_credentials(repo)
+    return Script(repository=url, branch=branch or "", commit=commit or "", working_dir="."), None

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from agent.core.errors import NotFound
 from agent.core.models import Script, TaskStatus, TaskTypes
 from agent.core.models import Task as TaskRecord
+from agent.core.secrets import strip_url_credentials
 
 if TYPE_CHECKING:
     from agent.store.base import Backend
@@ -121,7 +122,7 @@ def script_for_create(
     detect_repository: bool,
 ) -> Script:
     if repo or not script:
-        result = Script(repository=repo or "", entry_point=str(script or ""))
+        result = Script(repository=strip_url_credentials(repo or ""), entry_point=str(script or ""))
     else:
         path = Path(script)
         if not path.is_file():

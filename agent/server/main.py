@@ -15,6 +15,7 @@ import uvicorn
 from sqlalchemy.engine import make_url
 
 from agent.config import load_settings
+from agent.core.secrets import setup_redacted_logging
 from agent.server.app import create_app
 from agent.server.limits import DEFAULT_MAX_BODY_MB
 from agent.store.sql import SqlBackend
@@ -64,9 +65,7 @@ def run_server(
     # Not settings.default_files_url: that falls back to AGENT_API_URL, the server itself.
     files = files or settings.files_url or str(settings.home / "files")
     files_root, files_url = files_target(files)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_redacted_logging(logging.INFO)
     backend = SqlBackend(db_url)
     if max_log_lines is not None:
         backend.max_log_lines = max(2, int(max_log_lines))

@@ -50,6 +50,7 @@ from agent.core.models import (
     scalar_number,
     transition,
 )
+from agent.core.secrets import redact, strip_url_credentials
 from agent.core.values import check_json, check_text, cut_log_line, without_non_finite
 from agent.store.base import DEFAULT_LEASE_S, UPDATABLE_FIELDS, WORKER_LOST
 from agent.store.bell import Bell, Listener
@@ -493,7 +494,7 @@ class SqlBackend(ModelRegistry):
         stamp = now()
         values: dict[str, Any] = {"status": new.value, "last_update": stamp}
         if message is not None:
-            values["status_message"] = message
+            values["status_message"] = redact(message)
         if new is TaskStatus.in_progress:
             values["started"] = stamp
             values["completed"] = None
@@ -1114,6 +1115,9 @@ def _task_to_row(task: Task, only: Iterable[str] | None = None) -> dict[str, Any
     for key in ("hyperparams", "configuration", "container", "runtime"):
         row[key] = json.loads(_canon(row[key] or {}))
     row["script"] = json.loads(json.dumps(row["script"]))
+    # A record keeps no secret: agents take credentials from their own configuration.
+    row["script"]["repository"] = strip_url_credentials(row["script"].get("repository") or "")
+    row["status_message"] = redact(row["status_message"] or "")
     if only is not None:
         row = {k: row[k] for k in only}
     return row
@@ -1144,7 +1148,7 @@ def _log_row(line: str | tuple[float, str, str] | dict[str, Any]) -> dict[str, A
 
 def _log_text(text: Any) -> str:
     # PostgreSQL text cannot hold NUL; a process printing one must not lose its log batch.
-    return cut_log_line(str(text).replace("\x00", "\ufffd"))
+    return cut_log_line(redact(str(text)).replace("\x00", "\ufffd"))
 
 
 _NAN = float("nan")

@@ -29,6 +29,15 @@ def test_abort_running_marks_it_stopped(invoke, backend, running_task):
     assert after.status == "stopped" and after.status_message == "aborted by user"
 
 
+def test_abort_json_prints_the_stopped_task(invoke, backend, running_task):
+    task = running_task()
+    result = invoke("abort", task.id[:8], "--json")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["id"] == task.id
+    assert (record["status"], record["status_message"]) == ("stopped", "aborted by user")
+
+
 @pytest.mark.parametrize("final", ["completed", "failed"])
 def test_abort_finished_task_is_a_clear_error(invoke, backend, running_task, final):
     task = running_task()
@@ -54,6 +63,15 @@ def test_enqueue_with_priority(invoke, backend, make_task):
     assert result.exit_code == 0, result.stderr
     assert result.stdout == f"{high.id[:8]}: queued on 'gpu'\n"
     assert backend.queue_entries("gpu") == [high.id, low.id]
+
+
+def test_enqueue_json_prints_the_queued_task(invoke, backend, make_task):
+    task = make_task()
+    result = invoke("enqueue", task.id[:6], "--queue", "gpu", "--json")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert (record["id"], record["status"], record["queue"]) == (task.id, "queued", "gpu")
+    assert backend.queue_entries("gpu") == [task.id]
 
 
 def test_enqueue_refusals_say_what_to_do(invoke, backend, running_task):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import signal
 import subprocess
 import sys
@@ -31,36 +32,55 @@ def test_logs_tail(invoke, backend, make_task):
     assert invoke("logs", task.id, "--tail", "-1").exit_code == 2
 
 
+def test_logs_json_is_one_object_per_line(invoke, backend, make_task):
+    task = make_task()
+    backend.append_logs(task.id, ["plain", (1700000000.5, "error", "it broke: \u00e9")])
+    result = invoke("logs", task.id, "--json")
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(x["seq"], x["level"], x["text"]) for x in lines] == [
+        (1, "info", "plain"),
+        (2, "error", "it broke: \u00e9"),
+    ]
+    assert lines[1]["ts"] == 1700000000.5
+    tail = invoke("logs", task.id, "--json", "--tail", "1").stdout
+    assert [json.loads(line)["text"] for line in tail.splitlines()] == ["it broke: \u00e9"]
+
+
 def test_logs_of_unknown_task(invoke):
     result = invoke("logs", "deadbeef")
     assert result.exit_code == 2 and result.stderr.startswith("error: no task with id")
+
+
+def follow_while_a_step_writes(invoke, agent_home, task_id: str, lines: list[str], *args: str):
+    """``agent logs TASK --follow ARGS`` while another store writes ``lines`` and then
+    completes the task; click's Result."""
+    writer_store = SqlBackend(f"sqlite:///{agent_home / 'agent.db'}")
+
+    def run_step() -> None:
+        time.sleep(0.3)
+        for line in lines:
+            writer_store.append_logs(task_id, [line])
+            time.sleep(0.05)
+        writer_store.set_status(task_id, "completed")
+
+    writer = threading.Thread(target=run_step)
+    writer.start()
+    try:
+        return invoke("logs", task_id, "--follow", *args)
+    finally:
+        writer.join()
+        writer_store.close()
 
 
 @pytest.mark.timeout(60)
 def test_follow_ends_when_the_task_completes(invoke, backend, running_task, agent_home):
     task = running_task()
     backend.append_logs(task.id, ["before"])
-    writer_store = SqlBackend(f"sqlite:///{agent_home / 'agent.db'}")
-
-    def run_step() -> None:
-        time.sleep(0.3)
-        for i in range(5):
-            writer_store.append_logs(task.id, [f"step {i}"])
-            time.sleep(0.05)
-        writer_store.append_logs(task.id, ["last words"])
-        writer_store.set_status(task.id, "completed")
-
-    writer = threading.Thread(target=run_step)
-    writer.start()
-    try:
-        result = invoke("logs", task.id, "--follow", "--tail", "1")
-    finally:
-        writer.join()
-        writer_store.close()
+    written = [f"step {i}" for i in range(5)] + ["last words"]
+    result = follow_while_a_step_writes(invoke, agent_home, task.id, written, "--tail", "1")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.splitlines() == ["before"] + [f"step {i}" for i in range(5)] + [
-        "last words"
-    ]
+    assert result.stdout.splitlines() == ["before", *written]
     assert backend.get_task(task.id).status == "completed"
 
 
@@ -95,6 +115,15 @@ def test_follow_reads_lines_that_arrive_after_the_final_status(backend, running_
 
     follow_logs(backend, task.id, 0, lambda line: seen.append(line.text), sleep=sleep)
     assert seen == ["Accuracy=100%", "task process exited with code 0"]
+
+
+@pytest.mark.timeout(60)
+def test_follow_json_streams_json_lines(invoke, backend, running_task, agent_home):
+    task = running_task()
+    backend.append_logs(task.id, ["before"])
+    result = follow_while_a_step_writes(invoke, agent_home, task.id, ["after"], "--json")
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(line)["text"] for line in result.stdout.splitlines()] == ["before", "after"]
 
 
 def test_follow_of_a_finished_task_returns_at_once(invoke, backend, running_task):

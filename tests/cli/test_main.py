@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import click
 import pytest
@@ -196,6 +198,20 @@ def test_subprocess_version_and_json(run_agent, agent_home):
     listing = run_agent("tasks", "--json")
     assert listing.returncode == 0, listing.stderr
     assert json.loads(listing.stdout) == []
+
+
+def test_every_command_the_readme_inspects_with_takes_json(invoke):
+    # README: "Every command here takes `--json`", under its Inspecting block.
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Inspecting", 1)[1].split("## ", 1)[0]
+    block = section.split("```bash", 1)[1].split("```", 1)[0]
+    commands = sorted(set(re.findall(r"\bagent ([a-z]+)", block)))
+    assert {"tasks", "show", "logs", "abort", "enqueue", "clone", "queues", "workers"} <= set(
+        commands
+    )
+    assert "Every command here takes `--json`" in section
+    lacking = [name for name in commands if "--json" not in invoke(name, "--help").stdout]
+    assert lacking == []
 
 
 def test_cli_object_is_the_console_script_target():

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import os
+import shutil
 import threading
 from pathlib import Path
 
 import pytest
 from exec_support import TOKEN, HttpGitServer, SourceRepo, git
 
+from agent.config import load_settings
 from agent.execution.repo import (
     COMMIT_NOT_FOUND,
     DIFF_DOES_NOT_APPLY,
@@ -17,10 +21,12 @@ from agent.execution.repo import (
     RepoCache,
     RepoError,
     describe_repo,
+    over_https,
     redact,
     register_secret,
     split_credentials,
 )
+from agent.execution.runner import repo_cache_from_settings
 
 
 @pytest.fixture
@@ -49,10 +55,23 @@ def test_describe_repo_of_a_dirty_checkout(source_repo: SourceRepo) -> None:
     assert "untracked.txt" not in info["diff"]
 
 
-def test_describe_repo_strips_credentials_from_the_remote(source_repo: SourceRepo) -> None:
-    git(source_repo.path, "remote", "add", "origin", f"https://bob:{TOKEN}@example.com/x.git")
+@pytest.mark.parametrize(
+    ("remote", "recorded"),
+    [
+        (f"https://bob:{TOKEN}@example.com/x.git", "https://example.com/x.git"),
+        (f"ssh://bob:{TOKEN}@example.com/x.git", "ssh://bob@example.com/x.git"),
+        (f"git+ssh://bob:{TOKEN}@example.com:2222/x.git", "git+ssh://bob@example.com:2222/x.git"),
+        (f"https://example.com/x.git?private_token={TOKEN}", "https://example.com/x.git"),
+        (f"https://example.com/x.git?access_token={TOKEN}", "https://example.com/x.git"),
+        (f"https://example.com/x.git?token={TOKEN}", "https://example.com/x.git"),
+    ],
+)
+def test_describe_repo_strips_credentials_from_the_remote(
+    source_repo: SourceRepo, remote: str, recorded: str
+) -> None:
+    git(source_repo.path, "remote", "add", "origin", remote)
     info = describe_repo(source_repo.path / "train.py")
-    assert info["repository"] == "https://example.com/x.git"
+    assert info["repository"] == recorded
     assert info["working_dir"] == "."
 
 
@@ -197,6 +216,93 @@ def test_configured_credentials(http_git_server: HttpGitServer, tmp_path: Path) 
     assert TOKEN not in _all_text(cache.root)
 
 
+def test_credentials_from_the_agent_toml_git_table(
+    http_git_server: HttpGitServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "agent.toml").write_text(f'[agent.git]\nuser = "bob"\npassword = "{TOKEN}"\n')
+    monkeypatch.setenv("AGENT_HOME", str(home))
+    monkeypatch.delenv("AGENT_GIT_USER", raising=False)
+    monkeypatch.delenv("AGENT_GIT_PASS", raising=False)
+    lines: list[str] = []
+
+    cache = repo_cache_from_settings(load_settings())
+    dest = cache.checkout(
+        http_git_server.url, http_git_server.commit, tmp_path / "t", log=lines.append
+    )
+
+    assert (dest / "train.py").exists()
+    assert TOKEN not in "\n".join(lines) + _all_text(cache.root) + _all_text(dest / ".git")
+
+
+def test_a_token_parameter_is_used_and_never_stored(
+    http_git_server: HttpGitServer, tmp_path: Path
+) -> None:
+    lines: list[str] = []
+    cache = RepoCache(tmp_path / "cache")
+    url = http_git_server.url.replace("http://", "http://bob@") + f"?access_token={TOKEN}"
+
+    dest = cache.checkout(url, http_git_server.commit, tmp_path / "t", log=lines.append)
+
+    assert (dest / "train.py").exists()
+    assert git(dest, "remote", "get-url", "origin") == http_git_server.url
+    assert TOKEN not in "\n".join(lines) + _all_text(cache.root) + _all_text(dest / ".git")
+
+
+def test_git_command_lines_never_hold_the_credentials(
+    http_git_server: HttpGitServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A real git behind a wrapper that writes down each command line (what `ps` shows).
+    argv_log = tmp_path / "argv.log"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "git"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {argv_log}\nexec {shutil.which("git")} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    cache = RepoCache(tmp_path / "cache", credentials=GitCredentials("bob", TOKEN))
+
+    cache.checkout(http_git_server.url, http_git_server.commit, tmp_path / "t", log=print)
+    cache.ensure_commit(http_git_server.url, "", log=print)  # no commit: fetches
+
+    command_lines = argv_log.read_text()
+    assert "clone --mirror" in command_lines and "fetch" in command_lines
+    assert TOKEN not in command_lines
+    assert base64.b64encode(f"bob:{TOKEN}".encode()).decode() not in command_lines
+
+
+def test_without_configured_credentials_git_uses_the_netrc(
+    http_git_server: HttpGitServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "user-home"
+    home.mkdir()
+    netrc = home / ".netrc"
+    netrc.write_text(f"machine 127.0.0.1 login bob password {TOKEN}\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("HOME", str(home))
+    cache = RepoCache(tmp_path / "cache", credentials=GitCredentials.from_settings(None))
+
+    dest = cache.checkout(http_git_server.url, http_git_server.commit, tmp_path / "t", log=print)
+
+    assert (dest / "train.py").exists()
+    assert TOKEN not in _all_text(cache.root)
+
+
+@pytest.mark.parametrize(
+    ("url", "https"),
+    [
+        ("git@github.com:o/r.git", "https://github.com/o/r.git"),
+        ("ssh://git@gitlab.example.com:2222/g/r.git", "https://gitlab.example.com/g/r.git"),
+        ("git+ssh://bob@h.example/r.git", "https://h.example/r.git"),
+        ("https://h.example/r.git", "https://h.example/r.git"),
+        ("/srv/git/r.git", "/srv/git/r.git"),
+    ],
+)
+def test_ssh_urls_go_over_https_with_credentials(url: str, https: str) -> None:
+    assert over_https(url) == https
+
+
 def test_wrong_credentials_are_unreachable_and_redacted(
     http_git_server: HttpGitServer, tmp_path: Path
 ) -> None:
@@ -232,6 +338,15 @@ def test_split_credentials() -> None:
     assert clean == "https://h.example/r.git"
     assert creds == GitCredentials("bob", "pw-1234")
     assert split_credentials("git@github.com:o/r.git") == ("git@github.com:o/r.git", None)
+    assert split_credentials("ssh://git@h.example/r.git") == ("ssh://git@h.example/r.git", None)
+    assert split_credentials("ssh://git:pw-1234@h.example/r.git") == (
+        "ssh://git@h.example/r.git",
+        GitCredentials("git", "pw-1234"),
+    )
+    assert split_credentials("https://h.example/r.git?private_token=t0k-1") == (
+        "https://h.example/r.git",
+        GitCredentials("oauth2", "t0k-1"),
+    )
 
 
 def _all_text(root: Path) -> str:

@@ -16,7 +16,12 @@ from agent.core.models import Script, Task, TaskStatus
 from agent.execution.backends import Prepared, ProcessBackend, VenvBackend
 from agent.execution.env import EnvCache
 from agent.execution.repo import RepoCache, describe_repo
-from agent.execution.runner import TaskRunner, build_env_only, execute_task
+from agent.execution.runner import (
+    TaskRunner,
+    build_env_only,
+    execute_task,
+    repo_cache_from_settings,
+)
 from agent.store.sql import SqlBackend
 
 
@@ -183,8 +188,6 @@ def test_credentials_are_never_stored(
 ) -> None:
     monkeypatch.setenv("AGENT_GIT_USER", "bob")
     monkeypatch.setenv("AGENT_GIT_PASS", TOKEN)
-    from agent.execution.runner import repo_cache_from_settings
-
     runner = TaskRunner(store, settings, ProcessBackend(), repo_cache_from_settings(settings))
     ok = new_task(
         store,
@@ -207,22 +210,30 @@ def test_credentials_are_never_stored(
     assert leaks == []
 
 
-def test_credentials_in_the_task_url_stay_out_of_logs(
+def test_credentials_in_the_task_url_stay_out_of_the_record_and_logs(
     store: SqlBackend, settings: Settings, http_git_server: HttpGitServer
 ) -> None:
     url = http_git_server.url_with("bob", TOKEN)
     good = new_task(store, repository=url, commit=http_git_server.commit, entry_point="train.py")
     bad = new_task(store, repository=url, commit="cd" * 20, entry_point="train.py")
-    runner = make_runner(store, settings)
+    # The record keeps the url without them: the agent brings its own ([agent.git]).
+    assert store.get_task(good.id).script.repository == http_git_server.url
+    unconfigured = new_task(
+        store, repository=url, commit=http_git_server.commit, entry_point="train.py"
+    )
+    assert make_runner(store, settings).run(unconfigured.id) is TaskStatus.failed
 
+    settings.agent["git"] = {"user": "bob", "password": TOKEN}
+    runner = TaskRunner(store, settings, ProcessBackend(), repo_cache_from_settings(settings))
     assert runner.run(good.id) is TaskStatus.completed
     assert runner.run(bad.id) is TaskStatus.failed
 
-    for task_id in (good.id, bad.id):
+    for task_id in (good.id, bad.id, unconfigured.id):
         assert TOKEN not in log_text(store, task_id)
         assert TOKEN not in store.get_task(task_id).status_message
     assert "hello from v1" in log_text(store, good.id)
     assert store.get_task(bad.id).status_message.startswith("commit not found")
+    assert store.get_task(unconfigured.id).status_message.startswith("repository unreachable")
 
 
 SLEEPER = (

@@ -39,7 +39,10 @@ def test_iris_pipeline_gives_the_same_accuracy_in_debug_and_local_mode(home, sto
         assert sorted(steps) == ["step_four", "step_one", "step_three", "step_two"]
         assert sorted(steps["step_two"].artifacts) == ["X_test", "X_train", "y_test", "y_train"]
         accuracies[mode] = artifact_value(store, steps["step_four"].id, "accuracy")
-        assert f"Accuracy={100 * accuracies[mode]}%" in out
+        assert f"Accuracy={100 * accuracies[mode]}% ({accuracies[mode]} test samples correct" in out
+        assert "accuracy_score(normalize=False) counts them" in out
+        if mode == "--debug":  # steps run in this process: their prints are here too
+            assert f"{accuracies[mode]} of 32 test samples correct (" in out
     assert accuracies["--debug"] == accuracies["--local"] > 25
     # the second run found every step in the cache
     assert {t.status for t in steps.values()} == {"cached"}

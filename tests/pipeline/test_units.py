@@ -15,6 +15,7 @@ from agent.pipeline.refs import find_references, parse_reference, referenced_ste
 from agent.pipeline.source import (
     controller_code,
     function_source,
+    repo_script,
     split_return_values,
     step_script,
 )
@@ -145,6 +146,18 @@ def test_return_values_split_on_commas_as_clearml_does():
     assert split_return_values("model") == ["model"]
     assert split_return_values(None) == ["return_object"]
     assert split_return_values([]) == []
+
+
+def test_a_component_repo_url_is_recorded_without_its_secrets():
+    # component(repo=...): agents clone it with their own [agent.git] credentials.
+    script, local_dir = repo_script("https://bob:t0k-123@h.example/r.git", branch="main")
+    assert (script.repository, script.branch, local_dir) == (
+        "https://h.example/r.git",
+        "main",
+        None,
+    )
+    script, _ = repo_script("ssh://git:t0k-123@h.example/r.git?private_token=t0k-123")
+    assert script.repository == "ssh://git@h.example/r.git"
 
 
 def test_controller_code_leaves_out_the_step_functions():

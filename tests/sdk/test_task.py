@@ -154,6 +154,13 @@ def test_create_from_a_script_outside_git_stores_its_code(agent_home, tmp_path: 
         Task.create(project_name="p", script=tmp_path / "missing.py")
 
 
+def test_create_from_a_repository_url_keeps_no_credentials(agent_home):
+    url = "https://oauth2:glpat-t0k3n@gitlab.example.com/g/r.git?private_token=glpat-t0k3n"
+    task = Task.create(project_name="p", script="train.py", repo=url)
+    assert task.data.script.repository == "https://gitlab.example.com/g/r.git"
+    assert "glpat-t0k3n" not in repr(Task.get_task(task_id=task.id).data)
+
+
 def test_clone_enqueue_and_dequeue(backend):
     source = Task.create(project_name="p", task_name="base")
     source.set_parameters({"General/lr": 0.1})

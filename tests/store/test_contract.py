@@ -174,6 +174,31 @@ def test_update_task_replaces_fields(backend: Backend, uid: str) -> None:
     assert backend.get_task(task.id) == updated
 
 
+def test_a_record_keeps_no_url_secret(backend: Backend, uid: str) -> None:
+    # Whatever a client sends (an old SDK, a hand-made record), the store keeps no secret.
+    secret = f"s3cr3t-{uid}"
+    task = make_task(
+        backend,
+        uid,
+        script=Script(repository=f"ssh://git:{secret}@h.example/r.git", entry_point="a.py"),
+        status_message=f"cloning https://bob:{secret}@h.example/r.git",
+    )
+    assert task.script.repository == "ssh://git@h.example/r.git"
+    updated = backend.update_task(
+        task.id, script={"repository": f"https://h.example/r.git?private_token={secret}"}
+    )
+    assert updated.script.repository == "https://h.example/r.git"
+    backend.set_status(task.id, "in_progress")
+    failed = backend.set_status(
+        task.id, "failed", message=f"cannot fetch https://h.example/r.git?access_token={secret}"
+    )
+    backend.append_logs(task.id, [f"fatal: unable to access 'https://u:{secret}@h.example/'"])
+
+    assert failed.status_message == "cannot fetch https://h.example/r.git?access_token=***"
+    assert backend.get_logs(task.id)[-1].text == "fatal: unable to access 'https://***@h.example/'"
+    assert secret not in repr(backend.get_task(task.id))
+
+
 def test_update_task_refuses_other_fields(backend: Backend, uid: str) -> None:
     task = make_task(backend, uid)
     with pytest.raises(InvalidInput):

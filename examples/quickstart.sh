@@ -18,7 +18,7 @@ say "setting up .venv (pipeline-agent + pandas, scikit-learn, pyarrow; a minute 
 # pip's own lines, one per package it fetches, so a slow download is never a silent minute
 .venv/bin/python -m pip install --progress-bar off --disable-pip-version-check \
     --root-user-action=ignore -e '.[examples]' 2>&1 \
-    | { grep -E '^(Collecting|Downloading|Installing collected|Successfully installed|ERROR)' \
+    | { grep --line-buffered -E '^(Collecting|Downloading|Installing collected|Successfully installed|ERROR)' \
         | sed -u 's/^/    /' || true; }
 export PATH="$(pwd)/.venv/bin:${PATH}"
 export AGENT_HOME="${AGENT_HOME:-$(pwd)/.agent-quickstart}"

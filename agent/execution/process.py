@@ -1,26 +1,34 @@
-"""A task's OS process: its own session, streamed output, a tree kill.
+"""A task's OS process: its own session, streamed output, a kill of its whole tree.
 
 The task runs in a new session (so its process group is its own and a signal to
-the group reaches everything it started there), with ``PR_SET_PDEATHSIG=SIGKILL``
-so that it dies with the daemon even when the daemon is killed with ``-9``.
-stdout and stderr are merged and unbuffered; a reader thread hands the lines to a
-callback in small batches (a line waits at most ``batch_interval`` seconds).
+the group reaches everything it started there). stdout and stderr are merged and
+unbuffered; a reader thread hands the lines to a callback in small batches (a line
+waits at most ``batch_interval`` seconds).
 
-The death signal follows the *thread* that started the task, so launch from a
-thread that outlives the task (the runner blocks in it until the end), and it
-covers the task process itself, not what the task starts. For those, each task
-gets a watchdog: a tiny ``sh`` in its own session that reads a pipe whose only
-writer is the daemon. When the daemon dies (even by ``kill -9``) the pipe reaches
-EOF and the watchdog SIGKILLs the task's whole process group. ``kill_tree``
-disarms it once the group is gone.
+A group misses a grandchild that double-forks with ``setsid()``, so every task's tree is
+held by one of two means (``TaskProcess.kill_tree`` ends everything either one holds):
+
+- a cgroup of its own (:mod:`agent.execution.cgroup`), where cgroup v2 is writable: the
+  task joins it between fork and exec, with ``PR_SET_PDEATHSIG=SIGKILL`` so that it dies
+  with the daemon even when the daemon is killed with ``-9``. The death signal follows the
+  *thread* that started the task, so launch from a thread that outlives the task (the
+  runner blocks in it until the end). For the rest of the tree, a watchdog: a tiny ``sh``
+  in its own session that reads a pipe whose only writer is the daemon. When the daemon
+  dies the pipe reaches EOF and the watchdog kills the cgroup (and the task's group).
+  ``kill_tree`` disarms it once the tree is gone.
+- else a supervisor (:mod:`agent.execution.subreaper`): a subreaper that starts the task
+  and relays its exit status, so the tree is the supervisor's descendants; it kills the
+  tree itself when the daemon dies, and sweeps the task's leftovers when the task ends.
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +39,9 @@ from pathlib import Path
 from typing import IO, Protocol
 
 import psutil
+
+from agent.execution import subreaper
+from agent.execution.cgroup import TaskCgroup
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +54,9 @@ MAX_PARTIAL_LINE = 64 * 1024
 DRAIN_TIMEOUT_S = 1.0
 
 
-def death_signal_preexec() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that asks the kernel to SIGKILL the child when we die (Linux)."""
+def death_signal_preexec(cgroup: TaskCgroup | None = None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that asks the kernel to SIGKILL the child when we die (Linux),
+    and moves the child into ``cgroup`` first."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -55,6 +67,8 @@ def death_signal_preexec() -> Callable[[], None] | None:
     sigkill = int(signal.SIGKILL)
 
     def preexec() -> None:  # runs in the child between fork and exec: keep it tiny
+        if cgroup is not None:
+            cgroup.join()
         prctl(PR_SET_PDEATHSIG, sigkill, 0, 0, 0)
         if os.getppid() != parent:  # the daemon died before prctl took effect
             os.kill(os.getpid(), sigkill)
@@ -151,10 +165,12 @@ class TaskProcess:
         popen: ChildProcess,
         reader: threading.Thread,
         watchdog: GroupWatchdog | None = None,
+        cgroup: TaskCgroup | None = None,
     ):
         self._popen = popen
         self._reader = reader
         self._watchdog = watchdog
+        self.cgroup = cgroup
         self.pid = popen.pid
         self.pgid = popen.pid  # session leader: its pid is its group id
 
@@ -187,8 +203,9 @@ class TaskProcess:
     def kill_tree(self, grace: float = 10.0) -> int:
         """SIGTERM the task's group and strays, wait ``grace`` s, then SIGKILL what is left.
 
-        Strays are descendants that left the group (``setsid``): they are found
-        through the process tree while the task still runs. Returns the exit code.
+        Strays are the processes of the tree outside the group (``setsid``): the rest of
+        the task's cgroup, and its descendants (all of the tree under a supervisor, which
+        holds the orphans). Returns the exit code.
         """
         strays = self._strays()
         self._signal(signal.SIGTERM, strays)
@@ -203,19 +220,36 @@ class TaskProcess:
         while self._anything_alive(strays) and time.monotonic() < deadline:
             time.sleep(0.02)
         self._reader.join(DRAIN_TIMEOUT_S)
+        if self.cgroup is not None:
+            self.cgroup.remove()
         if self._watchdog is not None:
             self._watchdog.disarm()
         return code
 
     def _strays(self) -> list[psutil.Process]:
-        """Descendants outside the task's process group (a group kill misses them)."""
+        """The tree outside the task's process group (a group kill misses them)."""
         try:
-            children = psutil.Process(self.pid).children(recursive=True)
+            tree = {p.pid: p for p in psutil.Process(self.pid).children(recursive=True)}
         except psutil.Error:
-            return []
-        return [p for p in children if _pgid(p.pid) not in (self.pgid, None)]
+            tree = {}
+        for pid in self.cgroup.pids() if self.cgroup is not None else ():
+            if pid != self.pid and pid not in tree:
+                try:
+                    tree[pid] = psutil.Process(pid)
+                except psutil.Error:
+                    pass
+        return [p for p in tree.values() if _pgid(p.pid) not in (self.pgid, None)]
 
     def _signal(self, sig: signal.Signals, strays: Sequence[psutil.Process]) -> None:
+        # Strays first: a supervisor (in the group) must outlive them, or they would
+        # be orphaned to init just before their own signal.
+        for proc in strays:
+            try:
+                proc.send_signal(sig)
+            except psutil.Error:
+                pass
+        if sig == signal.SIGKILL and self.cgroup is not None:
+            self.cgroup.kill()
         try:
             os.killpg(self.pgid, sig)
         except (ProcessLookupError, PermissionError):
@@ -224,14 +258,11 @@ class TaskProcess:
         # (a second SIGTERM means "hurry" to some programs, our own daemon included).
         if self._popen.poll() is None and _pgid(self.pid) not in (self.pgid, None):
             self._popen.send_signal(sig)
-        for proc in strays:
-            try:
-                proc.send_signal(sig)
-            except psutil.Error:
-                pass
 
     def _anything_alive(self, strays: Sequence[psutil.Process]) -> bool:
         if self._popen.poll() is None:
+            return True
+        if self.cgroup is not None and self.cgroup.populated():
             return True
         return any(_running(p) for p in strays) or bool(_group_members(self.pgid))
 
@@ -261,18 +292,28 @@ def _running(proc: psutil.Process) -> bool:
 
 
 # The watchdog: a line on stdin disarms it; EOF without one means the daemon died
-# (the kernel closed its end), so kill the task's group. $1 is the group id.
-_WATCHDOG_SCRIPT = 'read -r _ || kill -KILL "-$1" 2>/dev/null'
+# (the kernel closed its end), so kill the task's group ($1), then its cgroup ($2) until
+# the cgroup can be removed.
+_WATCHDOG_SCRIPT = """read -r _ || {
+kill -KILL "-$1" 2>/dev/null
+i=0
+while [ -n "$2" ] && [ -d "$2" ] && ! rmdir "$2" 2>/dev/null && [ $i -lt 100 ]; do
+  echo 1 2>/dev/null >"$2/cgroup.kill" ||
+    for p in $(cat "$2/cgroup.procs" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
+  sleep 0.05; i=$((i + 1))
+done
+}"""
 
 
 class GroupWatchdog:
-    """Kills a process group when this process dies; :meth:`disarm` when done."""
+    """Kills a process group (and cgroup) when this process dies; :meth:`disarm` when done."""
 
-    def __init__(self, pgid: int):
+    def __init__(self, pgid: int, cgroup: TaskCgroup | None = None):
         read_end, self._write_end = os.pipe()
+        where = str(cgroup.path) if cgroup is not None else ""
         try:
             self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-                ["/bin/sh", "-c", _WATCHDOG_SCRIPT, "agent-watchdog", str(pgid)],
+                ["/bin/sh", "-c", _WATCHDOG_SCRIPT, "agent-watchdog", str(pgid), where],
                 stdin=read_end,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -320,17 +361,41 @@ def launch(
     """
     full_env = dict(os.environ if env is None else env)
     full_env["PYTHONUNBUFFERED"] = "1"
-    popen = subprocess.Popen(
-        list(argv),
-        cwd=Path(cwd),
-        env=full_env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=death_signal_preexec(),
-        close_fds=True,
-    )
+    cgroup = TaskCgroup.create()
+    if cgroup is None:
+        _check_program(argv[0], cwd, full_env)  # the supervisor could only exit 127
+        command, preexec = subreaper.command(argv), None
+    else:
+        command, preexec = list(argv), death_signal_preexec(cgroup)
+    try:
+        popen = subprocess.Popen(
+            command,
+            cwd=Path(cwd),
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=preexec,
+            close_fds=True,
+        )
+    except BaseException:
+        if cgroup is not None:
+            cgroup.remove()
+        raise
     assert popen.stdout is not None
     reader = start_reader(popen.stdout, on_lines, batch_interval, popen.pid)
-    return TaskProcess(popen, reader, GroupWatchdog(popen.pid))
+    if cgroup is None:  # the supervisor sees to the tree when we die
+        return TaskProcess(popen, reader)
+    return TaskProcess(popen, reader, GroupWatchdog(popen.pid, cgroup), cgroup)
+
+
+def _check_program(program: str, cwd: str | os.PathLike[str], env: Mapping[str, str]) -> None:
+    """Raise as ``subprocess.Popen`` would when ``program`` cannot be run."""
+    if "/" in program:
+        path = os.path.join(cwd, program)
+        found = os.path.isfile(path) and os.access(path, os.X_OK)
+    else:
+        found = shutil.which(program, path=env.get("PATH", os.defpath)) is not None
+    if not found:
+        raise FileNotFoundError(errno.ENOENT, "no such program, or not executable", program)

@@ -16,14 +16,18 @@ reused venv, this interpreter) starts in a zygote; anything else, and any failur
 warm path, goes to the backend's own ``start`` (the failure is logged).
 
 Lifetimes: the zygote has ``PR_SET_PDEATHSIG`` (SIGKILL) set from a thread that lives as
-long as it does, its children have it toward the zygote, and each child gets the
-:class:`~agent.execution.process.GroupWatchdog` of a launched task. A ``kill -9`` of the
-daemon takes the zygote, the tasks and what they started with it.
+long as it does. A child holds its task's tree as a launched task does (see
+``agent.execution.process``): it joins the task's cgroup before the zygote reports it, has
+SIGKILL as its death signal toward the zygote and gets a
+:class:`~agent.execution.process.GroupWatchdog`; or, with no cgroup, it becomes the task's
+supervisor (``agent.execution.subreaper``) and forks the task. A ``kill -9`` of the daemon
+takes the zygote, the tasks and what they started with it.
 
 Protocol: a ``SOCK_SEQPACKET`` socket pair, one JSON message per event:
 
-- to the zygote: ``{"id": n, "argv": [...], "cwd": dir, "env": {...}}`` with the write
-  end of the task's output pipe attached (``SCM_RIGHTS``);
+- to the zygote: ``{"id": n, "argv": [...], "cwd": dir, "env": {...}, "cgroup": dir}``
+  (``cgroup`` null: a supervisor) with the write end of the task's output pipe attached
+  (``SCM_RIGHTS``);
 - from it: ``{"ready": pid}`` once warm (or ``{"fatal": text}``, and it exits);
   ``{"id": n, "pid": pid}`` or ``{"id": n, "error": text}``; ``{"pid": pid, "exit": code}``
   once a child is reaped (negative: killed by that signal).
@@ -51,7 +55,9 @@ from typing import Any
 
 from agent.core.children import exit_code, reap_exited
 from agent.core.models import Task
+from agent.execution import subreaper
 from agent.execution.backends import ExecutionBackend, Log, Prepared, TaskHandle, task_environment
+from agent.execution.cgroup import TaskCgroup
 from agent.execution.process import (
     GroupWatchdog,
     OnLines,
@@ -159,10 +165,19 @@ class TaskZygote:
         Raises:
             ZygoteError: no child was started (start the task another way).
         """
-        pid, output, exit_code = self._spawn(list(argv), str(cwd), dict(env))
+        cgroup = TaskCgroup.create()
+        try:
+            pid, output, exit_code = self._spawn(list(argv), str(cwd), dict(env), cgroup)
+        except ZygoteError:
+            if cgroup is not None:
+                cgroup.remove()
+            raise
         stream = os.fdopen(output, "rb", buffering=0)
         reader = start_reader(stream, on_lines, batch_interval, pid)
-        return TaskProcess(ForkedChild(pid, exit_code), reader, GroupWatchdog(pid))
+        child = ForkedChild(pid, exit_code)
+        if cgroup is None:  # the child is the task's supervisor
+            return TaskProcess(child, reader)
+        return TaskProcess(child, reader, GroupWatchdog(pid, cgroup), cgroup)
 
     def close(self) -> None:
         """End the zygote (its running children die with it: close idle ones only)."""
@@ -185,7 +200,7 @@ class TaskZygote:
 
     # -- internals ----------------------------------------------------------------
     def _spawn(
-        self, argv: list[str], cwd: str, env: dict[str, str]
+        self, argv: list[str], cwd: str, env: dict[str, str], cgroup: TaskCgroup | None
     ) -> tuple[int, int, Future[int]]:
         sock = self._sock
         if sock is None or not self._ready.is_set() or self.failure is not None:
@@ -198,7 +213,9 @@ class TaskZygote:
             with self._lock:
                 self._next_id += 1
                 request_id = self._next_id
-                data = json.dumps({"id": request_id, "argv": argv, "cwd": cwd, "env": env})
+                where = str(cgroup.path) if cgroup is not None else None
+                request = {"id": request_id, "argv": argv, "cwd": cwd, "env": env, "cgroup": where}
+                data = json.dumps(request)
                 if len(data) > MAX_MESSAGE:
                     raise ZygoteError(f"a request of {len(data)} bytes is too large")
                 self._spawns[request_id] = pending
@@ -499,6 +516,7 @@ class _Zygote:
 
     def _fork(self, request: dict[str, Any], output: int) -> int:
         sync_r, sync_w = os.pipe()
+        me = os.getpid()
         try:
             pid = os.fork()
         except OSError:
@@ -509,7 +527,7 @@ class _Zygote:
             code = 1
             try:
                 os.close(sync_r)
-                code = _child(request, output, sync_w, self)
+                code = _child(request, output, sync_w, self, me)
             except BaseException:
                 sys.excepthook(*sys.exc_info())
             finally:
@@ -525,14 +543,17 @@ class _Zygote:
             self.reply({"pid": pid, "exit": code})
 
 
-def _child(request: dict[str, Any], output: int, sync_w: int, zygote: _Zygote) -> int:
-    """In the forked child: become a launched task, then run its script."""
+def _child(
+    request: dict[str, Any], output: int, sync_w: int, zygote: _Zygote, zygote_pid: int
+) -> int:
+    """In the forked child: become a launched task (or its supervisor), then run its script."""
     os.setsid()
-    _die_with_parent()
+    cgroup = request.get("cgroup")
+    if cgroup:
+        TaskCgroup(Path(cgroup)).join()
+        _die_with_parent()
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     os.close(zygote.sock.detach())
     for fd in zygote.wake:
         os.close(fd)
@@ -543,6 +564,17 @@ def _child(request: dict[str, Any], output: int, sync_w: int, zygote: _Zygote) -
     os.dup2(output, 2)
     os.close(output)
     os.close(sync_w)  # the zygote may report this child now
+    if cgroup:
+        return _become_task(request)
+    subreaper.supervise(
+        zygote_pid, lambda: _end_process(_become_task(request)), subreaper.LEFTOVER_GRACE_S
+    )
+
+
+def _become_task(request: dict[str, Any]) -> int:
+    """The task's signals, environment and directory; then its script's exit code."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(request["cwd"])

@@ -11,6 +11,21 @@ from pathlib import Path
 import pytest
 from exec_support import AuthHandler, HttpGitServer, SourceRepo, git, make_wheel
 
+from agent.execution.cgroup import CGROUP_ENV, cgroup_unavailable_reason
+
+
+@pytest.fixture(params=["cgroup", "subreaper"])
+def tree_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How tasks started in this test hold their process tree: a cgroup each (skipped where
+    cgroup v2 is not writable), or a supervisor that is their subreaper."""
+    if request.param == "cgroup":
+        reason = cgroup_unavailable_reason()
+        if reason is not None:
+            pytest.skip(f"no cgroup per task here: {reason}")
+    else:
+        monkeypatch.setenv(CGROUP_ENV, "0")
+    return request.param
+
 
 @pytest.fixture
 def source_repo(tmp_path: Path) -> SourceRepo:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -131,7 +132,7 @@ TREE = """
 
 
 @pytest.mark.parametrize("ignore", [False, True], ids=["sigterm", "sigkill"])
-def test_kill_tree(tmp_path: Path, ignore: bool) -> None:
+def test_kill_tree(tmp_path: Path, ignore: bool, tree_mode: str) -> None:
     pids_file = tmp_path / "pids"
     proc = start(TREE.format(ignore=ignore, pids=str(pids_file)), tmp_path, Collector())
     child, grandchild, stray = map(int, wait_for_file(pids_file).split())
@@ -143,7 +144,7 @@ def test_kill_tree(tmp_path: Path, ignore: bool) -> None:
     assert wait_gone([proc.pid, child, grandchild, stray], timeout=5) == []
 
 
-def test_kill_tree_after_exit_sweeps_leftovers(tmp_path: Path) -> None:
+def test_kill_tree_after_exit_sweeps_leftovers(tmp_path: Path, tree_mode: str) -> None:
     pids_file = tmp_path / "pids"
     out = Collector()
     proc = start(
@@ -158,24 +159,63 @@ def test_kill_tree_after_exit_sweeps_leftovers(tmp_path: Path) -> None:
     )
     leftover = int(wait_for_file(pids_file))
     assert proc.wait(timeout=10) == 0
-    assert not gone(leftover)
+    if tree_mode == "cgroup":  # a supervisor sweeps before it hands over the exit code
+        assert not gone(leftover)
     assert proc.kill_tree(grace=5) == 0
     assert wait_gone([leftover], timeout=5) == []
     assert proc.output_done(timeout=5)
     assert out.lines == ["bye"]
 
 
+#: A grandchild that leaves the task's session and, once its parent exits, its ancestry.
+DOUBLE_FORK = """
+import os, signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+middle = os.fork()
+if middle == 0:
+    os.setsid()
+    if os.fork() == 0:
+        print(os.getpid(), flush=True)
+        time.sleep(120)
+    os._exit(0)
+os.waitpid(middle, 0)
+time.sleep(120)
+"""
+
+
+def _first_line(lines: list[str]) -> str:
+    deadline = time.monotonic() + 15
+    while not lines and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert lines, "no output from the task"
+    return lines[0]
+
+
+def test_kill_tree_reaches_a_double_forked_grandchild(tmp_path: Path, tree_mode: str) -> None:
+    lines: list[str] = []
+    proc = launch([PYTHON, "-c", DOUBLE_FORK], tmp_path, dict(os.environ), lines.extend)
+    grandchild = int(_first_line(lines))
+    assert os.getpgid(grandchild) != proc.pgid and not gone(grandchild)
+
+    assert proc.kill_tree(grace=0.5) == -signal.SIGKILL  # it ignores SIGTERM
+
+    assert wait_gone([grandchild], timeout=5) == []
+
+
+#: A task that starts a child (same group) and waits.
+WITH_A_CHILD = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+#: The daemon: launches ``argv[2]``, writes the task's pid and its first line to ``argv[1]``.
 FAKE_DAEMON = """
 import sys, time
 from agent.execution.process import launch
-TASK = (
-    "import subprocess, sys, time\\n"
-    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\\n"
-    "print(child.pid, flush=True)\\n"
-    "time.sleep(120)\\n"
-)
 lines = []
-task = launch([sys.executable, "-c", TASK], ".", None, lines.extend)
+task = launch([sys.executable, "-c", sys.argv[2]], ".", None, lines.extend)
 while not lines:
     time.sleep(0.01)
 open(sys.argv[1], "w").write(f"{task.pid} {lines[0]}\\n")
@@ -183,17 +223,19 @@ time.sleep(120)
 """
 
 
-def test_task_and_its_children_die_with_a_killed_daemon(tmp_path: Path) -> None:
+@pytest.mark.parametrize("task", [WITH_A_CHILD, DOUBLE_FORK], ids=["child", "double-fork"])
+def test_the_tree_dies_with_a_killed_daemon(tmp_path: Path, task: str, tree_mode: str) -> None:
     pid_file = tmp_path / "task.pid"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    daemon = subprocess.Popen([sys.executable, "-c", FAKE_DAEMON, str(pid_file)], env=env)
+    daemon = subprocess.Popen([sys.executable, "-c", FAKE_DAEMON, str(pid_file), task], env=env)
     try:
-        task_pid, grandchild = map(int, wait_for_file(pid_file).split())
-        assert not gone(task_pid) and not gone(grandchild)
+        task_pid, descendant = map(int, wait_for_file(pid_file).split())
+        assert not gone(task_pid) and not gone(descendant)
         daemon.kill()  # SIGKILL: the daemon gets no chance to clean up
         daemon.wait()
-        # The task dies by its death signal, what it started by the watchdog.
-        assert wait_gone([task_pid, grandchild], timeout=10) == []
+        # The task dies by its death signal; the rest by the watchdog (cgroup) or the
+        # supervisor (subreaper).
+        assert wait_gone([task_pid, descendant], timeout=10) == []
     finally:
         daemon.kill()
         daemon.wait()

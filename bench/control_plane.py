@@ -6,6 +6,11 @@ SqlBackend on PostgreSQL (when reachable), and HttpBackend against a real
 ``agent server`` subprocess on each of them.
 
     python bench/control_plane.py [--tasks 2000] [--latency-samples 200] [--pg URL]
+    python bench/control_plane.py --memory   # the server's RSS under log shippers and big posts
+
+``--memory`` measures an ``agent server`` on SQLite: its peak RSS and the p99 of a log post
+while 50 clients ship logs for 20 s, and its peak RSS while four clients post 100 MB at
+once (answered 413 by the body limit before it is read; target: below 150 MB).
 """
 
 from __future__ import annotations
@@ -115,7 +120,7 @@ def claim_latency(url: str, samples: int) -> tuple[float, float]:
 
 
 @contextmanager
-def server(db_url: str, files: str):
+def server(db_url: str, files: str, pid: list[int] | None = None):
     import socket
 
     with socket.socket() as sock:
@@ -124,6 +129,8 @@ def server(db_url: str, files: str):
     cmd = [sys.executable, "-m", "agent.cli.main", "server", "--port", str(port)]
     cmd += ["--db", db_url, "--files", files]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if pid is not None:
+        pid.append(proc.pid)
     url = f"http://127.0.0.1:{port}"
     try:
         import requests
@@ -161,6 +168,102 @@ def fresh_pg(url: str) -> str:
     return url.rsplit("/", 1)[0] + "/" + name
 
 
+class PeakRss:
+    """Samples a process's RSS every 20 ms in a thread; ``peak`` in MB."""
+
+    def __init__(self, pid: int):
+        import threading
+
+        import psutil
+
+        self.process = psutil.Process(pid)
+        self.peak = self.start = self.process.memory_info().rss / 2**20
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self.process.memory_info().rss / 2**20)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def _log_shipper(url: str, task_id: str, seconds: float, latencies: list[float]) -> None:
+    import requests
+
+    session = requests.Session()
+    lines = [f"epoch 3 step {i}: loss=0.{i:04d} lr=0.001" for i in range(100)]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        t0 = time.perf_counter()
+        session.post(f"{url}/api/v1/tasks/{task_id}/logs", json={"lines": lines}, timeout=30)
+        latencies.append((time.perf_counter() - t0) * 1000)
+        time.sleep(0.1)
+
+
+def _big_post(url: str, task_id: str, mb: int, statuses: list[int]) -> None:
+    import requests
+
+    body = b'{"lines": ["' + b"x" * (mb * 2**20) + b'"]}'
+    headers = {"Content-Type": "application/json"}
+    try:
+        answer = requests.post(
+            f"{url}/api/v1/tasks/{task_id}/logs", data=body, headers=headers, timeout=120
+        )
+        statuses.append(answer.status_code)
+    except requests.ConnectionError:
+        statuses.append(0)  # the server answered and closed before all of it was sent
+
+
+def memory_report(tmp: Path, clients: int = 50, seconds: float = 20.0, big_mb: int = 100) -> None:
+    import threading
+
+    pid: list[int] = []
+    with server(f"sqlite:///{tmp}/memory.db", str(tmp / "files"), pid) as url:
+        store = backend_for_url(url)
+        task = store.create_task(Task(name="memory", project="bench"))
+        rss = PeakRss(pid[0])
+        latencies: list[float] = []
+        threads = [
+            threading.Thread(target=_log_shipper, args=(url, task.id, seconds, latencies))
+            for _ in range(clients)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        peak = rss.stop()
+        latencies.sort()
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        print(
+            f"{clients} log shippers for {seconds:.0f} s: server RSS {rss.start:.0f} -> "
+            f"{peak:.0f} MB peak, {len(latencies)} posts, p50 {statistics.median(latencies):.1f} "
+            f"ms, p99 {p99:.1f} ms",
+            flush=True,
+        )
+        rss = PeakRss(pid[0])
+        statuses: list[int] = []
+        threads = [
+            threading.Thread(target=_big_post, args=(url, task.id, big_mb, statuses))
+            for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        peak = rss.stop()
+        verdict = "PASS" if peak < 150 else "FAIL"
+        print(
+            f"4 concurrent {big_mb} MB posts: server RSS {rss.start:.0f} -> {peak:.0f} MB peak "
+            f"(target < 150 MB: {verdict}), answers {sorted(statuses)}",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -169,8 +272,12 @@ def main() -> None:
     parser.add_argument("--latency-samples", type=int, default=200)
     parser.add_argument("--pg", default=os.environ.get("AGENT_TEST_PG_URL", DEFAULT_PG))
     parser.add_argument("--only", default="", help="comma list: sqlite,postgresql,http+sqlite,...")
+    parser.add_argument("--memory", action="store_true", help="only the server's memory figures")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-cp-"))
+    if args.memory:
+        memory_report(tmp)
+        return
     dbs = {"sqlite": f"sqlite:///{tmp}/direct.db"}
     if pg_available(args.pg):
         dbs["postgresql"] = fresh_pg(args.pg)

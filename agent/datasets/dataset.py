@@ -571,7 +571,7 @@ class Dataset:
     def _store(self, output_url: str | None) -> Any:
         if output_url:
             from agent.config import load_settings
-            from agent.files.base import store_for_url
+            from agent.files.factory import store_for_url
 
             return store_for_url(output_url, token=load_settings().api_token)
         return self._task._file_store()

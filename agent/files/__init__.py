@@ -12,12 +12,11 @@ from agent.files.base import (
     FileStore,
     StorageError,
     StoredFile,
-    open_uri,
     safe_key,
     safe_name,
     sha256_file,
-    store_for_url,
 )
+from agent.files.factory import open_uri, store_for_url
 from agent.files.local import LocalFileStore
 
 # ServerFileStore and StorageManager import `requests` (~45 ms): loaded on first use.

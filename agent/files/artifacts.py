@@ -21,11 +21,11 @@ from agent.core.models import Artifact, now
 from agent.files.base import (
     FileStore,
     StorageError,
-    open_uri,
     safe_name,
     sha256_file,
     source_file,
 )
+from agent.files.factory import open_uri
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 

@@ -12,14 +12,14 @@ Contract (every store passes ``tests/files/test_contract.py``):
   ``"data2/x"``), sorted by key.
 
 Keys are relative POSIX paths; :func:`safe_key` refuses ``..``, absolute paths and
-empty parts. ``store_for_url(url)`` picks the implementation: a directory path or
-``file://`` -> LocalFileStore, ``s3://bucket/prefix`` -> S3FileStore, ``http(s)://``
-(the server) -> ServerFileStore.
+empty parts. :func:`agent.files.factory.store_for_url` picks the implementation: a
+directory path or ``file://`` -> LocalFileStore, ``s3://bucket/prefix`` -> S3FileStore,
+``http(s)://`` (the server) -> ServerFileStore.
 
 Wherever the contract takes a ``uri``, a store also accepts a bare key; a URI that
 belongs to another store is refused with :class:`~agent.core.errors.InvalidInput`.
-:func:`open_uri` goes the other way: from any URI a store returned to the store
-that can read it.
+:func:`agent.files.factory.open_uri` goes the other way: from any URI a store returned
+to the store that can read it.
 """
 
 from __future__ import annotations
@@ -259,74 +259,7 @@ def file_url_to_path(url: str) -> Path:
     return Path(url).expanduser()
 
 
-def store_for_url(url: str, token: str | None = None) -> FileStore:
-    """The store for a destination URL, as in ``AGENT_FILES_URL``.
-
-    Args:
-        url: a directory path or ``file://`` URL, ``s3://bucket[/prefix]``, or the
-            server's API URL ``http(s)://host:port``.
-        token: bearer token for the server; default ``AGENT_API_TOKEN`` (or agent.toml).
-
-    Raises:
-        InvalidInput: the URL has a scheme no store handles.
-    """
-    scheme = urlsplit(url).scheme.lower()
-    if scheme == "s3":
-        from agent.files.s3 import S3FileStore
-
-        return S3FileStore(url)
-    if scheme in ("http", "https"):
-        from agent.files.server import ServerFileStore
-
-        return ServerFileStore(url, token=token)
-    if scheme in ("", "file") or _is_windows_drive(url):
-        from agent.files.local import LocalFileStore
-
-        return LocalFileStore(file_url_to_path(url))
-    raise InvalidInput(
-        f"no file store for {url!r}: use a directory, file://, s3://bucket/prefix or the "
-        "server's http(s):// URL"
-    )
-
-
 def is_local_url(url: str) -> bool:
     """Whether ``url`` is a local path or ``file://`` URL (a Windows drive letter included)."""
     scheme = urlsplit(url).scheme.lower()
     return scheme in ("", "file") or (len(scheme) == 1 and url[1:2] == ":")
-
-
-def _is_windows_drive(url: str) -> bool:
-    return len(url) > 2 and url[1] == ":" and url[0].isalpha() and url[2] in "/\\"
-
-
-def open_uri(uri: str, token: str | None = None) -> tuple[FileStore, str]:
-    """The store that can read an artifact URI, and the key within it.
-
-    Works for the URIs stores return: ``file://`` URLs (or plain paths),
-    ``s3://bucket/key`` and ``{api_url}/api/v1/files/{key}``.
-
-    Raises:
-        InvalidInput: the URI is of no known store.
-    """
-    scheme = urlsplit(uri).scheme.lower()
-    if scheme == "s3":
-        from agent.files.s3 import S3FileStore, split_s3_url
-
-        bucket, key = split_s3_url(uri)
-        return S3FileStore(f"s3://{bucket}"), safe_key(key)
-    if scheme in ("http", "https"):
-        return _open_server_uri(uri, token)
-    from agent.files.local import LocalFileStore
-
-    path = file_url_to_path(uri)
-    return LocalFileStore(path.parent), safe_name(path.name, "file name")
-
-
-def _open_server_uri(uri: str, token: str | None) -> tuple[FileStore, str]:
-    from agent.files.server import ServerFileStore
-
-    marker = FILES_API_PATH + "/"
-    base, sep, quoted_key = uri.partition(marker)
-    if not sep:
-        raise InvalidInput(f"{uri!r} is not a file URL of the agent server (no {marker!r} in it)")
-    return ServerFileStore(base, token=token), safe_key(unquote(quoted_key))

@@ -29,10 +29,10 @@ from agent.files.base import (
     FileStore,
     StorageError,
     atomic_writer,
-    open_uri,
     sha256_file,
     source_file,
 )
+from agent.files.factory import open_uri
 
 #: Key prefix of blobs in a file store.
 BLOB_PREFIX = "blobs/sha256"

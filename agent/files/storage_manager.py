@@ -32,9 +32,9 @@ from agent.files.base import (
     copy_file_atomic,
     file_url_to_path,
     is_local_url,
-    open_uri,
     safe_name,
 )
+from agent.files.factory import open_uri
 from agent.files.server import is_our_server_url
 
 #: (connect, read) timeouts in seconds of plain HTTP downloads.

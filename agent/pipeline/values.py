@@ -56,7 +56,7 @@ def is_json_value(value: Any, depth: int = 0) -> bool:
 
 @lru_cache(maxsize=4)
 def _file_store(url: str, token: str | None):
-    from agent.files.base import store_for_url
+    from agent.files.factory import store_for_url
 
     return store_for_url(url, token=token)
 
@@ -251,7 +251,7 @@ def load_artifact(artifact: Artifact) -> Any:
 
 def artifact_exists(artifact: Artifact) -> bool:
     """Whether the artifact's blob is still in its store."""
-    from agent.files.base import open_uri
+    from agent.files.factory import open_uri
 
     try:
         store, key = open_uri(artifact.uri)

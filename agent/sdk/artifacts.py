@@ -248,7 +248,7 @@ class ArtifactsMixin:
 
     def _file_store(self) -> FileStore:
         from agent.config import load_settings
-        from agent.files.base import store_for_url
+        from agent.files.factory import store_for_url
 
         settings = load_settings()
         url = (

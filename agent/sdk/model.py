@@ -588,7 +588,7 @@ class OutputModel(BaseModel):
     def _store(self, upload_uri: str | None) -> FileStore:
         uri = upload_uri or self._upload_uri
         if uri is not None:
-            from agent.files.base import store_for_url
+            from agent.files.factory import store_for_url
 
             return store_for_url(uri, token=load_settings().api_token)
         if self._task is not None:
@@ -630,7 +630,7 @@ def task_models(backend: Backend, runtime: dict[str, Any]) -> dict[str, ModelLis
 def default_file_store() -> FileStore:
     """Where weights go without a task: ``AGENT_FILES_URL``, the server, or
     ``$AGENT_HOME/files``."""
-    from agent.files.base import store_for_url
+    from agent.files.factory import store_for_url
 
     settings = load_settings()
     url = settings.files_url or settings.api_url or str(settings.home / "files")

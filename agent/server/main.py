@@ -1,7 +1,8 @@
 """Start ``agent server``: uvicorn serving :func:`agent.server.app.create_app`.
 
-``python -m agent.server.main --port 8008 ...`` takes the same options as
-``agent server`` (see :mod:`agent.server.cli`).
+The command line is :mod:`agent.server.cli`, which calls :func:`run_server`; this
+module does not know it. ``python -m agent.server --port 8008 ...`` (see
+:mod:`agent.server.__main__`) takes the same options as ``agent server``.
 """
 
 from __future__ import annotations
@@ -126,9 +127,3 @@ def _redacted(db_url: str) -> str:
         return make_url(db_url).render_as_string(hide_password=True)
     except Exception:  # an unparsable URL fails later, with SQLAlchemy's own message
         return db_url
-
-
-if __name__ == "__main__":
-    from agent.server.cli import server_command
-
-    server_command(prog_name="agent server")

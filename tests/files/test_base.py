@@ -11,12 +11,11 @@ from agent.core.errors import InvalidInput
 from agent.files.base import (
     FileStore,
     atomic_writer,
-    open_uri,
     safe_key,
     safe_name,
     sha256_file,
-    store_for_url,
 )
+from agent.files.factory import open_uri, store_for_url
 from agent.files.local import LocalFileStore
 from agent.files.s3 import S3FileStore
 from agent.files.server import ServerFileStore

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from agent.core.errors import InvalidInput, NotFound
-from agent.files.base import FileStore, StoredFile, open_uri
+from agent.files.base import FileStore, StoredFile
+from agent.files.factory import open_uri
 from agent.files.local import LocalFileStore
 
 from .conftest import TOKEN

@@ -15,7 +15,7 @@ from tests.services import REPO_ROOT, free_port
 
 
 class LiveServer:
-    """``python -m agent.server.main`` on a free loopback port.
+    """``python -m agent.server`` on a free loopback port.
 
     Args:
         db_url: the store URL (``--db``).
@@ -52,7 +52,7 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "agent.server.main", "--host", self.host]
+        cmd = [sys.executable, "-m", "agent.server", "--host", self.host]
         cmd += ["--port", str(self.port), "--db", self.db_url]
         cmd += ["--files", self.files, *self.extra_args]
         if self.token:

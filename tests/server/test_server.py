@@ -80,7 +80,7 @@ def test_a_client_without_the_token_gets_a_clear_error(token_server: LiveServer)
 # -- binding ----------------------------------------------------------------------------
 def _server_cmd(tmp_path: Path, host: str, port: int, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "agent.server.main", "--host", host, "--port", str(port),
+        sys.executable, "-m", "agent.server", "--host", host, "--port", str(port),
         "--db", sqlite_url(tmp_path), "--files", str(tmp_path / "files"), *extra,
     ]  # fmt: skip
 

@@ -22,7 +22,8 @@ from agent.core.models import Task
 from agent.store import schema as t
 from agent.store import sqlite_catalog
 from agent.store import statements as q
-from agent.store.sql import SqlBackend, _task_to_row
+from agent.store.sql import SqlBackend
+from agent.store.sql_tasks import _task_to_row
 from agent.store.tx import AlchemyTx, SqlitePool
 
 NAMED = q.named("sqlite")

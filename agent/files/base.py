@@ -137,6 +137,18 @@ def safe_prefix(prefix: str) -> str:
 MAX_KEY_BYTES = 1024
 MAX_KEY_PART_BYTES = 255
 
+_KEY_CHAR = r"[^/\\\x00-\x1f\x7f]"  # no slash, backslash or control character
+_KEY_PART = (
+    rf"(?:[^/\\\x00-\x1f\x7f.]{_KEY_CHAR}*"  # a part that does not start with '.',
+    rf"|\.[^/\\\x00-\x1f\x7f.]{_KEY_CHAR}*"  # or '.' then another character,
+    rf"|\.\.{_KEY_CHAR}+)"  # or '..' then more: never '.' or '..' alone
+)
+#: :func:`safe_key`'s rules as a regular expression (for the HTTP API's schema), the
+#: byte lengths aside: no regular expression counts UTF-8 bytes.
+KEY_PATTERN = rf"^{_KEY_PART}(?:/{_KEY_PART})*$"
+#: :func:`safe_prefix`'s rules likewise: empty, or a key with or without a trailing '/'.
+PREFIX_PATTERN = rf"^(?:{_KEY_PART}(?:/{_KEY_PART})*/?)?$"
+
 
 def _key_problem(key: str) -> str | None:
     try:

@@ -16,16 +16,57 @@ import contextlib
 import hashlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+import fastapi
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse
+from pydantic import BaseModel
 
 from agent.core.errors import AgentError
-from agent.files.base import FILES_API_PATH
+from agent.files.base import (
+    FILES_API_PATH,
+    KEY_PATTERN,
+    MAX_KEY_BYTES,
+    MAX_KEY_PART_BYTES,
+    PREFIX_PATTERN,
+    StoredFile,
+)
 from agent.files.local import LocalFileStore
 
 _OCTET_STREAM = "application/octet-stream"
+_LIMITS = f"at most {MAX_KEY_BYTES} bytes of UTF-8, {MAX_KEY_PART_BYTES} a part"
+# The patterns are for the schema only: the store checks keys itself, with clearer messages.
+Key = Annotated[
+    str,
+    fastapi.Path(
+        description=f"A relative path like 'dir/file' ({_LIMITS})",
+        json_schema_extra={"pattern": KEY_PATTERN},
+    ),
+]
+Prefix = Annotated[
+    str,
+    Query(
+        description=f"Empty, or a key with or without a trailing '/' ({_LIMITS})",
+        json_schema_extra={"pattern": PREFIX_PATTERN},
+    ),
+]
+
+
+class FileList(BaseModel):
+    files: list[StoredFile]
+
+
+class StoredBlob(BaseModel):
+    key: str
+    size: int
+    sha256: str
+
+
+#: The answers a blob endpoint gives besides its success (the app adds their body).
+_NO_FILE = {404: {"description": "Nothing is stored at this key"}}
+_CLASH = {409: {"description": "A file and a directory would share a path"}}
+_BLOB = {200: {"content": {_OCTET_STREAM: {}}, "description": "The blob"}}
 
 
 def make_files_router(root: Path, dependencies: Sequence[Any] | None = None) -> APIRouter:
@@ -42,15 +83,17 @@ def make_files_router(root: Path, dependencies: Sequence[Any] | None = None) -> 
     store = LocalFileStore(root)
     router = APIRouter(prefix=FILES_API_PATH, tags=["files"], dependencies=list(dependencies or []))
 
-    @router.get("")
-    def list_files(prefix: str = "") -> dict[str, Any]:
+    @router.get("", response_model=None, responses={200: {"model": FileList}})
+    def list_files(prefix: Prefix = "") -> dict[str, Any]:
         """The files whose keys start with ``prefix`` (all without one), sorted by key."""
         with _http_errors(store.root):
             found = store.list_files(prefix)
         return {"files": [{"key": f.key, "size": f.size} for f in found]}
 
-    @router.put("/{key:path}")
-    async def put_file(key: str, request: Request) -> dict[str, Any]:
+    @router.put(
+        "/{key:path}", response_model=None, responses={200: {"model": StoredBlob}, **_CLASH}
+    )
+    async def put_file(key: Key, request: Request) -> dict[str, Any]:
         """Store the raw request body at ``key``; answers its size and sha256."""
         digest = hashlib.sha256()
         size = 0
@@ -61,21 +104,21 @@ def make_files_router(root: Path, dependencies: Sequence[Any] | None = None) -> 
                 size += len(chunk)
         return {"key": key, "size": size, "sha256": digest.hexdigest()}
 
-    @router.get("/{key:path}", response_class=FileResponse)
-    def get_file(key: str) -> FileResponse:
+    @router.get("/{key:path}", response_class=Response, responses={**_BLOB, **_NO_FILE})
+    def get_file(key: Key) -> FileResponse:
         """The blob at ``key``, streamed."""
         with _http_errors(store.root):
             return FileResponse(store.file_for(key), media_type=_OCTET_STREAM)
 
-    @router.head("/{key:path}")
-    def head_file(key: str) -> Response:
+    @router.head("/{key:path}", response_class=Response, responses={**_BLOB, **_NO_FILE})
+    def head_file(key: Key) -> Response:
         """200 with the blob's length, or 404."""
         with _http_errors(store.root):
             size = store.file_for(key).stat().st_size
         return Response(headers={"content-length": str(size)}, media_type=_OCTET_STREAM)
 
-    @router.delete("/{key:path}", status_code=204)
-    def delete_file(key: str) -> Response:
+    @router.delete("/{key:path}", status_code=204, responses=_NO_FILE)
+    def delete_file(key: Key) -> Response:
         """Remove the blob at ``key``; 404 when there is none."""
         with _http_errors(store.root):
             store.file_for(key).unlink(missing_ok=True)

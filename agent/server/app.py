@@ -29,11 +29,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent.core.errors import AgentError
+from agent.server import answers as a
 from agent.server.errors import (
     UNSTORABLE,
+    ErrorBody,
     agent_error_response,
     error_body,
     internal_error_response,
@@ -41,7 +44,7 @@ from agent.server.errors import (
 )
 from agent.server.fast import FastPaths
 from agent.server.limits import DEFAULT_MAX_BODY_MB, BodyLimit
-from agent.server.routes import make_api_router
+from agent.server.routes import ERROR_RESPONSES, make_api_router
 from agent.store.sql import SqlBackend
 
 log = logging.getLogger("agent.server")
@@ -112,6 +115,42 @@ class _AgentAPI(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         return self._outer_layers(super().build_middleware_stack())
 
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            document_errors(super().openapi())
+        return self.openapi_schema
+
+
+def document_errors(spec: dict[str, Any]) -> None:
+    """Give every operation of ``spec`` its error answers, with the body they all have
+    (:class:`~agent.server.errors.ErrorBody`, FastAPI's 422 included): those it names
+    (404, 409), 401 (all but the health check), 400 and 413 where it takes a body, 422
+    where it takes a body or parameters."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    for fastapi_default in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(fastapi_default, None)
+    error_schema = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(error_schema.pop("$defs", {}))
+    schemas["ErrorBody"] = error_schema
+    content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    for path, operations in spec.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            codes = {
+                int(code) for code in responses if code.isdigit() and int(code) in ERROR_RESPONSES
+            }
+            if path != HEALTH_PATH:
+                codes.add(401)
+            if "requestBody" in operation:
+                codes |= {400, 413, 422}
+            if operation.get("parameters"):
+                codes.add(422)
+            for code in sorted(codes):
+                answer = responses.setdefault(str(code), {})
+                if code == 422 or "description" not in answer:
+                    answer["description"] = ERROR_RESPONSES[code]["description"]
+                answer["content"] = content
+
 
 def _version() -> str:
     try:
@@ -171,7 +210,14 @@ class LeaseReaper:
 def _add_service_routes(
     app: FastAPI, backend: SqlBackend, files_root: Path | None, files_url: str | None
 ) -> None:
-    @app.get(HEALTH_PATH, tags=["service"])
+    @app.get(
+        HEALTH_PATH,
+        tags=["service"],
+        responses={
+            200: {"model": a.Health, "description": "Up, with its version"},
+            503: {"model": a.Health, "description": "The database is unreachable"},
+        },
+    )
     def health() -> JSONResponse:
         """Liveness and database reachability; needs no token."""
         try:
@@ -182,7 +228,12 @@ def _add_service_routes(
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
         return JSONResponse({"status": "ok", "version": app.version})
 
-    @app.get("/api/v1/config", tags=["service"])
+    @app.get(
+        "/api/v1/config",
+        tags=["service"],
+        response_model=None,
+        responses={200: {"model": a.ServerConfig, "description": "Success"}},
+    )
     def config(request: Request) -> dict[str, Any]:
         """Where artifacts go by default (``files_url``), and whether this server hosts them."""
         from agent.files.base import FILES_API_PATH
@@ -221,10 +272,16 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = _TYPE_BY_STATUS.get(exc.status_code, "HTTPError")
         message = str(exc.detail)
-        if exc.status_code in (404, 405) and message in ("Not Found", "Method Not Allowed"):
+        headers = exc.headers
+        if exc.status_code == 404 and message == "Not Found":
             message = f"no endpoint {request.method} {request.url.path} (see /docs)"
+        elif exc.status_code == 405:
+            allowed = ", ".join(_allowed_methods(request))
+            headers = {**(headers or {}), "Allow": allowed}
+            if message == "Method Not Allowed":
+                message = f"{request.url.path} takes no {request.method}: use {allowed} (see /docs)"
         body = error_body(kind, message)
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     async def unstorable(request: Request, exc: Exception) -> JSONResponse:
         return unstorable_response(exc)
@@ -237,6 +294,27 @@ def _add_error_handlers(app: FastAPI) -> None:
         # Starlette re-raises after this answer, so the server logs the traceback once.
         log.error("%s %s failed: %r", request.method, request.url.path, exc)
         return internal_error_response()
+
+
+#: The methods a 405's ``Allow`` may name (OPTIONS and TRACE have no endpoint here).
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route takes at the request's path. Starlette's 405 names only the
+    first route that matched the path, and a path may have one route per method."""
+    routes = request.app.router.routes
+    methods = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    # A fixed path wins over a template that also matches it: /tasks/query is the query,
+    # not the task named "query" (which GET /tasks/{task_id} would look for).
+    fixed = request.app.openapi()["paths"].get(request.url.path)
+    return [m for m in methods if m.lower() in fixed] if fixed else methods
 
 
 def _validation_detail(error: dict[str, Any]) -> dict[str, Any]:

@@ -7,9 +7,40 @@ from typing import Any
 
 import psycopg
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DataError
 
 from agent.core.errors import AgentError, IllegalTransition
+
+
+class InputProblem(BaseModel):
+    """One thing wrong with a request (a 422 from request validation has a list of them)."""
+
+    loc: str  #: where: ``body.queues.0``, ``query.limit``, ``path.task_id``
+    msg: str
+    type: str
+
+
+class ErrorInfo(BaseModel):
+    """What failed: the error's ``type`` (``NotFound``, ``Conflict``, ``InvalidInput``,
+    ``IllegalTransition``, ...) and a message for people."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    message: str
+    #: Request validation: each problem found.
+    details: list[InputProblem] | None = None
+    #: IllegalTransition: the task's status, and the one asked for.
+    current: str | None = None
+    new: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """The JSON of every error answer (see :func:`error_body`)."""
+
+    error: ErrorInfo
+    detail: str
 
 
 def error_body(kind: str, message: str, **extra: Any) -> dict[str, Any]:

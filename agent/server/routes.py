@@ -13,12 +13,52 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 
-from agent.core.models import Artifact, Model, Task, scalar_from_json, scalar_to_json
+from agent.core.models import (
+    Artifact,
+    Model,
+    Queue,
+    Task,
+    Worker,
+    scalar_from_json,
+    scalar_to_json,
+)
+from agent.server import answers as a
 from agent.server import schemas as s
 from agent.store.sql import SqlBackend
 
 TaskId = Annotated[str, Path(min_length=1, max_length=64)]
 QueueName = Annotated[str, Query(min_length=1, max_length=255)]
+
+#: The error answers an endpoint may give, by status (their body is ``ErrorBody``, see
+#: :func:`agent.server.app.document_errors`). 401, and 400/413/422 for endpoints that
+#: take a body or parameters, are added to every endpoint; the others it names itself.
+ERROR_RESPONSES: dict[int, dict[str, Any]] = {
+    400: {"description": "The body is not JSON the server can read"},
+    401: {"description": "Missing or wrong API token (on a server started with one)"},
+    404: {"description": "No such task, model, queue or worker"},
+    409: {
+        "description": "The request clashes with the current state: a taken id, an "
+        "illegal status change, a status other than the expected one"
+    },
+    413: {"description": "The request body is over the server's limit (--max-body-mb)"},
+    422: {
+        "description": "Invalid input: the request breaks this schema, or holds a value "
+        "the store cannot keep; ``error.details`` lists what, for schema errors"
+    },
+}
+
+
+def answers(model: Any, *errors: int) -> dict[str, Any]:
+    """Decorator arguments for an endpoint that answers ``model`` (None: no body), or one
+    of ``errors`` besides those every endpoint may give.
+
+    The model describes the answer in the OpenAPI schema and is not enforced: the endpoint's
+    dict goes out as it is, as the fast paths (:mod:`agent.server.fast`) send it.
+    """
+    responses = {code: ERROR_RESPONSES[code] for code in errors}
+    if model is not None:
+        responses[200] = {"model": model, "description": "Success"}
+    return {"response_model": None, "responses": responses}
 
 
 def make_api_router(backend: SqlBackend) -> APIRouter:
@@ -36,17 +76,17 @@ def make_api_router(backend: SqlBackend) -> APIRouter:
 
 
 def _project_routes(router: APIRouter, backend: SqlBackend) -> None:
-    @router.get("/projects", tags=["projects"])
+    @router.get("/projects", tags=["projects"], **answers(a.ProjectList))
     def list_projects() -> dict[str, Any]:
         return {"projects": backend.list_projects()}
 
-    @router.post("/projects", tags=["projects"])
+    @router.post("/projects", tags=["projects"], **answers(a.ProjectName))
     def create_project(body: s.ProjectIn) -> dict[str, Any]:
         return {"name": backend.create_project(body.name)}
 
 
 def _task_routes(router: APIRouter, backend: SqlBackend) -> None:
-    @router.post("/tasks", tags=["tasks"])
+    @router.post("/tasks", tags=["tasks"], **answers(Task, 404, 409))
     def create_task(
         body: s.TaskIn,
         queue: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
@@ -55,70 +95,70 @@ def _task_routes(router: APIRouter, backend: SqlBackend) -> None:
         """Create a task; with ``queue``, also enqueue it there (one transaction)."""
         return backend.create_task(task_from_body(body), queue, priority).to_dict()
 
-    @router.get("/tasks/{task_id}", tags=["tasks"])
+    @router.get("/tasks/{task_id}", tags=["tasks"], **answers(Task, 404))
     def get_task(task_id: TaskId) -> dict[str, Any]:
         return backend.get_task(task_id).to_dict()
 
-    @router.patch("/tasks/{task_id}", tags=["tasks"])
+    @router.patch("/tasks/{task_id}", tags=["tasks"], **answers(Task, 404))
     def update_task(task_id: TaskId, body: s.TaskUpdate) -> dict[str, Any]:
         return backend.update_task(task_id, **body.model_dump(exclude_unset=True)).to_dict()
 
-    @router.delete("/tasks/{task_id}", tags=["tasks"], status_code=204)
+    @router.delete("/tasks/{task_id}", tags=["tasks"], status_code=204, **answers(None, 404))
     def delete_task(task_id: TaskId) -> Response:
         backend.delete_task(task_id)
         return Response(status_code=204)
 
-    @router.post("/tasks/{task_id}/runtime", tags=["tasks"])
+    @router.post("/tasks/{task_id}/runtime", tags=["tasks"], **answers(Task, 404))
     def merge_runtime(task_id: TaskId, body: s.RuntimeMerge) -> dict[str, Any]:
         return backend.merge_runtime(task_id, body.values).to_dict()
 
-    @router.post("/tasks/{task_id}/clone", tags=["tasks"])
+    @router.post("/tasks/{task_id}/clone", tags=["tasks"], **answers(Task, 404))
     def clone_task(task_id: TaskId, body: s.CloneRequest) -> dict[str, Any]:
         clone = backend.clone_task(
             task_id, name=body.name, parent=body.parent, project=body.project
         )
         return clone.to_dict()
 
-    @router.post("/tasks/query", tags=["tasks"])
+    @router.post("/tasks/query", tags=["tasks"], **answers(a.TaskList))
     def query_tasks(body: s.TaskQuery) -> dict[str, Any]:
         tasks = backend.query_tasks(**body.model_dump())
         return {"tasks": [task.to_dict() for task in tasks]}
 
 
 def _status_routes(router: APIRouter, backend: SqlBackend) -> None:
-    @router.post("/tasks/{task_id}/status", tags=["tasks"])
+    @router.post("/tasks/{task_id}/status", tags=["tasks"], **answers(Task, 404, 409))
     def set_status(task_id: TaskId, body: s.StatusChange) -> dict[str, Any]:
         task = backend.set_status(task_id, body.status, body.message, body.expected)
         return task.to_dict()
 
-    @router.post("/tasks/{task_id}/enqueue", tags=["queues"])
+    @router.post("/tasks/{task_id}/enqueue", tags=["queues"], **answers(Task, 404, 409))
     def enqueue(task_id: TaskId, body: s.EnqueueRequest) -> dict[str, Any]:
         return backend.enqueue(task_id, body.queue, body.priority).to_dict()
 
-    @router.post("/tasks/{task_id}/dequeue", tags=["queues"])
+    @router.post("/tasks/{task_id}/dequeue", tags=["queues"], **answers(Task, 404, 409))
     def dequeue(task_id: TaskId) -> dict[str, Any]:
         return backend.dequeue(task_id).to_dict()
 
 
 def _queue_routes(router: APIRouter, backend: SqlBackend) -> None:
     # Queue names go in the query string or the body, never the path: a name may hold '/'.
-    @router.get("/queues", tags=["queues"])
+    @router.get("/queues", tags=["queues"], **answers(a.QueueList))
     def list_queues() -> dict[str, Any]:
         return {"queues": [queue.to_dict() for queue in backend.list_queues()]}
 
-    @router.post("/queues", tags=["queues"])
+    @router.post("/queues", tags=["queues"], **answers(Queue))
     def create_queue(body: s.QueueIn) -> dict[str, Any]:
         return backend.create_queue(body.name).to_dict()
 
-    @router.get("/queues/by-name", tags=["queues"])
+    @router.get("/queues/by-name", tags=["queues"], **answers(Queue, 404))
     def get_queue(name: QueueName) -> dict[str, Any]:
         return backend.get_queue(name).to_dict()
 
-    @router.get("/queues/entries", tags=["queues"])
+    @router.get("/queues/entries", tags=["queues"], **answers(a.TaskIds, 404))
     def queue_entries(name: QueueName) -> dict[str, Any]:
         return {"task_ids": backend.queue_entries(name)}
 
-    @router.post("/queues/claim", tags=["queues"])
+    @router.post("/queues/claim", tags=["queues"], **answers(a.ClaimAnswer, 404))
     def claim(body: s.ClaimRequest) -> dict[str, Any]:
         """Long-poll: wait up to ``timeout`` seconds for a task; ``{"task": null}`` if none."""
         task = backend.claim(body.queues, body.worker_id, body.timeout, body.lease_s)
@@ -127,34 +167,34 @@ def _queue_routes(router: APIRouter, backend: SqlBackend) -> None:
 
 def _worker_routes(router: APIRouter, backend: SqlBackend) -> None:
     # Worker ids go in the body: they are free-form ("host:gpu0/1").
-    @router.get("/workers", tags=["workers"])
+    @router.get("/workers", tags=["workers"], **answers(a.WorkerList))
     def list_workers(
         alive_within: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
     ) -> dict[str, Any]:
         return {"workers": [w.to_dict() for w in backend.list_workers(alive_within)]}
 
-    @router.post("/workers", tags=["workers"])
+    @router.post("/workers", tags=["workers"], **answers(Worker))
     def register_worker(body: s.WorkerIn) -> dict[str, Any]:
         worker = backend.register_worker(body.worker_id, body.queues, body.name, body.stats)
         return worker.to_dict()
 
-    @router.post("/workers/heartbeat", tags=["workers"])
+    @router.post("/workers/heartbeat", tags=["workers"], **answers(Worker, 404))
     def heartbeat(body: s.HeartbeatRequest) -> dict[str, Any]:
         return backend.heartbeat(body.worker_id, body.stats, body.lease_s).to_dict()
 
-    @router.post("/workers/unregister", tags=["workers"])
+    @router.post("/workers/unregister", tags=["workers"], **answers(a.UnregisteredWorker, 404))
     def unregister_worker(body: s.WorkerRef) -> dict[str, Any]:
         backend.unregister_worker(body.worker_id)
         return {"worker_id": body.worker_id}
 
-    @router.post("/workers/reap", tags=["workers"])
+    @router.post("/workers/reap", tags=["workers"], **answers(a.TaskIds))
     def reap_expired() -> dict[str, Any]:
         """Fail now the in-progress tasks whose lease lapsed (the server also does it each second)."""
         return {"task_ids": backend.reap_expired()}
 
 
 def _metric_routes(router: APIRouter, backend: SqlBackend) -> None:
-    @router.post("/tasks/{task_id}/logs", tags=["logs"])
+    @router.post("/tasks/{task_id}/logs", tags=["logs"], **answers(a.LastSeq, 404))
     def append_logs(task_id: TaskId, body: s.LogAppend) -> dict[str, Any]:
         lines = [
             line if isinstance(line, str) else line.model_dump(exclude_none=True)
@@ -162,21 +202,21 @@ def _metric_routes(router: APIRouter, backend: SqlBackend) -> None:
         ]
         return {"last_seq": backend.append_logs(task_id, lines)}
 
-    @router.get("/tasks/{task_id}/logs", tags=["logs"])
+    @router.get("/tasks/{task_id}/logs", tags=["logs"], **answers(a.LogLines, 404))
     def get_logs(
         task_id: TaskId,
-        after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+        after: Annotated[int, Query(ge=0, le=s.MAX_SAFE_INT)] = 0,
         limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
     ) -> dict[str, Any]:
         return {"lines": [line.to_dict() for line in backend.get_logs(task_id, after, limit)]}
 
-    @router.post("/tasks/{task_id}/scalars", tags=["metrics"])
+    @router.post("/tasks/{task_id}/scalars", tags=["metrics"], **answers(a.ScalarCount, 404))
     def report_scalars(task_id: TaskId, body: s.ScalarReport) -> dict[str, Any]:
         points = [(p.title, p.series, p.iteration, scalar_from_json(p.value)) for p in body.points]
         backend.report_scalars(task_id, points)
         return {"count": len(points)}
 
-    @router.get("/tasks/{task_id}/scalars", tags=["metrics"])
+    @router.get("/tasks/{task_id}/scalars", tags=["metrics"], **answers(a.Scalars, 404))
     def get_scalars(task_id: TaskId) -> dict[str, Any]:
         scalars = backend.get_scalars(task_id)
         return {
@@ -189,27 +229,27 @@ def _metric_routes(router: APIRouter, backend: SqlBackend) -> None:
             }
         }
 
-    @router.post("/tasks/{task_id}/plots", tags=["metrics"])
+    @router.post("/tasks/{task_id}/plots", tags=["metrics"], **answers(a.PlotRef, 404))
     def report_plot(task_id: TaskId, body: s.PlotIn) -> dict[str, Any]:
         backend.report_plot(task_id, body.title, body.series, body.iteration, body.figure)
         return {"title": body.title, "series": body.series, "iteration": body.iteration}
 
-    @router.get("/tasks/{task_id}/plots", tags=["metrics"])
+    @router.get("/tasks/{task_id}/plots", tags=["metrics"], **answers(a.Plots, 404))
     def get_plots(task_id: TaskId) -> dict[str, Any]:
         return {"plots": backend.get_plots(task_id)}
 
 
 def _artifact_routes(router: APIRouter, backend: SqlBackend) -> None:
-    @router.post("/tasks/{task_id}/artifacts", tags=["artifacts"])
+    @router.post("/tasks/{task_id}/artifacts", tags=["artifacts"], **answers(Artifact, 404))
     def add_artifact(task_id: TaskId, body: s.ArtifactIn) -> dict[str, Any]:
         return _artifact_dict(backend.add_artifact(task_id, Artifact(**body.model_dump())))
 
-    @router.get("/tasks/{task_id}/artifacts", tags=["artifacts"])
+    @router.get("/tasks/{task_id}/artifacts", tags=["artifacts"], **answers(a.ArtifactMap, 404))
     def get_artifacts(task_id: TaskId) -> dict[str, Any]:
         artifacts = backend.get_artifacts(task_id)
         return {"artifacts": {name: _artifact_dict(a) for name, a in artifacts.items()}}
 
-    @router.get("/artifacts/by-hash/{sha256}", tags=["artifacts"])
+    @router.get("/artifacts/by-hash/{sha256}", tags=["artifacts"], **answers(a.ArtifactFound))
     def find_artifact_by_hash(
         sha256: Annotated[str, Path(min_length=1, max_length=64)],
     ) -> dict[str, Any]:
@@ -230,11 +270,11 @@ def task_from_body(body: s.TaskIn) -> Task:
 
 
 def _model_routes(router: APIRouter, backend: SqlBackend) -> None:
-    @router.post("/models", tags=["models"])
+    @router.post("/models", tags=["models"], **answers(Model))
     def create_model(body: s.ModelIn) -> dict[str, Any]:
         return backend.create_model(Model(**body.model_dump())).to_dict()
 
-    @router.get("/models", tags=["models"])
+    @router.get("/models", tags=["models"], **answers(a.ModelList))
     def query_models(
         project: Annotated[str | None, Query(max_length=255)] = None,
         name: Annotated[str | None, Query(max_length=255)] = None,
@@ -250,15 +290,15 @@ def _model_routes(router: APIRouter, backend: SqlBackend) -> None:
         )
         return {"models": [m.to_dict() for m in models]}
 
-    @router.get("/models/{model_id}", tags=["models"])
+    @router.get("/models/{model_id}", tags=["models"], **answers(Model, 404))
     def get_model(model_id: TaskId) -> dict[str, Any]:
         return backend.get_model(model_id).to_dict()
 
-    @router.patch("/models/{model_id}", tags=["models"])
+    @router.patch("/models/{model_id}", tags=["models"], **answers(Model, 404))
     def update_model(model_id: TaskId, body: s.ModelUpdate) -> dict[str, Any]:
         return backend.update_model(model_id, **body.model_dump(exclude_unset=True)).to_dict()
 
-    @router.delete("/models/{model_id}", tags=["models"], status_code=204)
+    @router.delete("/models/{model_id}", tags=["models"], status_code=204, **answers(None, 404))
     def delete_model(model_id: TaskId) -> Response:
         backend.delete_model(model_id)
         return Response(status_code=204)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from agent.core.models import TaskTypes
 
@@ -22,15 +22,36 @@ MAX_LEASE_S = 7 * 24 * 3600.0
 INT32_MAX = 2**31 - 1
 #: Large free text: diffs, inline code, configuration files, log lines.
 MAX_TEXT = 64 * 1024 * 1024
+#: The largest integer every JSON reader carries exactly (JavaScript's MAX_SAFE_INTEGER):
+#: sizes and counters above it would be rounded on the way.
+MAX_SAFE_INT = 2**53 - 1
+
+
+def _not_text_or_bool(value: Any) -> Any:
+    """Refuse what pydantic's lax mode would turn into a number: ``"3"``, ``true``."""
+    if isinstance(value, (str, bytes, bool)):
+        raise ValueError("should be a JSON number")
+    return value
+
+
+#: Put after the bounds of an integer: ``3`` or ``3.0``, never ``"3"`` or ``true`` (strict
+#: mode would refuse ``3.0``, which JSON Schema calls an integer). After them, as the
+#: bounds would leave the schema otherwise.
+_JSON_INT = BeforeValidator(_not_text_or_bool)
+#: A number, never a string or a boolean.
+JsonFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 Id = Annotated[str, Field(min_length=1, max_length=64)]
+#: The id of a new task: the store takes only these (ids it makes are hex).
+NewTaskId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Name = Annotated[str, Field(max_length=255)]
 NonEmptyName = Annotated[str, Field(min_length=1, max_length=255)]
 Status = Annotated[str, Field(min_length=1, max_length=32)]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
-Int32 = Annotated[int, Field(ge=-INT32_MAX, le=INT32_MAX)]
-Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Lease = Annotated[float, Field(ge=0, le=MAX_LEASE_S, allow_inf_nan=False)]
+Int32 = Annotated[int, Field(ge=-INT32_MAX, le=INT32_MAX), _JSON_INT]
+Size = Annotated[int, Field(ge=0, le=MAX_SAFE_INT), _JSON_INT]
+Seconds = Annotated[JsonFloat, Field(ge=0)]
+Lease = Annotated[JsonFloat, Field(ge=0, le=MAX_LEASE_S)]
 JsonObject = dict[str, Any]
 
 
@@ -82,7 +103,7 @@ class TaskFields(Body):
 class TaskIn(TaskFields):
     """A new task; the store sets status, timestamps, worker and queue."""
 
-    id: Id | None = None
+    id: NewTaskId | None = None
 
 
 class TaskUpdate(TaskFields):
@@ -115,7 +136,7 @@ class TaskQuery(Body):
     type: Status | None = None
     parent: Id | None = None
     runtime: dict[Name, Any] | None = Field(default=None, max_length=50)
-    limit: int = Field(default=1000, ge=1, le=100_000)
+    limit: Annotated[int, Field(ge=1, le=100_000), _JSON_INT] = 1000
     id_prefix: Annotated[str, Field(max_length=64)] | None = None
 
 
@@ -135,7 +156,7 @@ class EnqueueRequest(Body):
 class ClaimRequest(Body):
     queues: list[NonEmptyName] = Field(min_length=1, max_length=100)
     worker_id: NonEmptyName
-    timeout: float = Field(default=0.0, ge=0, le=MAX_CLAIM_TIMEOUT_S, allow_inf_nan=False)
+    timeout: JsonFloat = Field(default=0.0, ge=0, le=MAX_CLAIM_TIMEOUT_S)
     lease_s: Lease = 60.0
 
 
@@ -171,7 +192,7 @@ class ScalarPoint(Body):
     series: Name
     iteration: Int32
     #: JSON has no NaN or infinities: a diverging loss comes as one of the three strings.
-    value: Annotated[float, Field(allow_inf_nan=False)] | Literal["NaN", "Infinity", "-Infinity"]
+    value: JsonFloat | Literal["NaN", "Infinity", "-Infinity"]
 
 
 class ScalarReport(Body):
@@ -185,11 +206,16 @@ class PlotIn(Body):
     figure: JsonObject
 
 
+#: What the store takes as an artifact name: one path part, not '.' or '..'. In the schema
+#: only, so that a bad name gets the store's message, which says what to do.
+ARTIFACT_NAME_PATTERN = r"^(?:[^/\\.][^/\\]*|\.[^/\\.][^/\\]*|\.\.[^/\\]+)$"
+
+
 class ArtifactIn(Body):
-    name: NonEmptyName
+    name: Annotated[NonEmptyName, Field(json_schema_extra={"pattern": ARTIFACT_NAME_PATTERN})]
     uri: Text
     sha256: Annotated[str, Field(max_length=64)] = ""
-    size: int = Field(default=0, ge=0, le=2**63 - 1)
+    size: Size = 0
     type: Annotated[str, Field(max_length=64)] = ""
     preview: Text = ""
     metadata: JsonObject = Field(default_factory=dict)
@@ -204,17 +230,17 @@ class ModelFields(Body):
     framework: Annotated[str, Field(max_length=64)] = ""
     uri: Text = ""
     sha256: Annotated[str, Field(max_length=64)] = ""
-    size: int = Field(default=0, ge=0, le=2**63 - 1)
+    size: Size = 0
     filename: Name = ""
-    package: bool = False
+    package: StrictBool = False
     tags: list[Name] = Field(default_factory=list, max_length=1000)
     comment: Text = ""
     design: Text = ""
     labels: dict[Name, Int32] = Field(default_factory=dict)
     metadata: JsonObject = Field(default_factory=dict)
-    iteration: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
-    published: bool = False
-    archived: bool = False
+    iteration: Annotated[int, Field(ge=-MAX_SAFE_INT, le=MAX_SAFE_INT), _JSON_INT] | None = None
+    published: StrictBool = False
+    archived: StrictBool = False
 
 
 class ModelIn(ModelFields):

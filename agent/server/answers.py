@@ -1,0 +1,110 @@
+"""The bodies of the HTTP API's answers, for its OpenAPI schema.
+
+Endpoints return plain dicts (``to_dict()`` of the core records); these models only
+describe them, so the schema says what the server sends and clients can check it. The
+records are the core dataclasses themselves (:mod:`agent.core.models`), so a field added
+there shows up here. Answers may grow fields; clients ignore the ones they do not know.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+from agent.core.models import Artifact, LogLine, Model, Queue, Task, Worker
+
+#: A scalar as JSON carries it: a number, or one of the three strings JSON has no number for.
+ScalarValue = float | Literal["NaN", "Infinity", "-Infinity"]
+
+
+class ProjectList(BaseModel):
+    projects: list[str]
+
+
+class ProjectName(BaseModel):
+    name: str
+
+
+class TaskList(BaseModel):
+    tasks: list[Task]
+
+
+class ClaimAnswer(BaseModel):
+    #: None when no task came within the timeout.
+    task: Task | None
+
+
+class QueueList(BaseModel):
+    queues: list[Queue]
+
+
+class TaskIds(BaseModel):
+    task_ids: list[str]
+
+
+class WorkerList(BaseModel):
+    workers: list[Worker]
+
+
+class UnregisteredWorker(BaseModel):
+    worker_id: str
+
+
+class LastSeq(BaseModel):
+    last_seq: int
+
+
+class LogLines(BaseModel):
+    lines: list[LogLine]
+
+
+class ScalarCount(BaseModel):
+    count: int
+
+
+#: ``[iteration, value]`` (a pair, not a tuple schema: schema readers disagree on those).
+ScalarPair = Annotated[list[ScalarValue], Field(min_length=2, max_length=2)]
+
+
+class Scalars(BaseModel):
+    #: {title: {series: [[iteration, value], ...]}}, ordered by iteration.
+    scalars: dict[str, dict[str, list[ScalarPair]]]
+
+
+class PlotRef(BaseModel):
+    title: str
+    series: str
+    iteration: int
+
+
+class Plots(BaseModel):
+    #: [{title, series, iteration, figure}] in report order.
+    plots: list[dict[str, Any]]
+
+
+class ArtifactMap(BaseModel):
+    artifacts: dict[str, Artifact]
+
+
+class ArtifactFound(BaseModel):
+    artifact: Artifact | None
+
+
+class ModelList(BaseModel):
+    models: list[Model]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    version: str | None = None
+    database: str | None = None
+
+
+class ServerConfig(BaseModel):
+    files_url: str | None
+    files_hosted: bool
+    version: str
+
+
+__all__ = ["Artifact", "Model", "Queue", "Task", "Worker"]

@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
+from agent.core.errors import InvalidInput
 from agent.core.models import (
     Artifact,
     Model,
@@ -61,9 +62,23 @@ def answers(model: Any, *errors: int) -> dict[str, Any]:
     return {"response_model": None, "responses": responses}
 
 
+#: The query parameters that take several values (``?ids=a&ids=b``); any other one given
+#: twice is refused, where FastAPI would silently keep the last value.
+MULTI_VALUED_QUERY = frozenset({"ids"})
+
+
+def no_repeated_query(request: Request) -> None:
+    """Refuse a single-valued query parameter given more than once (422)."""
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name in seen and name not in MULTI_VALUED_QUERY:
+            raise InvalidInput(f"query parameter {name!r} is given more than once; give it once")
+        seen.add(name)
+
+
 def make_api_router(backend: SqlBackend) -> APIRouter:
     """The Backend methods as HTTP endpoints, over ``backend``."""
-    router = APIRouter(prefix="/api/v1")
+    router = APIRouter(prefix="/api/v1", dependencies=[Depends(no_repeated_query)])
     _project_routes(router, backend)
     _task_routes(router, backend)
     _status_routes(router, backend)

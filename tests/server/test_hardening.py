@@ -178,3 +178,9 @@ def test_a_log_line_longer_than_the_cap_is_cut_and_says_so(tmp_path: Path):
     [line] = store.get_logs(task.id)
     assert line.text.endswith("[... 10 characters cut]")
     assert len(line.text) == MAX_LOG_LINE_CHARS + len("[... 10 characters cut]")
+
+
+def test_a_single_valued_query_parameter_given_twice_is_refused(server):
+    answer = requests.get(f"{server.url}{API}/models?sha256=a&sha256=b", timeout=10)
+    assert answer.status_code == 422 and "more than once" in answer.json()["error"]["message"]
+    assert requests.get(f"{server.url}{API}/models?ids=a&ids=b", timeout=10).status_code == 200

@@ -7,9 +7,16 @@ Records keep the blob's URI, sha256, size and the file's name.
 
 Reading a blob gives a verified local path: a local store's file is read in place, a
 remote one is downloaded once per machine into ``$AGENT_HOME/cache/blobs``. Either is
-checked against its sha256 the first time this process uses it, and a corrupt or missing
-blob is an error that names what it belongs to (``what``: "model 'resnet' file
-'model.pt'"). Blobs are read-only on disk: nothing may change content that others share.
+checked against its sha256 the first time it is used, and a corrupt or missing blob is an
+error that names what it belongs to (``what``: "model 'resnet' file 'model.pt'"). Blobs
+are read-only on disk: nothing may change content that others share.
+
+A check is remembered, as git's index remembers a file's stat: in this process, and in
+``$AGENT_HOME/cache/verified`` with the file's device, inode, size and mtime (writing to
+the file moves its mtime; the ctime is left out, as git's ``core.trustctime=false`` does,
+because the hard links of every local copy move it). A new process on the same machine trusts a checked blob
+whose stat is unchanged instead of reading it again, so a local copy of a gigabyte
+dataset costs links, not a second hashing of every byte.
 """
 
 from __future__ import annotations
@@ -152,16 +159,56 @@ def _verify(path: Path, sha256: str, size: int, what: str, uri: str) -> None:
     with _verified_lock:
         if token in _verified:
             return
-    actual_size = path.stat().st_size
-    actual = sha256_file(path) if actual_size == size else ""
+    info = path.stat()
+    stamp = _stamp(path, info)
+    if info.st_size == size and _checked_before(sha256, stamp):
+        with _verified_lock:
+            _verified.add(token)
+        return
+    actual = sha256_file(path) if info.st_size == size else ""
     if actual != sha256:
-        found = f"sha256 {actual}" if actual else f"{actual_size} bytes instead of {size}"
+        found = f"sha256 {actual}" if actual else f"{info.st_size} bytes instead of {size}"
         raise StorageError(
             f"{what} is corrupt: its blob {uri} has {found}, the record says sha256 {sha256}; "
             "upload it again (or restore the blob from a backup)"
         )
     with _verified_lock:
         _verified.add(token)
+    _remember_checked(sha256, stamp)
+
+
+def verified_dir() -> Path:
+    """``$AGENT_HOME/cache/verified``: the stat of each blob file checked on this machine."""
+    return agent_home() / "cache" / "verified"
+
+
+def _stamp(path: Path, info: os.stat_result) -> str:
+    return f"{info.st_dev}:{info.st_ino} {info.st_size} {info.st_mtime_ns} {path}"
+
+
+def _record_of(sha256: str) -> Path:
+    return verified_dir() / sha256[:2] / sha256
+
+
+def _checked_before(sha256: str, stamp: str) -> bool:
+    try:
+        return stamp in _record_of(sha256).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _remember_checked(sha256: str, stamp: str) -> None:
+    """Add ``stamp`` to the blob's record (best effort: a lost line costs a re-check)."""
+    record = _record_of(sha256)
+    try:
+        lines = record.read_text(encoding="utf-8").splitlines() if record.exists() else []
+        lines = [line for line in lines if not line.endswith(stamp.split(" ", 3)[-1])][-7:]
+        record.parent.mkdir(parents=True, exist_ok=True)
+        temp = record.with_name(f"{record.name}.{os.getpid()}.{threading.get_ident()}")
+        temp.write_text("\n".join([*lines, stamp]) + "\n", encoding="utf-8")
+        os.replace(temp, record)  # a cache: no fsync, a lost record costs one re-check
+    except OSError:
+        pass
 
 
 def _missing(what: str, uri: str) -> NotFound:

@@ -20,8 +20,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agent.core.errors import AgentError
 from agent.cli.render import format_age, format_duration, format_size, format_time, short_id
+from agent.core.errors import AgentError
 from agent.ui import actions, pages
 from agent.ui.auth import STATIC_PREFIX, Sessions, UIAuth, csrf_token
 from agent.ui.views import duration, short

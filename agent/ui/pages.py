@@ -199,7 +199,10 @@ def file_response(
         local = store.local_path(uri)
         if local is not None:
             return FileResponse(
-                local, media_type=media_type, filename=filename, content_disposition_type=disposition
+                local,
+                media_type=media_type,
+                filename=filename,
+                content_disposition_type=disposition,
             )
         tmp = Path(tempfile.mkdtemp(prefix="agent-ui-"))
         path = store.get_file(uri, tmp / "blob")

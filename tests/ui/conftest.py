@@ -103,7 +103,9 @@ def make_pipeline_run(
         runtime["pipeline"] = {"nodes": dag.get("nodes", []), "edges": dag.get("edges", [])}
     hyperparams = {"Args": dict(args if args is not None else {"lr": 0.1, "_internal": "x"})}
     return store.create_task(
-        Task(name=name, project=project, type="controller", hyperparams=hyperparams, runtime=runtime)
+        Task(
+            name=name, project=project, type="controller", hyperparams=hyperparams, runtime=runtime
+        )
     )
 
 

@@ -126,7 +126,8 @@ def task_page(request: Request, task_id: str, tab: str = "info") -> Response:
     elif tab == "plots":
         context["plots"] = list(enumerate(backend.get_plots(task.id)))
     return render(
-        request, "task.html", nav="tasks", task=task, tab=tab, tabs=TABS,
+        request, "task.html", nav="pipelines" if task.type == "controller" else "tasks",
+        task=task, tab=tab, tabs=TABS,
         live=task.status in LIVE, dag=views.dag_graph(task) is not None,
         args=views.visible_args(task), sections=views.sorted_hyperparams(task),
         duration=views.duration(task), queues=backend.list_queues(),

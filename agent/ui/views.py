@@ -23,6 +23,8 @@ from agent.core.models import Task, TaskStatus, TaskTypes
 ARGS_SECTION = "Args"
 #: The queue a new pipeline run goes to when its controller has no last queue.
 DEFAULT_CONTROLLER_QUEUE = "services"
+#: The queue offered for any other task that has none.
+DEFAULT_QUEUE = "default"
 #: Statuses a pipeline run counts as running / failed in the pipelines table.
 RUNNING = frozenset({TaskStatus.queued.value, TaskStatus.in_progress.value})
 FAILED = frozenset({TaskStatus.failed.value, TaskStatus.stopped.value})
@@ -116,8 +118,12 @@ def matches_text(task: Task, text: str) -> bool:
 
 
 def default_queue(task: Task) -> str:
-    """Where a new run of this controller goes: the queue it last ran from, else services."""
-    return task.queue or str(task.runtime.get("queue") or "") or DEFAULT_CONTROLLER_QUEUE
+    """Where a new run of this task goes: the queue it last ran from, else ``services``
+    for a pipeline controller and ``default`` for any other task."""
+    if task.queue:
+        return task.queue
+    is_controller = task.type == TaskTypes.controller.value
+    return DEFAULT_CONTROLLER_QUEUE if is_controller else DEFAULT_QUEUE
 
 
 def sorted_hyperparams(task: Task) -> list[tuple[str, dict[str, Any]]]:

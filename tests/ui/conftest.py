@@ -3,10 +3,7 @@ embedded store that the tests fill through the Backend API, and a browser-like s
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,63 +12,32 @@ import requests
 
 from agent.core.models import Task
 from agent.store.sql import SqlBackend
-from tests.services import REPO_ROOT, free_port
+from tests.server.live_server import LiveServer
 
 
-class LiveUI:
-    """``agent ui --port P`` with ``AGENT_HOME=home``, and a store on the same SQLite file."""
+class LiveUI(LiveServer):
+    """``agent ui --port P`` (the CLI) with ``AGENT_HOME`` in ``workdir``, and a store on
+    the same SQLite file for the tests to fill."""
 
-    def __init__(self, home: Path):
-        self.home = home
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = home / "ui.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.backend = SqlBackend(f"sqlite:///{home / 'agent.db'}")
+    ready_path = "/ui/static/ui.css"
 
-    def start(self, timeout: float = 30.0) -> LiveUI:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
-        env["AGENT_HOME"] = str(self.home)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        command = [sys.executable, "-m", "agent.cli.main", "ui", "--port", str(self.port)]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT
-            )
-        wait_until_up(self.url + "/ui/static/ui.css", self.proc, timeout, self.log)
-        return self
+    def __init__(self, workdir: Path):
+        home = workdir / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        super().__init__(f"sqlite:///{home / 'agent.db'}", workdir)
+        self.backend = SqlBackend(self.db_url)
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "agent.cli.main", "ui", "--port", str(self.port)]
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        super().stop()
         self.backend.close()
-
-
-def wait_until_up(url: str, proc: subprocess.Popen, timeout: float, log) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the UI exited with {proc.returncode}:\n{log()}")
-        try:
-            if requests.get(url, timeout=1).ok:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"the UI did not answer within {timeout}s:\n{log()}")
 
 
 @pytest.fixture(scope="module")
 def live_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveUI]:
-    ui = LiveUI(tmp_path_factory.mktemp("ui-home")).start()
+    ui = LiveUI(tmp_path_factory.mktemp("ui")).start()
     yield ui
     ui.stop()
 

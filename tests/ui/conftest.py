@@ -77,3 +77,12 @@ def make_pipeline_run(
 
 def step(name: str, status: str = "pending", parents=(), task_id=None, **extra) -> dict:
     return {"name": name, "status": status, "parents": list(parents), "task_id": task_id, **extra}
+
+
+@pytest.fixture
+def agent_home_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """AGENT_HOME in a temp dir and no server, for commands run in process."""
+    monkeypatch.setenv("AGENT_HOME", str(tmp_path / "home"))
+    for name in ("AGENT_API_URL", "AGENT_API_TOKEN", "AGENT_UI_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path / "home"

@@ -260,3 +260,13 @@ def test_queues_and_workers_pages(live_ui, store):
 def test_unknown_task_is_a_404_page(live_ui):
     answer = requests.get(f"{live_ui.url}/tasks/no-such-task")
     assert answer.status_code == 404 and "There is no task no-such-task" in answer.text
+
+
+def test_agent_ui_refuses_a_public_bind_without_a_token(agent_home_env):
+    from click.testing import CliRunner
+
+    from agent.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["ui", "--host", "0.0.0.0"])
+    assert result.exit_code == 2
+    assert "refusing to serve the UI on 0.0.0.0 without a token" in result.output

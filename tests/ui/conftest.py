@@ -17,15 +17,22 @@ from tests.server.live_server import LiveServer
 
 class LiveUI(LiveServer):
     """``agent ui --port P`` (the CLI) with ``AGENT_HOME`` in ``workdir``, and a store on
-    the same SQLite file for the tests to fill."""
+    the same SQLite file for the tests to fill; with ``api_url``, over that server."""
 
     ready_path = "/ui/static/ui.css"
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, api_url: str | None = None):
         home = workdir / "home"
         home.mkdir(parents=True, exist_ok=True)
         super().__init__(f"sqlite:///{home / 'agent.db'}", workdir)
+        self.api_url = api_url
         self.backend = SqlBackend(self.db_url)
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        if self.api_url:
+            env["AGENT_API_URL"] = self.api_url
+        return env
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "agent.cli.main", "ui", "--port", str(self.port)]

@@ -11,6 +11,7 @@ import requests
 from agent.core.models import Task
 from agent.store.http import HttpBackend
 from tests.server.live_server import LiveServer
+from tests.ui.conftest import LiveUI
 
 TOKEN = "ui-test-token"
 
@@ -121,3 +122,17 @@ def test_login_redirects_only_to_this_site(token_server):
         allow_redirects=False,
     )
     assert answer.headers["location"] == "/"
+
+
+def test_agent_ui_serves_the_server_named_by_agent_api_url(open_server, tmp_path):
+    api = HttpBackend(open_server.url)
+    task = api.create_task(Task(name="remote-one", project="ui-remote"))
+    api.append_logs(task.id, ["from the server's store"])
+    ui = LiveUI(tmp_path, api_url=open_server.url).start()
+    try:
+        page = requests.get(f"{ui.url}/tasks/{task.id}", params={"tab": "console"})
+        assert page.ok and "from the server&#39;s store" in page.text
+        assert task.id in requests.get(f"{ui.url}/tasks", params={"project": "ui-remote"}).text
+    finally:
+        ui.stop()
+        api.close()

@@ -129,6 +129,9 @@ def test_new_run_from_the_browser(live_ui, store, page):
         store, f"b-{uuid.uuid4().hex[:8]}", args={"mock_parameter": "mock"}, nodes=[]
     )
     page.goto(f"{live_ui.url}/pipelines/runs?project={run.project}&name={run.name}")
+    assert page.locator("#runs tbody tr").count() == 1
+    page.click("#runs th:has-text('Status')")
+    assert page.get_attribute("#runs th:has-text('Status')", "aria-sort") == "ascending"
     page.click("text=+ New run")
     page.fill('input[name="arg:mock_parameter"]', "from the browser")
     page.click("#new-run-form button[type=submit]")
@@ -156,3 +159,16 @@ def test_every_listing_page_renders(live_ui, page):
     page.set_viewport_size({"width": 390, "height": 800})
     page.goto(live_ui.url + "/tasks")
     snap(page, "tasks-phone")
+
+
+def test_tables_sort_by_a_clicked_column(live_ui, store, page):
+    project = f"b-{uuid.uuid4().hex[:8]}"
+    for name in ("beta", "alpha", "gamma"):
+        store.create_task(Task(name=name, project=project))
+    page.goto(f"{live_ui.url}/tasks?project={project}")
+    names = "#tasks tbody tr td:nth-child(2)"
+    assert page.locator(names).all_inner_texts() == ["gamma", "alpha", "beta"]  # newest first
+    page.click("#tasks th:has-text('Name')")
+    assert page.locator(names).all_inner_texts() == ["alpha", "beta", "gamma"]
+    page.click("#tasks th:has-text('Name')")
+    assert page.locator(names).all_inner_texts() == ["gamma", "beta", "alpha"]

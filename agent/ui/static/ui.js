@@ -151,7 +151,38 @@ function startConsoleSearch(input) {
   });
 }
 
+// -- sortable tables (click a header; numbers and times sort as such) --------------------
+function sortKey(cell) {
+  const time = cell.querySelector("time");
+  if (time) return Number(time.getAttribute("datetime"));
+  const text = cell.textContent.trim();
+  const number = Number(text);
+  return text !== "" && !Number.isNaN(number) ? number : text.toLowerCase();
+}
+
+function startSortable(table) {
+  table.querySelectorAll("thead th").forEach((th, column) => {
+    th.tabIndex = 0;
+    th.setAttribute("aria-sort", "none");
+    const sort = () => {
+      const ascending = th.getAttribute("aria-sort") !== "ascending";
+      table.querySelectorAll("thead th").forEach((h) => h.setAttribute("aria-sort", "none"));
+      th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+      const body = table.tBodies[0];
+      const rows = Array.from(body.rows).filter((r) => r.cells.length > column);
+      rows.sort((a, b) => {
+        const x = sortKey(a.cells[column]), y = sortKey(b.cells[column]);
+        return (x < y ? -1 : x > y ? 1 : 0) * (ascending ? 1 : -1);
+      });
+      body.append(...rows);
+    };
+    th.addEventListener("click", sort);
+    th.addEventListener("keydown", (e) => { if (e.key === "Enter") sort(); });
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("table.sortable").forEach(startSortable);
   const dag = document.getElementById("dag");
   if (dag) startDag(dag).catch((err) => { dag.textContent = `DAG unavailable: ${err.message}`; });
   const scalars = document.getElementById("scalars");

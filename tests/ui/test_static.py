@@ -3,6 +3,7 @@ through importlib.resources, and a wheel built from the tree holds them."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -34,9 +35,19 @@ def test_static_files_and_templates_are_package_resources():
 
 @pytest.mark.slow
 def test_the_wheel_holds_the_ui(tmp_path: Path):
+    # Built from a copy: setuptools writes build/ and *.egg-info next to the sources.
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO_ROOT / name, source / name)
+    for package in ("agent", "services_mode"):
+        shutil.copytree(
+            REPO_ROOT / package, source / package,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )  # fmt: skip
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "-w", str(tmp_path), str(REPO_ROOT)],
+         "-w", str(tmp_path), str(source)],
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]

@@ -2,11 +2,13 @@
 # Start the services the test suite needs on a fresh Debian 12 machine: PostgreSQL 15 on
 # 127.0.0.1:5432 (user/password postgres/postgres) and a Docker engine with a local base image
 # `pipeline-agent-base:latest` (debootstrap'd bookworm: no registry is reachable from CI).
-# S3 needs nothing here: the tests start moto's server themselves.
+# S3 needs nothing here: the tests start moto's server themselves. Debian's Chromium is
+# installed for the web UI's browser tests (Playwright drives it; it downloads no browser).
 #
 # Idempotent: every step checks first and only does what is missing, so a rerun takes seconds.
 # Needs root (or sudo). Environment knobs:
 #   SKIP_POSTGRES=1 / SKIP_DOCKER=1      leave that service alone
+#   SKIP_CHROMIUM=1                      do not install Chromium (the UI's browser tests)
 #   PG_CLUSTER=main, PG_PORT=5432        the Debian cluster to start (or create) and its port
 #   PIPELINE_AGENT_CACHE=DIR             where the base rootfs tarball is cached
 #                                        (default /var/cache/pipeline-agent)
@@ -269,12 +271,22 @@ setup_compose_cli() {
     fi
 }
 
+setup_chromium() {
+    say "== Chromium (the web UI's browser tests, driven by Playwright) =="
+    if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
+        say "chromium present"
+    else
+        apt_install chromium  # Playwright cannot download its own browser here
+    fi
+}
+
 main() {
     local started=${SECONDS}
     if [ "${SKIP_POSTGRES:-0}" != 1 ]; then setup_postgres; fi
     if [ "${SKIP_DOCKER:-0}" != 1 ]; then setup_docker; fi
     setup_systemd_analyze
     if [ "${SKIP_DOCKER:-0}" != 1 ]; then setup_compose_cli; fi
+    if [ "${SKIP_CHROMIUM:-0}" != 1 ]; then setup_chromium; fi
     say "S3: nothing to start (tests run moto's server themselves)"
     say "done in $((SECONDS - started))s"
 }

@@ -34,7 +34,7 @@ def render_dag(dag: Mapping[str, Any]) -> RenderableType:
     Tolerates partial reports: unknown parents are listed but not followed, steps
     caught in a cycle go to a last stage marked ``cycle``, missing fields show blank.
     """
-    nodes = _nodes(dag)
+    nodes = normalized_nodes(dag)
     if not nodes:
         return Text("pipeline: no steps reported yet", style="dim")
     table = Table(title="Pipeline", caption=_summary(nodes), title_justify="left", expand=False)
@@ -48,7 +48,7 @@ def render_dag(dag: Mapping[str, Any]) -> RenderableType:
     return table
 
 
-def _nodes(dag: Mapping[str, Any]) -> list[dict[str, Any]]:
+def normalized_nodes(dag: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Normalized nodes: a name each, parents as a list, edges folded into parents."""
     if not isinstance(dag, Mapping):
         return []

@@ -39,6 +39,7 @@ PLUGIN_COMMANDS: dict[str, LazyCommand] = {
     "run": LazyCommand(
         "agent.execution.cli:run_command", "Make a task from a local script and enqueue it."
     ),
+    "ui": LazyCommand("agent.ui.cli:ui_command", "Serve the web UI over this store."),
 }
 
 EXIT_UNEXPECTED = 1

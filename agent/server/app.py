@@ -70,6 +70,7 @@ def create_app(
     files_root: Path | None = None,
     files_url: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_MB * 2**20,
+    ui: bool = True,
 ) -> FastAPI:
     """The API over ``backend``.
 
@@ -80,12 +81,18 @@ def create_app(
         files_url: the default artifact destination advertised at ``/api/v1/config``
             when the server does not host the files itself (``s3://bucket/prefix``).
         max_body_bytes: the largest request body (file uploads aside) before a 413.
+        ui: also serve the web UI (:mod:`agent.ui`) at ``/``; it asks for ``token`` in a
+            login form and checks its own cookie, so the bearer check is not in its way.
     """
 
     def outer_layers(inner: ASGIApp) -> ASGIApp:
         layers: ASGIApp = BodyLimit(FastPaths(inner, backend), max_body_bytes)
         if token:
             layers = BearerTokenAuth(layers, token=token, open_paths=frozenset({HEALTH_PATH}))
+        if ui:
+            from agent.ui.app import UIDispatch, create_ui_app
+
+            layers = UIDispatch(layers, create_ui_app(backend, token=token))
         return layers
 
     app = _AgentAPI(

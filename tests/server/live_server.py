@@ -27,6 +27,9 @@ class LiveServer:
         files: ``--files``; None = a ``files`` dir in ``workdir``.
     """
 
+    #: The path that answers 200 once it is up.
+    ready_path = "/api/v1/health"
+
     def __init__(
         self,
         db_url: str,
@@ -66,7 +69,7 @@ class LiveServer:
         return env
 
     def start(self, timeout: float = 30.0) -> LiveServer:
-        """Start it and wait until ``/api/v1/health`` answers."""
+        """Start it and wait until :attr:`ready_path` (``/api/v1/health``) answers."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -79,7 +82,7 @@ class LiveServer:
                     f"agent server exited with {self.proc.returncode}:\n{self.log()}"
                 )
             try:
-                if requests.get(f"{self.url}/api/v1/health", timeout=1).ok:
+                if requests.get(f"{self.url}{self.ready_path}", timeout=1).ok:
                     return self
             except requests.RequestException:
                 pass

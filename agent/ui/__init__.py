@@ -1,0 +1,1 @@
+"""The web UI served by ``agent ui`` and ``agent server`` (at ``/``): see :mod:`agent.ui.app`."""

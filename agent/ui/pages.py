@@ -1,0 +1,255 @@
+"""The UI's pages and the cheap fragments and JSON they poll (all GET).
+
+Routes (stable: tests and users link to them):
+
+- ``/``, ``/pipelines``: pipelines grouped by project and name.
+- ``/pipelines/runs?project=P&name=N``: one pipeline's runs (filter ``status``, ``q``).
+- ``/tasks``: every task (filter ``project``, ``type``, ``status``, ``tag``, ``q``; ``page``).
+- ``/tasks/{id}?tab=info|configuration|console|scalars|plots|artifacts``: one task.
+- ``/tasks/{id}/console?after=SEQ``: new log lines (an htmx fragment).
+- ``/tasks/{id}/dag.json``, ``/tasks/{id}/dag-status.json``, ``/tasks/{id}/scalars.json``.
+- ``/tasks/{id}/artifacts/{name}``, ``/tasks/{id}/plots/{n}/image``: files.
+- ``/queues``, ``/workers``, ``/login``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.background import BackgroundTask
+
+from agent.core.errors import NotFound
+from agent.core.models import TaskStatus, TaskTypes
+from agent.ui import views
+
+router = APIRouter()
+
+TABS = ("info", "configuration", "console", "scalars", "plots", "artifacts")
+#: Rows of ``/tasks`` per page.
+PAGE_SIZE = 50
+#: Log lines one console fragment carries at most.
+CONSOLE_BATCH = 5000
+LIVE = frozenset({TaskStatus.queued.value, TaskStatus.in_progress.value})
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+    templates = request.app.state.templates
+    context.setdefault("nav", "")
+    return templates.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def backend_of(request: Request) -> Any:
+    return request.app.state.backend
+
+
+@router.get("/", response_class=HTMLResponse)
+@router.get("/pipelines", response_class=HTMLResponse)
+def pipelines_page(request: Request, q: str = "") -> Response:
+    groups = views.pipeline_groups(views.query_controllers(backend_of(request)))
+    text = q.strip().lower()
+    if text:
+        groups = [g for g in groups if text in f"{g.project} {g.name}".lower()]
+    return render(request, "pipelines.html", nav="pipelines", groups=groups, q=q)
+
+
+@router.get("/pipelines/runs", response_class=HTMLResponse)
+def pipeline_runs_page(
+    request: Request, project: str, name: str, status: str = "", q: str = ""
+) -> Response:
+    runs = views.query_controllers(backend_of(request), project=project, name=name)
+    latest = runs[0] if runs else None
+    if status:
+        runs = [run for run in runs if run.status == status]
+    text = q.strip().lower()
+    if text:
+        runs = [
+            run
+            for run in runs
+            if views.matches_text(run, text) or text in str(views.visible_args(run)).lower()
+        ]
+    return render(
+        request, "pipeline_runs.html", nav="pipelines", project=project, name=name,
+        runs=runs, latest=latest, columns=views.arg_columns(runs), status=status, q=q,
+        statuses=[s.value for s in TaskStatus],
+    )  # fmt: skip
+
+
+@router.get("/tasks", response_class=HTMLResponse)
+def tasks_page(
+    request: Request,
+    project: str = "",
+    type: str = "",
+    status: str = "",
+    tag: str = "",
+    q: str = "",
+    page: int = 1,
+) -> Response:
+    backend = backend_of(request)
+    page = max(1, page)
+    text = q.strip().lower()
+    # The store pages by limit only: read as far as this page (and one more row to know
+    # whether a next page exists); a text filter reads on until the page is full.
+    want = page * PAGE_SIZE + 1
+    limit = want if not text else max(want, 10000)
+    found = backend.query_tasks(
+        project=project or None, type=type or None, status=status or None, tag=tag or None,
+        limit=limit,
+    )  # fmt: skip
+    if text:
+        found = [task for task in found if views.matches_text(task, text)]
+    rows = found[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    filters = {"project": project, "type": type, "status": status, "tag": tag, "q": q}
+    return render(
+        request, "tasks.html", nav="tasks", tasks=rows, page=page,
+        has_next=len(found) > page * PAGE_SIZE, filters=filters,
+        projects=backend.list_projects(), types=[t.value for t in TaskTypes],
+        statuses=[s.value for s in TaskStatus],
+    )  # fmt: skip
+
+
+@router.get("/tasks/{task_id}", response_class=HTMLResponse)
+def task_page(request: Request, task_id: str, tab: str = "info") -> Response:
+    backend = backend_of(request)
+    task = _task_or_none(backend, task_id)
+    if task is None:
+        return render(request, "not_found.html", 404, what=f"task {task_id}")
+    tab = tab if tab in TABS else "info"
+    context: dict[str, Any] = {}
+    if tab == "console":
+        lines = backend.get_logs(task.id, limit=CONSOLE_BATCH * 2)
+        context["lines"] = lines
+        context["after"] = lines[-1].seq if lines else 0
+    elif tab == "plots":
+        context["plots"] = list(enumerate(backend.get_plots(task.id)))
+    return render(
+        request, "task.html", nav="pipelines" if task.type == "controller" else "tasks",
+        task=task, tab=tab, tabs=TABS,
+        live=task.status in LIVE, dag=views.dag_graph(task) is not None,
+        args=views.visible_args(task), sections=views.sorted_hyperparams(task),
+        duration=views.duration(task), queues=backend.list_queues(),
+        default_queue=views.default_queue(task), **context,
+    )  # fmt: skip
+
+
+@router.get("/tasks/{task_id}/console", response_class=HTMLResponse)
+def console_fragment(request: Request, task_id: str, after: int = 0) -> Response:
+    backend = backend_of(request)
+    task = backend.get_task(task_id)
+    lines = backend.get_logs(task.id, after=after, limit=CONSOLE_BATCH)
+    last = lines[-1].seq if lines else after
+    return render(
+        request, "console_fragment.html", task=task, lines=lines, after=last,
+        live=task.status in LIVE or len(lines) == CONSOLE_BATCH,
+    )  # fmt: skip
+
+
+@router.get("/tasks/{task_id}/dag.json")
+def dag_json(request: Request, task_id: str) -> JSONResponse:
+    graph = views.dag_graph(backend_of(request).get_task(task_id))
+    if graph is None:
+        return JSONResponse({"error": f"task {task_id} reported no pipeline DAG"}, 404)
+    return JSONResponse(graph)
+
+
+@router.get("/tasks/{task_id}/dag-status.json")
+def dag_status_json(request: Request, task_id: str) -> JSONResponse:
+    return JSONResponse(views.dag_status(backend_of(request).get_task(task_id)))
+
+
+@router.get("/tasks/{task_id}/scalars.json")
+def scalars_json(request: Request, task_id: str) -> JSONResponse:
+    return JSONResponse(views.scalar_charts(backend_of(request).get_scalars(task_id)))
+
+
+@router.get("/tasks/{task_id}/artifacts/{name}")
+def artifact_download(request: Request, task_id: str, name: str) -> Response:
+    artifact = backend_of(request).get_artifacts(task_id).get(name)
+    if artifact is None:
+        return Response(f"task {task_id} has no artifact {name!r}", 404)
+    filename = Path(artifact.uri.rstrip("/")).name or name
+    return file_response(artifact.uri, filename)
+
+
+@router.get("/tasks/{task_id}/plots/{index}/image")
+def plot_image(request: Request, task_id: str, index: int) -> Response:
+    plots = backend_of(request).get_plots(task_id)
+    if not 0 <= index < len(plots):
+        return Response(f"task {task_id} has no plot #{index}", 404)
+    media = plots[index]["figure"].get("media") or {}
+    if not media.get("url"):
+        return Response(f"plot #{index} of task {task_id} is not an image", 404)
+    return file_response(
+        media["url"], media.get("filename") or "image", media.get("content_type"), inline=True
+    )
+
+
+def file_response(
+    uri: str, filename: str, media_type: str | None = None, inline: bool = False
+) -> Response:
+    """The blob at ``uri``, read in place where the store is local, else copied to a temp
+    file that is removed once sent."""
+    from agent.files.factory import open_uri
+
+    store, _key = open_uri(uri)
+    disposition = "inline" if inline else "attachment"
+    try:
+        local = store.local_path(uri)
+        if local is not None:
+            return FileResponse(
+                local,
+                media_type=media_type,
+                filename=filename,
+                content_disposition_type=disposition,
+            )
+        tmp = Path(tempfile.mkdtemp(prefix="agent-ui-"))
+        path = store.get_file(uri, tmp / "blob")
+    except NotFound:
+        return Response(f"the file of {filename!r} is gone from its store ({uri})", 404)
+    return FileResponse(
+        path, media_type=media_type, filename=filename, content_disposition_type=disposition,
+        background=BackgroundTask(_remove_tree, tmp),
+    )  # fmt: skip
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@router.get("/queues", response_class=HTMLResponse)
+def queues_page(request: Request) -> Response:
+    backend = backend_of(request)
+    queues = backend.list_queues()
+    workers = backend.list_workers()
+    rows = [
+        {
+            "queue": queue,
+            "entries": backend.queue_entries(queue.name)[:20],
+            "workers": [w for w in workers if queue.name in w.queues],
+        }
+        for queue in queues
+    ]
+    return render(request, "queues.html", nav="queues", rows=rows)
+
+
+@router.get("/workers", response_class=HTMLResponse)
+def workers_page(request: Request) -> Response:
+    workers = backend_of(request).list_workers()
+    return render(request, "workers.html", nav="workers", workers=workers)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str = "/", error: str = "") -> Response:
+    return render(request, "login.html", next=next, error=error)
+
+
+def _task_or_none(backend: Any, task_id: str):
+    try:
+        return backend.get_task(task_id)
+    except NotFound:
+        return None

@@ -1,0 +1,192 @@
+// pipeline-agent web UI: the DAG panel (dagre layout, live statuses), scalar charts
+// (uPlot) and console search. Pages work without it; it only adds the live parts.
+"use strict";
+
+const TERMINAL = new Set(["completed", "failed", "stopped", "cached", "skipped", "published", "archived"]);
+const NODE_W = 180, NODE_H = 54;
+
+async function getJSON(url) {
+  const response = await fetch(url, {credentials: "same-origin", headers: {Accept: "application/json"}});
+  if (!response.ok) throw new Error(`${url}: ${response.status}`);
+  return response.json();
+}
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+// -- the DAG ----------------------------------------------------------------------------
+function layoutDag(graph) {
+  const g = new dagre.graphlib.Graph();
+  g.setGraph({rankdir: "LR", nodesep: 18, ranksep: 48, marginx: 8, marginy: 8});
+  g.setDefaultEdgeLabel(() => ({}));
+  for (const node of graph.nodes) g.setNode(node.name, {width: NODE_W, height: NODE_H});
+  for (const [from, to] of graph.edges) g.setEdge(from, to);
+  dagre.layout(g);
+  return g;
+}
+
+function drawDag(container, graph) {
+  const g = layoutDag(graph);
+  const size = g.graph();
+  container.replaceChildren();
+  container.style.height = `${Math.ceil(size.height)}px`;
+  container.style.width = `${Math.ceil(size.width)}px`;
+  const svgNS = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(svgNS, "svg");
+  svg.setAttribute("width", size.width);
+  svg.setAttribute("height", size.height);
+  svg.setAttribute("class", "edges");
+  svg.setAttribute("aria-hidden", "true");
+  for (const e of g.edges()) {
+    const points = g.edge(e).points;
+    const path = document.createElementNS(svgNS, "path");
+    path.setAttribute("d", "M" + points.map((p) => `${p.x},${p.y}`).join(" L"));
+    path.setAttribute("data-edge", `${e.v}->${e.w}`);
+    svg.append(path);
+  }
+  container.append(svg);
+  for (const node of graph.nodes) {
+    const box = g.node(node.name);
+    const item = el("a", {class: "node", "data-step": node.name, role: "button", tabindex: "0"},
+      el("span", {class: "name"}, node.name),
+      el("span", {class: "meta"}, el("span", {class: "label"}), el("span", {class: "took"}),
+         el("span", {class: "cached", title: "reused from cache"}, "")));
+    item.style.left = `${box.x - NODE_W / 2}px`;
+    item.style.top = `${box.y - NODE_H / 2}px`;
+    container.append(item);
+    updateNode(item, node);
+  }
+}
+
+function updateNode(item, step) {
+  const status = step.status || "pending";
+  if (item.dataset.status !== status) item.dataset.status = status;
+  item.className = `node s-${status}`;
+  item.querySelector(".label").textContent = status.replace("_", " ");
+  item.querySelector(".took").textContent = step.duration ? ` · ${step.duration}` : "";
+  item.querySelector(".cached").textContent = step.cached ? " · cached" : "";
+  if (step.task_id) item.setAttribute("href", `/tasks/${step.task_id}`);
+  else item.removeAttribute("href");
+}
+
+async function startDag(container) {
+  let graph = await getJSON(container.dataset.graph);
+  drawDag(container, graph);
+  const refresh = async () => {
+    let state;
+    try {
+      state = await getJSON(container.dataset.status);
+    } catch (err) {
+      console.warn(err);
+      return setTimeout(refresh, 2000);
+    }
+    const known = new Set(graph.nodes.map((n) => n.name));
+    const names = Object.keys(state.steps);
+    if (names.length !== known.size || names.some((n) => !known.has(n))) {
+      graph = await getJSON(container.dataset.graph);  // steps were added: lay out again
+      drawDag(container, graph);
+    }
+    for (const item of container.querySelectorAll(".node")) {
+      const step = state.steps[item.dataset.step];
+      if (step) updateNode(item, step);
+    }
+    const badge = document.querySelector("#task-status .status");
+    if (badge && badge.dataset.status !== state.status) {
+      badge.dataset.status = state.status;
+      badge.className = `status s-${state.status}`;
+      badge.lastChild.textContent = state.status.replace("_", " ");
+    }
+    const done = TERMINAL.has(state.status) &&
+      Object.values(state.steps).every((s) => TERMINAL.has(s.status) || s.status === "pending");
+    if (!done) setTimeout(refresh, 1000);
+  };
+  setTimeout(refresh, 1000);
+}
+
+// -- scalars ----------------------------------------------------------------------------
+const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"];
+
+function drawCharts(container, charts, plots) {
+  const width = Math.min(720, container.clientWidth || 720);
+  document.getElementById("scalars-empty").hidden = charts.length > 0;
+  for (const chart of charts) {
+    const data = chart.data;
+    const existing = plots.get(chart.title);
+    if (existing && existing.series.length === chart.series.length + 1) {
+      existing.setData(data);
+      continue;
+    }
+    if (existing) existing.destroy();
+    const holder = container.querySelector(`[data-chart="${CSS.escape(chart.title)}"]`) ||
+      container.appendChild(el("div", {class: "chart", "data-chart": chart.title}));
+    holder.replaceChildren();
+    const series = [{label: "iteration"}].concat(chart.series.map((name, i) => ({
+      label: name, stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: false,
+    })));
+    plots.set(chart.title, new uPlot({title: chart.title, width, height: 240, series,
+      scales: {x: {time: false}}}, data, holder));
+  }
+}
+
+async function startScalars(container) {
+  const plots = new Map();
+  const load = async () => {
+    drawCharts(container, await getJSON(container.dataset.src), plots);
+    if (container.dataset.live) setTimeout(load, 2000);
+  };
+  await load();
+}
+
+// -- console search ---------------------------------------------------------------------
+function startConsoleSearch(input) {
+  input.addEventListener("input", () => {
+    const text = input.value.toLowerCase();
+    for (const line of document.querySelectorAll("#console .line")) {
+      line.hidden = text !== "" && !line.textContent.toLowerCase().includes(text);
+    }
+  });
+}
+
+// -- sortable tables (click a header; numbers and times sort as such) --------------------
+function sortKey(cell) {
+  const time = cell.querySelector("time");
+  if (time) return Number(time.getAttribute("datetime"));
+  const text = cell.textContent.trim();
+  const number = Number(text);
+  return text !== "" && !Number.isNaN(number) ? number : text.toLowerCase();
+}
+
+function startSortable(table) {
+  table.querySelectorAll("thead th").forEach((th, column) => {
+    th.tabIndex = 0;
+    th.setAttribute("aria-sort", "none");
+    const sort = () => {
+      const ascending = th.getAttribute("aria-sort") !== "ascending";
+      table.querySelectorAll("thead th").forEach((h) => h.setAttribute("aria-sort", "none"));
+      th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+      const body = table.tBodies[0];
+      const rows = Array.from(body.rows).filter((r) => r.cells.length > column);
+      rows.sort((a, b) => {
+        const x = sortKey(a.cells[column]), y = sortKey(b.cells[column]);
+        return (x < y ? -1 : x > y ? 1 : 0) * (ascending ? 1 : -1);
+      });
+      body.append(...rows);
+    };
+    th.addEventListener("click", sort);
+    th.addEventListener("keydown", (e) => { if (e.key === "Enter") sort(); });
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("table.sortable").forEach(startSortable);
+  const dag = document.getElementById("dag");
+  if (dag) startDag(dag).catch((err) => { dag.textContent = `DAG unavailable: ${err.message}`; });
+  const scalars = document.getElementById("scalars");
+  if (scalars) startScalars(scalars).catch((err) => { scalars.textContent = `Scalars unavailable: ${err.message}`; });
+  const search = document.getElementById("console-search");
+  if (search) startConsoleSearch(search);
+});

@@ -1,0 +1,174 @@
+"""The UI in a real browser: Playwright driving the system's Chromium (Debian's
+``chromium``; no browser download) against a real ``agent ui``.
+
+Screenshots of each page land in ``tests/ui/screenshots/`` (not committed).
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.core.models import Task
+from tests.services import require
+from tests.ui.conftest import make_pipeline_run, step
+
+SCREENSHOTS = Path(__file__).parent / "screenshots"
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+#: How long a status change may take to show (the page polls every second).
+LIVE_MS = 2500
+
+
+def chromium_path() -> str | None:
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    require("Playwright (pip install 'pipeline-agent[test]')", sync_playwright is not None)
+    executable = chromium_path()
+    require("Chromium (apt-get install -y chromium)", executable is not None)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=["--no-sandbox"]
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, request: pytest.FixtureRequest):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    snap(page, request.node.name)
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def snap(page, name: str) -> None:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def running_controller(store, nodes) -> Task:
+    run = make_pipeline_run(store, f"b-{uuid.uuid4().hex[:8]}", nodes=nodes)
+    store.enqueue(run.id, "services")
+    store.claim(["services"], "browser-services-worker")
+    return run
+
+
+def test_dag_nodes_follow_step_statuses_live(live_ui, store, page):
+    child = store.create_task(Task(name="step_two", project="browser"))
+    nodes = [
+        step("step_one", "completed", started=1.0, completed=3.0, cached=True),
+        step("step_two", "in_progress", ["step_one"], task_id=child.id, started=3.0),
+        step("step_three", "pending", ["step_two"]),
+        step("step_four", "pending", ["step_two"]),
+    ]
+    run = running_controller(store, nodes)
+    page.goto(f"{live_ui.url}/tasks/{run.id}")
+    page.wait_for_selector('[data-step="step_four"][data-status="pending"]')
+    assert page.locator("#dag .node").count() == 4
+    assert page.locator("#dag svg path").count() == 3
+    assert "cached" in page.locator('[data-step="step_one"]').inner_text()
+
+    nodes[1].update(status="completed", completed=5.0)
+    nodes[2].update(status="in_progress", started=5.0, task_id=child.id)
+    store.merge_runtime(run.id, {"pipeline": {"nodes": nodes, "edges": []}})
+    page.wait_for_selector('[data-step="step_two"][data-status="completed"]', timeout=LIVE_MS)
+    page.wait_for_selector('[data-step="step_three"][data-status="in_progress"]', timeout=LIVE_MS)
+    assert page.locator('[data-step="step_two"]').inner_text().count("2.0s") == 1
+    snap(page, "pipeline-dag")
+
+    page.click('[data-step="step_two"]')
+    page.wait_for_url(f"**/tasks/{child.id}")
+    assert "step_two" in page.locator("h1").inner_text()
+
+
+def test_console_tails_a_running_task(live_ui, store, page):
+    task = store.create_task(Task(name="tail-me", project="browser"))
+    store.enqueue(task.id, "default")
+    store.claim(["default"], "browser-worker")
+    store.append_logs(task.id, ["epoch 1"])
+    page.goto(f"{live_ui.url}/tasks/{task.id}?tab=console")
+    page.wait_for_selector("#console >> text=epoch 1")
+    store.append_logs(task.id, ["epoch 2", "epoch 3"])
+    page.wait_for_selector("#console >> text=epoch 3", timeout=LIVE_MS)
+    assert page.locator("#console .line").count() == 3
+    page.fill("#console-search", "epoch 2")
+    assert page.locator("#console .line:visible").count() == 1
+
+
+def test_scalars_draw_one_chart_per_title(live_ui, store, page):
+    task = store.create_task(Task(name="charts", project="browser"))
+    points = [("loss", "train", i, 1.0 / (i + 1)) for i in range(20)]
+    points += [("loss", "val", 3, float("nan")), ("accuracy", "val", 1, 0.8)]
+    store.report_scalars(task.id, points)
+    page.goto(f"{live_ui.url}/tasks/{task.id}?tab=scalars")
+    page.wait_for_selector('[data-chart="loss"] canvas')
+    assert page.locator(".chart").count() == 2
+
+
+def test_new_run_from_the_browser(live_ui, store, page):
+    run = make_pipeline_run(
+        store, f"b-{uuid.uuid4().hex[:8]}", args={"mock_parameter": "mock"}, nodes=[]
+    )
+    page.goto(f"{live_ui.url}/pipelines/runs?project={run.project}&name={run.name}")
+    assert page.locator("#runs tbody tr").count() == 1
+    page.click("#runs th:has-text('Status')")
+    assert page.get_attribute("#runs th:has-text('Status')", "aria-sort") == "ascending"
+    page.click("text=+ New run")
+    page.fill('input[name="arg:mock_parameter"]', "from the browser")
+    page.click("#new-run-form button[type=submit]")
+    page.wait_for_url(lambda url: run.id not in url and "/tasks/" in url)
+    new_id = page.url.rsplit("/", 1)[1]
+    new = store.get_task(new_id)
+    assert new.hyperparams["Args"]["mock_parameter"] == "from the browser"
+    assert new.status == "queued" and new.queue == "services"
+
+
+def test_abort_from_the_task_page(live_ui, store, page):
+    task = store.create_task(Task(name="abort-me", project="browser"))
+    store.enqueue(task.id, "default")
+    store.claim(["default"], "browser-worker-2")
+    page.goto(f"{live_ui.url}/tasks/{task.id}")
+    page.click("#abort")
+    page.wait_for_selector('#task-status [data-status="stopped"]')
+    assert store.get_task(task.id).status == "stopped"
+
+
+def test_every_listing_page_renders(live_ui, page):
+    for path in ("/pipelines", "/tasks", "/queues", "/workers"):
+        page.goto(live_ui.url + path)
+        assert page.locator("h1").count() == 1, path
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.goto(live_ui.url + "/tasks")
+    snap(page, "tasks-phone")
+
+
+def test_tables_sort_by_a_clicked_column(live_ui, store, page):
+    project = f"b-{uuid.uuid4().hex[:8]}"
+    for name in ("beta", "alpha", "gamma"):
+        store.create_task(Task(name=name, project=project))
+    page.goto(f"{live_ui.url}/tasks?project={project}")
+    names = "#tasks tbody tr td:nth-child(2)"
+    assert page.locator(names).all_inner_texts() == ["gamma", "alpha", "beta"]  # newest first
+    page.click("#tasks th:has-text('Name')")
+    assert page.locator(names).all_inner_texts() == ["alpha", "beta", "gamma"]
+    page.click("#tasks th:has-text('Name')")
+    assert page.locator(names).all_inner_texts() == ["gamma", "beta", "alpha"]

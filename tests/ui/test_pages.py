@@ -1,0 +1,272 @@
+"""Every page and fragment of a real ``agent ui`` over a real embedded store, over HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+
+import requests
+
+from agent.core.models import Artifact, Task
+from agent.files.local import LocalFileStore
+from tests.ui.conftest import csrf_of, make_pipeline_run, step
+
+
+def project_name() -> str:
+    return f"p-{uuid.uuid4().hex[:8]}"
+
+
+def row(task: Task) -> str:
+    return f'<tr data-task="{task.id}">'
+
+
+def get(live_ui, path: str, **params) -> requests.Response:
+    response = requests.get(live_ui.url + path, params=params, timeout=10)
+    assert response.status_code == 200, (path, response.status_code, response.text[:500])
+    return response
+
+
+def test_pipelines_are_grouped_by_name_with_counts_of_their_runs(live_ui, store):
+    project = project_name()
+    runs = [make_pipeline_run(store, project, "train-pipe") for _ in range(3)]
+    make_pipeline_run(store, project, "other-pipe")
+    store.enqueue(runs[0].id, "services")
+    store.claim(["services"], "w1")
+    store.set_status(runs[0].id, "completed")
+    store.enqueue(runs[1].id, "services")
+    store.claim(["services"], "w1")
+    store.set_status(runs[1].id, "failed", "boom")
+
+    for path in ("/", "/pipelines"):
+        page = get(live_ui, path, q=project).text
+        row = re.search(r'<tr data-pipeline="train-pipe">(.*?)</tr>', page, re.S).group(1)
+        cells = re.findall(r'<td class="num">(\d+)</td>', row)
+        assert cells == ["3", "0", "1", "1"]  # runs, running, completed, failed
+        assert project in row and "other-pipe" in page
+
+
+def test_runs_table_shows_args_as_columns_and_filters_by_status_and_text(live_ui, store):
+    project = project_name()
+    slow = make_pipeline_run(store, project, args={"lr": 0.5, "_hidden": 1})
+    fast = make_pipeline_run(store, project, args={"lr": 0.01, "epochs": 3})
+    store.set_status(fast.id, "stopped")
+    page = get(live_ui, "/pipelines/runs", project=project, name="pipeline").text
+    assert "<th>lr</th>" in page and "<th>epochs</th>" in page and "_hidden" not in page
+    assert slow.id in page and fast.id in page and "New run" in page
+    stopped = get(live_ui, "/pipelines/runs", project=project, name="pipeline", status="stopped")
+    assert row(fast) in stopped.text and row(slow) not in stopped.text
+    by_text = get(live_ui, "/pipelines/runs", project=project, name="pipeline", q="0.5")
+    assert row(slow) in by_text.text and row(fast) not in by_text.text
+
+
+def test_tasks_page_filters_and_pages(live_ui, store):
+    project = project_name()
+    made = [
+        store.create_task(Task(name=f"job-{n}", project=project, type="training", tags=["t"]))
+        for n in range(55)
+    ]
+    odd = store.create_task(Task(name="special-one", project=project, type="testing"))
+    store.set_status(odd.id, "stopped")
+
+    first = get(live_ui, "/tasks", project=project).text
+    assert first.count('<tr data-task="') == 50 and 'rel="next"' in first
+    second = get(live_ui, "/tasks", project=project, page=2).text
+    assert second.count('<tr data-task="') == 6 and made[0].id in second
+    assert 'rel="next"' not in second
+    for params in ({"type": "testing"}, {"status": "stopped"}, {"q": "special"}):
+        page = get(live_ui, "/tasks", project=project, **params).text
+        assert page.count('<tr data-task="') == 1 and odd.id in page, params
+    tagged = get(live_ui, "/tasks", project=project, tag="t").text
+    assert odd.id not in tagged and tagged.count('<tr data-task="') == 50
+
+
+def test_task_info_and_configuration_with_args_first(live_ui, store):
+    task = store.create_task(
+        Task(
+            name="fit", project=project_name(), type="training",
+            hyperparams={"General": {"seed": 1}, "Args": {"lr": 0.1}, "Alpha": {"a": 2}},
+            configuration={"config.yaml": "layers: 3"},
+        )
+    )  # fmt: skip
+    store.set_status(task.id, "stopped", "aborted by user")
+    info = get(live_ui, f"/tasks/{task.id}").text
+    assert "aborted by user" in info and 'data-status="stopped"' in info
+    config = get(live_ui, f"/tasks/{task.id}", tab="configuration").text
+    sections = re.findall(r'data-section="(\w+)"', config)
+    assert sections == ["Args", "Alpha", "General"]
+    assert "layers: 3" in config and "config.yaml" in config
+
+
+def test_console_tab_and_its_live_fragment(live_ui, store):
+    task = store.create_task(Task(name="chatty", project=project_name()))
+    store.enqueue(task.id, "default")
+    store.claim(["default"], "w-console")
+    store.append_logs(task.id, ["first line", "second <b>line</b>"])
+    page = get(live_ui, f"/tasks/{task.id}", tab="console").text
+    assert "first line" in page and "second &lt;b&gt;line&lt;/b&gt;" in page
+    poll = re.search(r'hx-get="(/tasks/[^"]+/console\?after=(\d+))"', page)
+    assert poll and poll.group(2) == "2"
+    store.append_logs(task.id, ["third line"])
+    fragment = get(live_ui, poll.group(1).replace("&amp;", "&")).text
+    assert "third line" in fragment and "first line" not in fragment
+    assert 'console?after=3"' in fragment and 'hx-swap-oob="beforeend:#console"' in fragment
+    store.set_status(task.id, "completed")
+    done = get(live_ui, f"/tasks/{task.id}/console", after=3).text
+    assert 'data-done="1"' in done and "hx-trigger" not in done
+
+
+def test_scalars_json_has_one_chart_per_title_and_nan_as_gaps(live_ui, store):
+    task = store.create_task(Task(name="metrics", project=project_name()))
+    store.report_scalars(
+        task.id,
+        [("loss", "train", 0, 1.0), ("loss", "train", 1, float("nan")), ("loss", "val", 1, 0.5),
+         ("acc", "val", 0, 0.9)],
+    )  # fmt: skip
+    charts = get(live_ui, f"/tasks/{task.id}/scalars.json").json()
+    assert [c["title"] for c in charts] == ["acc", "loss"]
+    loss = charts[1]
+    assert loss["series"] == ["train", "val"]
+    assert loss["data"] == [[0, 1], [1.0, None], [None, 0.5]]
+    assert 'id="scalars"' in get(live_ui, f"/tasks/{task.id}", tab="scalars").text
+
+
+def test_plots_tab_lists_plots_and_serves_images(live_ui, store, tmp_path):
+    files = LocalFileStore(tmp_path / "files")
+    png = b"\x89PNG\r\n\x1a\n fake image bytes"
+    url = files.put_bytes(png, "samples/x.png")
+    task = store.create_task(Task(name="pictures", project=project_name()))
+    media = {"kind": "debug_sample", "url": url, "filename": "x.png", "content_type": "image/png"}
+    store.report_plot(task.id, "images", "sample", 0, {"data": [], "layout": {}, "media": media})
+    store.report_plot(task.id, "curve", "roc", 0, {"data": [{"x": [1], "y": [2]}], "layout": {}})
+    page = get(live_ui, f"/tasks/{task.id}", tab="plots").text
+    assert f'src="/tasks/{task.id}/plots/0/image"' in page and "curve" in page
+    image = get(live_ui, f"/tasks/{task.id}/plots/0/image")
+    assert image.content == png and image.headers["content-type"] == "image/png"
+    assert requests.get(f"{live_ui.url}/tasks/{task.id}/plots/1/image").status_code == 404
+
+
+def test_artifacts_tab_and_download(live_ui, store, tmp_path):
+    files = LocalFileStore(tmp_path / "files")
+    data = b"a,b\n1,2\n"
+    url = files.put_bytes(data, "artifacts/table.csv")
+    task = store.create_task(Task(name="outputs", project=project_name()))
+    sha = hashlib.sha256(data).hexdigest()
+    store.add_artifact(
+        task.id,
+        Artifact(name="table", uri=url, sha256=sha, size=len(data), type="csv", preview="a,b"),
+    )
+    page = get(live_ui, f"/tasks/{task.id}", tab="artifacts").text
+    assert 'data-artifact="table"' in page and sha[:12] in page and "8 B" in page
+    download = get(live_ui, f"/tasks/{task.id}/artifacts/table")
+    assert download.content == data and "attachment" in download.headers["content-disposition"]
+
+
+def test_dag_json_and_its_live_status(live_ui, store):
+    child = store.create_task(Task(name="step_two", project=project_name()))
+    nodes = [
+        step("step_one", "completed", started=10.0, completed=12.5, cached=True),
+        step("step_two", "in_progress", ["step_one"], task_id=child.id, started=12.5),
+        step("step_three", "pending", ["step_two"]),
+    ]
+    run = make_pipeline_run(store, project_name(), nodes=nodes)
+    graph = get(live_ui, f"/tasks/{run.id}/dag.json").json()
+    assert [n["name"] for n in graph["nodes"]] == ["step_one", "step_two", "step_three"]
+    assert graph["edges"] == [["step_one", "step_two"], ["step_two", "step_three"]]
+    first = graph["nodes"][0]
+    assert first["cached"] is True and first["duration"] == "2.5s"
+    assert graph["nodes"][1]["task_id"] == child.id
+    assert 'id="dag"' in get(live_ui, f"/tasks/{run.id}").text
+
+    nodes[1]["status"], nodes[1]["completed"] = "completed", 14.0
+    store.merge_runtime(run.id, {"pipeline": {"nodes": nodes, "edges": []}})
+    status = get(live_ui, f"/tasks/{run.id}/dag-status.json").json()
+    assert status["steps"]["step_two"]["status"] == "completed"
+    assert status["steps"]["step_two"]["duration"] == "1.5s"
+    plain = store.create_task(Task(name="not-a-pipeline", project=project_name()))
+    assert requests.get(f"{live_ui.url}/tasks/{plain.id}/dag.json").status_code == 404
+
+
+def test_new_run_clones_with_the_edited_args_and_enqueues_it(live_ui, store, browser_session):
+    nodes = [step("step_one", "completed")]
+    run = make_pipeline_run(
+        store, project_name(), args={"mock_parameter": "mock", "n": 3, "_secret": "k"},
+        nodes=nodes,
+    )  # fmt: skip
+    form = browser_session.get(f"{live_ui.url}/tasks/{run.id}/new-run").text
+    assert 'name="arg:mock_parameter" value="mock"' in form and "_secret" not in form
+    assert 'name="queue" list="queue-names" value="services"' in form
+    answer = browser_session.post(
+        f"{live_ui.url}/tasks/{run.id}/new-run",
+        data={"csrf": csrf_of(browser_session), "arg:mock_parameter": "changed", "arg:n": "5",
+              "queue": "services"},
+        allow_redirects=False,
+    )  # fmt: skip
+    assert answer.status_code == 303
+    new_id = answer.headers["location"].rsplit("/", 1)[1]
+    new = store.get_task(new_id)
+    assert new.id != run.id and new.status == "queued" and new.queue == "services"
+    assert new.hyperparams["Args"] == {"mock_parameter": "changed", "n": 5, "_secret": "k"}
+    assert "pipeline" not in new.runtime and new.runtime["cloned_from"] == run.id
+    assert new_id in store.queue_entries("services")
+    assert browser_session.get(f"{live_ui.url}{answer.headers['location']}").ok
+
+
+def test_abort_and_enqueue_from_the_task_page(live_ui, store, browser_session):
+    task = store.create_task(Task(name="victim", project=project_name()))
+    page = browser_session.get(f"{live_ui.url}/tasks/{task.id}").text
+    assert 'id="enqueue"' in page and 'id="abort"' not in page
+    token = csrf_of(browser_session)
+    queue = f"q-{uuid.uuid4().hex[:6]}"
+    answer = browser_session.post(
+        f"{live_ui.url}/tasks/{task.id}/enqueue", data={"csrf": token, "queue": queue}
+    )
+    assert answer.ok and f"queued on &#39;{queue}&#39;" in answer.text
+    assert store.get_task(task.id).status == "queued"
+    assert 'id="abort"' in answer.text
+    answer = browser_session.post(f"{live_ui.url}/tasks/{task.id}/abort", data={"csrf": token})
+    assert answer.ok and "stopped" in answer.text
+    stopped = store.get_task(task.id)
+    assert stopped.status == "stopped" and stopped.status_message == "aborted by user"
+    again = browser_session.post(f"{live_ui.url}/tasks/{task.id}/abort", data={"csrf": token})
+    assert "only queued or running tasks can be aborted" in again.text
+
+
+def test_a_post_without_the_csrf_token_is_refused(live_ui, store, browser_session):
+    task = store.create_task(Task(name="target", project=project_name()))
+    store.enqueue(task.id, "default")
+    for data, headers in (({}, {}), ({"csrf": "forged"}, {}), ({}, {"X-CSRF-Token": "forged"})):
+        answer = browser_session.post(
+            f"{live_ui.url}/tasks/{task.id}/abort", data=data, headers=headers
+        )
+        assert answer.status_code == 403, (data, headers)
+    assert store.get_task(task.id).status == "queued"
+    header = {"X-CSRF-Token": csrf_of(browser_session)}
+    assert browser_session.post(f"{live_ui.url}/tasks/{task.id}/abort", headers=header).ok
+    assert store.get_task(task.id).status == "stopped"
+
+
+def test_queues_and_workers_pages(live_ui, store):
+    queue = f"q-{uuid.uuid4().hex[:6]}"
+    waiting = store.create_task(Task(name="waiting", project=project_name()), queue=queue)
+    store.register_worker("ui-worker-1", [queue], stats={"cpu_percent": 12.5})
+    queues = get(live_ui, "/queues").text
+    row = re.search(rf'<tr data-queue="{queue}">(.*?)</tr>', queues, re.S).group(1)
+    assert waiting.id in row and "ui-worker-1" in row
+    workers = get(live_ui, "/workers").text
+    assert 'data-worker="ui-worker-1"' in workers and "12.5%" in workers
+
+
+def test_unknown_task_is_a_404_page(live_ui):
+    answer = requests.get(f"{live_ui.url}/tasks/no-such-task")
+    assert answer.status_code == 404 and "There is no task no-such-task" in answer.text
+
+
+def test_agent_ui_refuses_a_public_bind_without_a_token(agent_home_env):
+    from click.testing import CliRunner
+
+    from agent.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["ui", "--host", "0.0.0.0"])
+    assert result.exit_code == 2
+    assert "refusing to serve the UI on 0.0.0.0 without a token" in result.output

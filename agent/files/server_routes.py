@@ -22,6 +22,7 @@ import fastapi
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
+from starlette.convertors import Convertor, register_url_convertor
 
 from agent.core.errors import AgentError
 from agent.files.base import (
@@ -64,6 +65,21 @@ class StoredBlob(BaseModel):
 
 
 #: The answers a blob endpoint gives besides its success (the app adds their body).
+class _AnyPath(Convertor[str]):
+    """Starlette's ``path`` without its blind spot: a key holding a line break reaches the
+    route (and its clear 422) instead of matching no route at all (a bare 404)."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return str(value)
+
+
+register_url_convertor("anypath", _AnyPath())
+
 _NO_FILE = {404: {"description": "Nothing is stored at this key"}}
 _CLASH = {409: {"description": "A file and a directory would share a path"}}
 _BLOB = {200: {"content": {_OCTET_STREAM: {}}, "description": "The blob"}}
@@ -91,7 +107,7 @@ def make_files_router(root: Path, dependencies: Sequence[Any] | None = None) -> 
         return {"files": [{"key": f.key, "size": f.size} for f in found]}
 
     @router.put(
-        "/{key:path}", response_model=None, responses={200: {"model": StoredBlob}, **_CLASH}
+        "/{key:anypath}", response_model=None, responses={200: {"model": StoredBlob}, **_CLASH}
     )
     async def put_file(key: Key, request: Request) -> dict[str, Any]:
         """Store the raw request body at ``key``; answers its size and sha256."""
@@ -104,20 +120,20 @@ def make_files_router(root: Path, dependencies: Sequence[Any] | None = None) -> 
                 size += len(chunk)
         return {"key": key, "size": size, "sha256": digest.hexdigest()}
 
-    @router.get("/{key:path}", response_class=Response, responses={**_BLOB, **_NO_FILE})
+    @router.get("/{key:anypath}", response_class=Response, responses={**_BLOB, **_NO_FILE})
     def get_file(key: Key) -> FileResponse:
         """The blob at ``key``, streamed."""
         with _http_errors(store.root):
             return FileResponse(store.file_for(key), media_type=_OCTET_STREAM)
 
-    @router.head("/{key:path}", response_class=Response, responses={**_BLOB, **_NO_FILE})
+    @router.head("/{key:anypath}", response_class=Response, responses={**_BLOB, **_NO_FILE})
     def head_file(key: Key) -> Response:
         """200 with the blob's length, or 404."""
         with _http_errors(store.root):
             size = store.file_for(key).stat().st_size
         return Response(headers={"content-length": str(size)}, media_type=_OCTET_STREAM)
 
-    @router.delete("/{key:path}", status_code=204, responses=_NO_FILE)
+    @router.delete("/{key:anypath}", status_code=204, responses=_NO_FILE)
     def delete_file(key: Key) -> Response:
         """Remove the blob at ``key``; 404 when there is none."""
         with _http_errors(store.root):

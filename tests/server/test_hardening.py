@@ -184,3 +184,8 @@ def test_a_single_valued_query_parameter_given_twice_is_refused(server):
     answer = requests.get(f"{server.url}{API}/models?sha256=a&sha256=b", timeout=10)
     assert answer.status_code == 422 and "more than once" in answer.json()["error"]["message"]
     assert requests.get(f"{server.url}{API}/models?ids=a&ids=b", timeout=10).status_code == 200
+
+
+def test_a_file_key_with_a_line_break_is_refused_not_lost(server):
+    answer = requests.put(f"{server.url}{API}/files/a%0Ab", data=b"x", timeout=10)
+    assert answer.status_code == 422 and "control character" in answer.json()["error"]["message"]

@@ -5,7 +5,7 @@ Routes (stable: tests and users link to them):
 - ``/``, ``/pipelines``: pipelines grouped by project and name.
 - ``/pipelines/runs?project=P&name=N``: one pipeline's runs (filter ``status``, ``q``).
 - ``/tasks``: every task (filter ``project``, ``type``, ``status``, ``tag``, ``q``; ``page``).
-- ``/tasks/{id}?tab=info|configuration|console|scalars|plots|artifacts``: one task.
+- ``/tasks/{id}?tab=info|configuration|console|scalars|plots|artifacts|code``: one task.
 - ``/tasks/{id}/console?after=SEQ``: new log lines (an htmx fragment).
 - ``/tasks/{id}/dag.json``, ``/tasks/{id}/dag-status.json``, ``/tasks/{id}/scalars.json``.
 - ``/tasks/{id}/artifacts/{name}``, ``/tasks/{id}/plots/{n}/image``: files.
@@ -28,7 +28,7 @@ from agent.ui import views
 
 router = APIRouter()
 
-TABS = ("info", "configuration", "console", "scalars", "plots", "artifacts")
+TABS = ("info", "configuration", "console", "scalars", "plots", "artifacts", "code")
 #: Rows of ``/tasks`` per page.
 PAGE_SIZE = 50
 #: Log lines one console fragment carries at most.

@@ -270,3 +270,60 @@ def test_agent_ui_refuses_a_public_bind_without_a_token(agent_home_env):
     result = CliRunner().invoke(cli, ["ui", "--host", "0.0.0.0"])
     assert result.exit_code == 2
     assert "refusing to serve the UI on 0.0.0.0 without a token" in result.output
+
+
+def test_code_tab_shows_the_code_or_the_entry_point_and_diff_escaped(live_ui, store):
+    from agent.core.models import Script
+
+    inline = store.create_task(
+        Task(name="inline", project=project_name(), script=Script(code="print('<hi>')\n"))
+    )
+    page = get(live_ui, f"/tasks/{inline.id}", tab="code").text
+    assert 'id="code"' in page and "print(&#39;&lt;hi&gt;&#39;)" in page
+    diff = "--- a/x.py\n+++ b/x.py\n-old <tag>\n+new\n"
+    repo = store.create_task(
+        Task(name="repo", project=project_name(),
+             script=Script(entry_point="train.py", working_dir="src", diff=diff))
+    )  # fmt: skip
+    page = get(live_ui, f"/tasks/{repo.id}", tab="code").text
+    assert "<code>train.py</code> in <code>src</code>" in page
+    assert '<span class="del">-old &lt;tag&gt;' in page and '<span class="add">+new' in page
+    assert 'role="tab" href="/tasks/' in page and "?tab=code" in page
+
+
+def test_clone_with_edits_sets_name_every_section_and_the_queue(live_ui, store, browser_session):
+    source = store.create_task(
+        Task(name="fit", project=project_name(), type="training",
+             hyperparams={"Args": {"lr": 0.1, "note": "7", "_id": "k"},
+                          "General": {"seed": 1}})
+    )  # fmt: skip
+    form = browser_session.get(f"{live_ui.url}/tasks/{source.id}/clone").text
+    assert 'name="hp:Args:lr" value="0.1"' in form and 'name="hp:General:seed"' in form
+    assert "_id" not in form and 'name="name" value="fit"' in form
+    assert (
+        f'href="/tasks/{source.id}/clone"'
+        in browser_session.get(f"{live_ui.url}/tasks/{source.id}").text
+    )
+    queue = f"q-{uuid.uuid4().hex[:6]}"
+    answer = browser_session.post(
+        f"{live_ui.url}/tasks/{source.id}/clone",
+        data={"csrf": csrf_of(browser_session), "name": "fit v2", "hp:Args:lr": "0.5",
+              "hp:Args:note": "8", "hp:General:seed": "2", "enqueue": "1", "queue": queue},
+        allow_redirects=False,
+    )  # fmt: skip
+    assert answer.status_code == 303
+    made = store.get_task(answer.headers["location"].rsplit("/", 1)[1])
+    assert made.name == "fit v2" and made.status == "queued" and made.queue == queue
+    assert made.hyperparams == {"Args": {"lr": 0.5, "note": "8", "_id": "k"},
+                                "General": {"seed": 2}}  # fmt: skip
+    assert made.runtime["cloned_from"] == source.id
+
+    draft = browser_session.post(
+        f"{live_ui.url}/tasks/{source.id}/clone",
+        data={"csrf": csrf_of(browser_session), "name": "", "queue": queue},
+    )
+    assert draft.ok
+    drafted = store.get_task(draft.url.rsplit("/", 1)[1])
+    assert drafted.status == "created" and drafted.name == "fit"
+    refused = requests.post(f"{live_ui.url}/tasks/{source.id}/clone", data={"name": "x"})
+    assert refused.status_code == 403

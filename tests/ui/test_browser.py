@@ -95,9 +95,45 @@ def test_dag_nodes_follow_step_statuses_live(live_ui, store, page):
     assert page.locator('[data-step="step_two"]').inner_text().count("2.0s") == 1
     snap(page, "pipeline-dag")
 
+
+
+def test_a_dag_node_opens_its_step_in_the_side_panel(live_ui, store, page):
+    child = store.create_task(
+        Task(name="step_two", project="browser", hyperparams={"Args": {"depth": 4}})
+    )
+    store.enqueue(child.id, "default")
+    store.claim(["default"], "browser-panel-worker")
+    store.append_logs(child.id, ["training step two"])
+    store.report_scalars(child.id, [("loss", "train", i, 1.0 / (i + 1)) for i in range(5)])
+    nodes = [
+        step("step_one", "completed"),
+        step("step_two", "in_progress", ["step_one"], task_id=child.id, started=3.0),
+        step("step_three", "pending", ["step_two"]),
+    ]
+    run = running_controller(store, nodes)
+    page.goto(f"{live_ui.url}/tasks/{run.id}")
     page.click('[data-step="step_two"]')
-    page.wait_for_url(f"**/tasks/{child.id}")
-    assert "step_two" in page.locator("h1").inner_text()
+    panel = page.locator("#step-panel")
+    panel.wait_for(state="visible")
+    assert page.url.endswith(f"/tasks/{run.id}")  # stayed on the pipeline
+    page.wait_for_selector("#panel-console >> text=training step two")
+    assert panel.locator(".step-name").inner_text() == "step_two"
+    assert panel.locator(".full-page").get_attribute("href") == f"/tasks/{child.id}?tab=console"
+    store.append_logs(child.id, ["a later line"])
+    page.wait_for_selector("#panel-console >> text=a later line", timeout=LIVE_MS)
+    panel.locator('[data-tab="configuration"]').click()
+    page.wait_for_selector('#step-panel [data-section="Args"] >> text=depth')
+    panel.locator('[data-tab="scalars"]').click()
+    page.wait_for_selector('#panel-scalars [data-chart="loss"] canvas')
+    panel.locator('[data-tab="artifacts"]').click()
+    page.wait_for_selector("#step-panel >> text=No artifacts.")
+    snap(page, "dag-step-panel")
+    page.click('[data-step="step_three"]')
+    page.wait_for_selector("#step-panel >> text=has not started")
+    panel.locator(".close").click()
+    panel.wait_for(state="hidden")
+    page.goto(f"{live_ui.url}" + page.locator('[data-step="step_two"]').get_attribute("href"))
+    assert "step_two" in page.locator("h1").inner_text()  # the node still links its page
 
 
 def test_console_tails_a_running_task(live_ui, store, page):

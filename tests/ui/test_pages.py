@@ -327,3 +327,17 @@ def test_clone_with_edits_sets_name_every_section_and_the_queue(live_ui, store, 
     assert drafted.status == "created" and drafted.name == "fit"
     refused = requests.post(f"{live_ui.url}/tasks/{source.id}/clone", data={"name": "x"})
     assert refused.status_code == 403
+
+
+def test_a_tab_as_a_fragment_for_the_dag_side_panel(live_ui, store):
+    task = store.create_task(Task(name="step", project=project_name()))
+    store.enqueue(task.id, "default")
+    store.claim(["default"], "w-fragment")
+    store.append_logs(task.id, ["hello panel"])
+    console = get(live_ui, f"/tasks/{task.id}", tab="console", fragment=1).text
+    assert "<html" not in console and 'id="panel-console"' in console and "hello panel" in console
+    assert f'console?after=1&amp;panel=1"' in console and 'id="console"' not in console
+    more = get(live_ui, f"/tasks/{task.id}/console", after=1, panel=1).text
+    assert 'beforeend:#panel-console' in more and 'id="panel-console-poll"' in more
+    scalars = get(live_ui, f"/tasks/{task.id}", tab="scalars", fragment=1).text
+    assert 'id="panel-scalars"' in scalars and 'id="scalars-empty"' not in scalars

@@ -96,7 +96,6 @@ def test_dag_nodes_follow_step_statuses_live(live_ui, store, page):
     snap(page, "pipeline-dag")
 
 
-
 def test_a_dag_node_opens_its_step_in_the_side_panel(live_ui, store, page):
     child = store.create_task(
         Task(name="step_two", project="browser", hyperparams={"Args": {"depth": 4}})

@@ -336,8 +336,9 @@ def test_a_tab_as_a_fragment_for_the_dag_side_panel(live_ui, store):
     store.append_logs(task.id, ["hello panel"])
     console = get(live_ui, f"/tasks/{task.id}", tab="console", fragment=1).text
     assert "<html" not in console and 'id="panel-console"' in console and "hello panel" in console
-    assert f'console?after=1&amp;panel=1"' in console and 'id="console"' not in console
+    assert 'console?after=1&amp;panel=1"' in console and 'id="console"' not in console
+    store.append_logs(task.id, ["second"])
     more = get(live_ui, f"/tasks/{task.id}/console", after=1, panel=1).text
-    assert 'beforeend:#panel-console' in more and 'id="panel-console-poll"' in more
+    assert "beforeend:#panel-console" in more and 'id="panel-console-poll"' in more
     scalars = get(live_ui, f"/tasks/{task.id}", tab="scalars", fragment=1).text
     assert 'id="panel-scalars"' in scalars and 'id="scalars-empty"' not in scalars

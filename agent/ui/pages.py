@@ -226,18 +226,9 @@ def _remove_tree(path: Path) -> None:
 
 @router.get("/queues", response_class=HTMLResponse)
 def queues_page(request: Request) -> Response:
-    backend = backend_of(request)
-    queues = backend.list_queues()
-    workers = backend.list_workers()
-    rows = [
-        {
-            "queue": queue,
-            "entries": backend.queue_entries(queue.name)[:20],
-            "workers": [w for w in workers if queue.name in w.queues],
-        }
-        for queue in queues
-    ]
-    return render(request, "queues.html", nav="queues", rows=rows)
+    from agent.ui.queue_actions import queue_rows
+
+    return render(request, "queues.html", nav="queues", rows=queue_rows(backend_of(request)))
 
 
 @router.get("/workers", response_class=HTMLResponse)

@@ -207,3 +207,27 @@ def test_tables_sort_by_a_clicked_column(live_ui, store, page):
     assert page.locator(names).all_inner_texts() == ["alpha", "beta", "gamma"]
     page.click("#tasks th:has-text('Name')")
     assert page.locator(names).all_inner_texts() == ["gamma", "beta", "alpha"]
+
+
+def test_queue_entries_move_and_remove_from_the_queues_page(live_ui, store, page):
+    queue = f"bq-{uuid.uuid4().hex[:6]}"
+    a, b, c = (
+        store.create_task(Task(name=f"entry-{n}", project="browser"), queue=queue).id for n in "abc"
+    )
+    page.goto(f"{live_ui.url}/queues")
+    rows = f"#queue-{queue} tr[data-entry]"
+    order = lambda: page.eval_on_selector_all(rows, "rs => rs.map(r => r.dataset.entry)")  # noqa: E731
+    assert order() == [a, b, c]
+    with page.expect_navigation():
+        page.click(f'#queue-{queue} tr[data-entry="{a}"] button.down')
+    page.wait_for_selector("text=moved to position 2 of 3")
+    assert order() == [b, a, c] == store.queue_entries(queue)
+    with page.expect_navigation():
+        page.click(f'#queue-{queue} tr[data-entry="{c}"] button.up')
+    page.wait_for_selector("text=moved to position 2 of 3")
+    assert order() == [b, c, a]
+    with page.expect_navigation():
+        page.click(f'#queue-{queue} tr[data-entry="{b}"] button.remove')
+    page.wait_for_selector("text=removed entry-b")
+    assert order() == [c, a] == store.queue_entries(queue)
+    snap(page, "queues")

@@ -342,3 +342,34 @@ def test_a_tab_as_a_fragment_for_the_dag_side_panel(live_ui, store):
     assert "beforeend:#panel-console" in more and 'id="panel-console-poll"' in more
     scalars = get(live_ui, f"/tasks/{task.id}", tab="scalars", fragment=1).text
     assert 'id="panel-scalars"' in scalars and 'id="scalars-empty"' not in scalars
+
+
+def test_queue_entries_in_order_move_and_remove(live_ui, store, browser_session):
+    queue = f"q-{uuid.uuid4().hex[:6]}"
+    project = project_name()
+    a, b, c = (
+        store.create_task(Task(name=f"job-{n}", project=project), queue=queue) for n in "abc"
+    )
+    page = browser_session.get(f"{live_ui.url}/queues").text
+    section = re.search(
+        rf'<section class="queue-entries" id="queue-{queue}".*?</section>', page, re.S
+    )
+    assert re.findall(r'<tr data-entry="(\w+)">', section.group(0)) == [a.id, b.id, c.id]
+    token = csrf_of(browser_session)
+    moved = browser_session.post(
+        f"{live_ui.url}/queues/move", data={"csrf": token, "task": c.id, "position": "0"}
+    )
+    assert moved.ok and "moved to position 1 of 3" in moved.text
+    assert store.queue_entries(queue) == [c.id, a.id, b.id]
+    removed = browser_session.post(
+        f"{live_ui.url}/queues/remove", data={"csrf": token, "task": a.id}
+    )
+    assert removed.ok and "removed job-a" in removed.text
+    assert store.queue_entries(queue) == [c.id, b.id]
+    assert store.get_task(a.id).status == "created"
+    again = browser_session.post(
+        f"{live_ui.url}/queues/move", data={"csrf": token, "task": a.id, "position": "0"}
+    )
+    assert "is not queued" in again.text
+    forged = browser_session.post(f"{live_ui.url}/queues/remove", data={"task": b.id})
+    assert forged.status_code == 403 and store.get_task(b.id).status == "queued"

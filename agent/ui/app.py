@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent.cli.render import format_age, format_duration, format_size, format_time, short_id
 from agent.core.errors import AgentError
-from agent.ui import actions, clone, pages, queue_actions, registry_pages
+from agent.ui import actions, clone, compare, pages, queue_actions, registry_pages
 from agent.ui.auth import STATIC_PREFIX, Sessions, UIAuth, csrf_token
 from agent.ui.views import duration, short
 
@@ -58,6 +58,7 @@ def create_ui_app(backend: Any, token: str | None = None, secure_cookies: bool =
     app.include_router(registry_pages.router)
     app.include_router(clone.router)
     app.include_router(queue_actions.router)
+    app.include_router(compare.router)
 
     @app.exception_handler(AgentError)
     async def agent_error(request: Request, exc: AgentError) -> Response:

@@ -231,3 +231,21 @@ def test_queue_entries_move_and_remove_from_the_queues_page(live_ui, store, page
     page.wait_for_selector("text=removed entry-b")
     assert order() == [c, a] == store.queue_entries(queue)
     snap(page, "queues")
+
+
+def test_compare_picked_runs_from_the_runs_table(live_ui, store, page):
+    project = f"b-{uuid.uuid4().hex[:8]}"
+    runs = [make_pipeline_run(store, project, args={"lr": lr}) for lr in (0.1, 0.2, 0.3)]
+    for n, run in enumerate(runs):
+        store.report_scalars(run.id, [("loss", "train", i, 1.0 / (i + n + 1)) for i in range(5)])
+    page.goto(f"{live_ui.url}/pipelines/runs?project={project}&name=pipeline")
+    for run in runs[:2]:
+        page.check(f'input[name="ids"][value="{run.id}"]')
+    page.click("#compare")
+    page.wait_for_url("**/compare?**")
+    page.wait_for_selector('[data-chart="loss"] canvas')
+    assert page.locator("#compare-params th[data-run]").count() == 2
+    assert page.locator('tr[data-param="Args/lr"].differs').count() == 1
+    legend = page.locator('[data-chart="loss"] .u-legend').inner_text()
+    assert runs[0].id[:8] in legend and runs[1].id[:8] in legend and runs[2].id[:8] not in legend
+    snap(page, "compare")

@@ -373,3 +373,31 @@ def test_queue_entries_in_order_move_and_remove(live_ui, store, browser_session)
     assert "is not queued" in again.text
     forged = browser_session.post(f"{live_ui.url}/queues/remove", data={"task": b.id})
     assert forged.status_code == 403 and store.get_task(b.id).status == "queued"
+
+
+def test_compare_shows_args_side_by_side_and_overlays_scalars(live_ui, store):
+    project = project_name()
+    one = make_pipeline_run(store, project, args={"lr": 0.1, "epochs": 3, "_x": 1})
+    two = make_pipeline_run(store, project, args={"lr": 0.5, "epochs": 3})
+    store.report_scalars(one.id, [("loss", "train", 0, 1.0), ("loss", "train", 1, 0.5)])
+    store.report_scalars(two.id, [("loss", "train", 1, 0.7), ("acc", "val", 0, 0.9)])
+    runs = get(live_ui, "/pipelines/runs", project=project, name="pipeline").text
+    assert f'name="ids" value="{one.id}" form="compare-form"' in runs
+
+    page = get(live_ui, "/compare", ids=f"{one.id},{two.id}").text
+    lr = re.search(r'<tr data-param="Args/lr" class="differs".*?</tr>', page, re.S).group(0)
+    assert re.findall(r"<code>([^<]*)</code>", lr) == ["0.1", "0.5"]
+    same = re.search(r'<tr data-param="Args/epochs" >(.*?)</tr>', page, re.S)
+    assert same and "differs" not in same.group(0) and "_x" not in page
+    assert page.index(f'data-run="{one.id}"') < page.index(f'data-run="{two.id}"')
+
+    charts = get(live_ui, "/compare/scalars.json", ids=[one.id, two.id]).json()
+    assert [c["title"] for c in charts] == ["acc", "loss"]
+    loss = charts[1]
+    assert loss["series"] == [one.id[:8], two.id[:8]] and loss["data"] == [
+        [0, 1], [1.0, 0.5], [None, 0.7]
+    ]  # fmt: skip
+    too_few = requests.get(f"{live_ui.url}/compare", params={"ids": one.id})
+    assert too_few.status_code == 400 and "pick 2 to 5 runs" in too_few.text
+    gone = requests.get(f"{live_ui.url}/compare", params={"ids": f"{one.id},nope"})
+    assert gone.status_code == 404

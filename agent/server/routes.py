@@ -154,6 +154,11 @@ def _status_routes(router: APIRouter, backend: SqlBackend) -> None:
     def dequeue(task_id: TaskId) -> dict[str, Any]:
         return backend.dequeue(task_id).to_dict()
 
+    @router.post("/tasks/{task_id}/queue-position", tags=["queues"], **answers(a.TaskIds, 404, 409))
+    def move_queue_entry(task_id: TaskId, body: s.QueuePosition) -> dict[str, Any]:
+        """Move a queued task to ``position`` in its queue; answers the new order."""
+        return {"task_ids": backend.move_queue_entry(task_id, body.position)}
+
 
 def _queue_routes(router: APIRouter, backend: SqlBackend) -> None:
     # Queue names go in the query string or the body, never the path: a name may hold '/'.

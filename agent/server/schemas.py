@@ -153,6 +153,10 @@ class EnqueueRequest(Body):
     priority: Int32 = 0
 
 
+class QueuePosition(Body):
+    position: Int32
+
+
 class ClaimRequest(Body):
     queues: list[NonEmptyName] = Field(min_length=1, max_length=100)
     worker_id: NonEmptyName

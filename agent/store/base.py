@@ -124,6 +124,17 @@ class Backend(Protocol):
     def queue_entries(self, queue: str) -> list[str]:
         """Task ids waiting on the queue, in claim order."""
 
+    def move_queue_entry(self, task_id: str, position: int) -> list[str]:
+        """Move a queued task to ``position`` in its queue's claim order (0 = next; past
+        either end = that end). To pass entries of another priority it takes theirs.
+
+        Returns:
+            The queue's task ids in their new order.
+
+        Raises:
+            NotFound: no such task. Conflict: the task is not queued.
+        """
+
     def claim(
         self,
         queues: Sequence[str],

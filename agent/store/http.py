@@ -286,6 +286,11 @@ class HttpBackend:
         data = self._call("GET", "/queues/entries", params={"name": queue}, idempotent=True)
         return data["task_ids"]
 
+    def move_queue_entry(self, task_id: str, position: int) -> list[str]:
+        body = {"position": int(position)}
+        path = _task_path(task_id, "queue-position")
+        return self._call("POST", path, body=body, idempotent=True)["task_ids"]
+
     def claim(
         self,
         queues: Sequence[str],

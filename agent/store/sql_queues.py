@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from agent.core.errors import InvalidInput, NotFound
+from agent.core.errors import Conflict, InvalidInput, NotFound
 from agent.core.lazy import LazyModule
 from agent.core.models import Queue, Task, TaskStatus, new_id, now
 from agent.store.base import DEFAULT_LEASE_S, WORKER_LOST
@@ -104,6 +104,44 @@ class SqlQueues:
         )
         with self._read() as conn:
             return [r[0] for r in conn.execute(query)]
+
+    def move_queue_entry(self, task_id: str, position: int) -> list[str]:
+        entries = t.queue_entries
+        with self._write() as conn:
+            mine = conn.execute(
+                sa.select(entries.c.queue_id).where(entries.c.task_id == task_id)
+            ).first()
+            if mine is None:
+                self.get_task(task_id)  # NotFound for an unknown task
+                raise Conflict(f"task {task_id} is not queued: only a queued task can be moved")
+            rows = [
+                dict(r)
+                for r in conn.execute(
+                    sa.select(entries.c.task_id, entries.c.priority, entries.c.enqueued)
+                    .where(entries.c.queue_id == mine.queue_id)
+                    .order_by(entries.c.priority.desc(), entries.c.id)
+                    .with_for_update()
+                ).mappings()
+            ]
+            old = next(i for i, r in enumerate(rows) if r["task_id"] == task_id)
+            new = max(0, min(int(position), len(rows) - 1))
+            moved = rows.pop(old)
+            rows.insert(new, moved)
+            # Keep the order a claim reads (priority desc, then id): between its new
+            # neighbours' priorities, and the entries from the first that changed place
+            # inserted again, so their new ids follow the new order.
+            priority = moved["priority"]
+            if new > 0:
+                priority = min(priority, rows[new - 1]["priority"])
+            if new + 1 < len(rows):
+                priority = max(priority, rows[new + 1]["priority"])
+            moved["priority"] = priority
+            changed = rows[min(old, new) :]
+            ids = [r["task_id"] for r in changed]
+            conn.execute(sa.delete(entries).where(entries.c.task_id.in_(ids)))
+            for r in changed:
+                conn.execute(sa.insert(entries).values(queue_id=mine.queue_id, **r))
+        return [r["task_id"] for r in rows]
 
     def claim(
         self,

@@ -87,22 +87,15 @@ async def new_run(request: Request, task_id: str) -> Response:
 
 def start_new_run(backend: Any, task_id: str, args: dict[str, str], queue: str) -> Task:
     """Clone the pipeline run ``task_id`` with ``args`` (form text) set in its Args, and
-    enqueue the clone on ``queue``. Args names starting with ``_`` are kept as they were.
+    enqueue the clone on ``queue`` (:func:`agent.ui.clone.clone_with_edits`). Args names
+    starting with ``_`` are kept as they were.
 
     Returns:
         The new run, queued.
     """
-    source = backend.get_task(task_id)
-    clone = backend.clone_task(source.id)
-    hyperparams = {section: dict(values) for section, values in clone.hyperparams.items()}
-    section = hyperparams.setdefault(views.ARGS_SECTION, {})
-    for name, text in args.items():
-        if not name.startswith("_"):
-            section[name] = views.parse_value(text)
-    # The source's DAG report is of its own run: the new run reports its own.
-    runtime = {k: v for k, v in clone.runtime.items() if k != "pipeline"}
-    backend.update_task(clone.id, hyperparams=hyperparams, runtime=runtime)
-    return backend.enqueue(clone.id, queue)
+    from agent.ui.clone import clone_with_edits
+
+    return clone_with_edits(backend, task_id, {views.ARGS_SECTION: args}, queue=queue)
 
 
 @router.post("/login")

@@ -22,12 +22,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent.cli.render import format_age, format_duration, format_size, format_time, short_id
 from agent.core.errors import AgentError
-from agent.ui import actions, pages
+from agent.ui import actions, clone, compare, pages, queue_actions, registry_pages
 from agent.ui.auth import STATIC_PREFIX, Sessions, UIAuth, csrf_token
 from agent.ui.views import duration, short
 
 #: First path segments that belong to the UI (``/`` too); everything else is the API's.
-UI_ROOTS = frozenset({"pipelines", "tasks", "queues", "workers", "login", "logout", "ui"})
+UI_ROOTS = frozenset(
+    {"pipelines", "tasks", "queues", "workers", "models", "datasets", "compare", "login", "logout",
+     "ui"}
+)  # fmt: skip
 
 
 def is_ui_path(path: str) -> bool:
@@ -52,6 +55,10 @@ def create_ui_app(backend: Any, token: str | None = None, secure_cookies: bool =
     app.mount(STATIC_PREFIX.rstrip("/"), StaticFiles(packages=[("agent.ui", "static")]), "static")
     app.include_router(pages.router)
     app.include_router(actions.router)
+    app.include_router(registry_pages.router)
+    app.include_router(clone.router)
+    app.include_router(queue_actions.router)
+    app.include_router(compare.router)
 
     @app.exception_handler(AgentError)
     async def agent_error(request: Request, exc: AgentError) -> Response:

@@ -5,8 +5,9 @@ Routes (stable: tests and users link to them):
 - ``/``, ``/pipelines``: pipelines grouped by project and name.
 - ``/pipelines/runs?project=P&name=N``: one pipeline's runs (filter ``status``, ``q``).
 - ``/tasks``: every task (filter ``project``, ``type``, ``status``, ``tag``, ``q``; ``page``).
-- ``/tasks/{id}?tab=info|configuration|console|scalars|plots|artifacts``: one task.
-- ``/tasks/{id}/console?after=SEQ``: new log lines (an htmx fragment).
+- ``/tasks/{id}?tab=info|configuration|console|scalars|plots|artifacts|code``: one task;
+  ``&fragment=1``: that tab alone (the DAG's side panel loads it).
+- ``/tasks/{id}/console?after=SEQ[&panel=1]``: new log lines (an htmx fragment).
 - ``/tasks/{id}/dag.json``, ``/tasks/{id}/dag-status.json``, ``/tasks/{id}/scalars.json``.
 - ``/tasks/{id}/artifacts/{name}``, ``/tasks/{id}/plots/{n}/image``: files.
 - ``/queues``, ``/workers``, ``/login``.
@@ -28,7 +29,7 @@ from agent.ui import views
 
 router = APIRouter()
 
-TABS = ("info", "configuration", "console", "scalars", "plots", "artifacts")
+TABS = ("info", "configuration", "console", "scalars", "plots", "artifacts", "code")
 #: Rows of ``/tasks`` per page.
 PAGE_SIZE = 50
 #: Log lines one console fragment carries at most.
@@ -112,7 +113,7 @@ def tasks_page(
 
 
 @router.get("/tasks/{task_id}", response_class=HTMLResponse)
-def task_page(request: Request, task_id: str, tab: str = "info") -> Response:
+def task_page(request: Request, task_id: str, tab: str = "info", fragment: int = 0) -> Response:
     backend = backend_of(request)
     task = _task_or_none(backend, task_id)
     if task is None:
@@ -125,9 +126,11 @@ def task_page(request: Request, task_id: str, tab: str = "info") -> Response:
         context["after"] = lines[-1].seq if lines else 0
     elif tab == "plots":
         context["plots"] = list(enumerate(backend.get_plots(task.id)))
+    # fragment=1: the tab alone, for the DAG's side panel (ids there are ``panel-*``).
     return render(
-        request, "task.html", nav="pipelines" if task.type == "controller" else "tasks",
-        task=task, tab=tab, tabs=TABS,
+        request, "task_fragment.html" if fragment else "task.html",
+        nav="pipelines" if task.type == "controller" else "tasks",
+        task=task, tab=tab, tabs=TABS, panel=bool(fragment),
         live=task.status in LIVE, dag=views.dag_graph(task) is not None,
         args=views.visible_args(task), sections=views.sorted_hyperparams(task),
         duration=views.duration(task), queues=backend.list_queues(),
@@ -136,13 +139,13 @@ def task_page(request: Request, task_id: str, tab: str = "info") -> Response:
 
 
 @router.get("/tasks/{task_id}/console", response_class=HTMLResponse)
-def console_fragment(request: Request, task_id: str, after: int = 0) -> Response:
+def console_fragment(request: Request, task_id: str, after: int = 0, panel: int = 0) -> Response:
     backend = backend_of(request)
     task = backend.get_task(task_id)
     lines = backend.get_logs(task.id, after=after, limit=CONSOLE_BATCH)
     last = lines[-1].seq if lines else after
     return render(
-        request, "console_fragment.html", task=task, lines=lines, after=last,
+        request, "console_fragment.html", task=task, lines=lines, after=last, panel=bool(panel),
         live=task.status in LIVE or len(lines) == CONSOLE_BATCH,
     )  # fmt: skip
 
@@ -223,18 +226,9 @@ def _remove_tree(path: Path) -> None:
 
 @router.get("/queues", response_class=HTMLResponse)
 def queues_page(request: Request) -> Response:
-    backend = backend_of(request)
-    queues = backend.list_queues()
-    workers = backend.list_workers()
-    rows = [
-        {
-            "queue": queue,
-            "entries": backend.queue_entries(queue.name)[:20],
-            "workers": [w for w in workers if queue.name in w.queues],
-        }
-        for queue in queues
-    ]
-    return render(request, "queues.html", nav="queues", rows=rows)
+    from agent.ui.queue_actions import queue_rows
+
+    return render(request, "queues.html", nav="queues", rows=queue_rows(backend_of(request)))
 
 
 @router.get("/workers", response_class=HTMLResponse)

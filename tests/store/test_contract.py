@@ -493,6 +493,25 @@ def test_dequeue(backend: Backend, uid: str) -> None:
         backend.dequeue(task.id)
 
 
+def test_move_queue_entry_reorders_what_claims_take(backend: Backend, uid: str) -> None:
+    queue = f"move-{uid}"
+    a, b, c, d = (backend.enqueue(make_task(backend, f"{uid}{n}").id, queue).id for n in range(4))
+    assert backend.move_queue_entry(c, 0) == [c, a, b, d]
+    assert backend.move_queue_entry(c, 2) == [a, b, c, d]
+    assert backend.move_queue_entry(a, 99) == [b, c, d, a]
+    assert backend.queue_entries(queue) == [b, c, d, a]
+    assert backend.get_task(a).status == "queued"
+    urgent = backend.enqueue(make_task(backend, f"{uid}u").id, queue, priority=5).id
+    assert backend.move_queue_entry(d, 0) == [d, urgent, b, c, a]  # takes priority 5
+    assert backend.move_queue_entry(urgent, 4) == [d, b, c, a, urgent]  # takes priority 0
+    claimed = [backend.claim([queue], f"w-{uid}").id for _ in range(5)]
+    assert claimed == [d, b, c, a, urgent]
+    with pytest.raises(Conflict):
+        backend.move_queue_entry(a, 0)
+    with pytest.raises(NotFound):
+        backend.move_queue_entry(f"missing-{uid}", 0)
+
+
 def test_leaving_queued_removes_the_entry(backend: Backend, uid: str) -> None:
     queue = f"stop-{uid}"
     task = backend.enqueue(make_task(backend, uid).id, queue)

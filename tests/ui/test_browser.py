@@ -95,9 +95,44 @@ def test_dag_nodes_follow_step_statuses_live(live_ui, store, page):
     assert page.locator('[data-step="step_two"]').inner_text().count("2.0s") == 1
     snap(page, "pipeline-dag")
 
+
+def test_a_dag_node_opens_its_step_in_the_side_panel(live_ui, store, page):
+    child = store.create_task(
+        Task(name="step_two", project="browser", hyperparams={"Args": {"depth": 4}})
+    )
+    store.enqueue(child.id, "default")
+    store.claim(["default"], "browser-panel-worker")
+    store.append_logs(child.id, ["training step two"])
+    store.report_scalars(child.id, [("loss", "train", i, 1.0 / (i + 1)) for i in range(5)])
+    nodes = [
+        step("step_one", "completed"),
+        step("step_two", "in_progress", ["step_one"], task_id=child.id, started=3.0),
+        step("step_three", "pending", ["step_two"]),
+    ]
+    run = running_controller(store, nodes)
+    page.goto(f"{live_ui.url}/tasks/{run.id}")
     page.click('[data-step="step_two"]')
-    page.wait_for_url(f"**/tasks/{child.id}")
-    assert "step_two" in page.locator("h1").inner_text()
+    panel = page.locator("#step-panel")
+    panel.wait_for(state="visible")
+    assert page.url.endswith(f"/tasks/{run.id}")  # stayed on the pipeline
+    page.wait_for_selector("#panel-console >> text=training step two")
+    assert panel.locator(".step-name").inner_text() == "step_two"
+    assert panel.locator(".full-page").get_attribute("href") == f"/tasks/{child.id}?tab=console"
+    store.append_logs(child.id, ["a later line"])
+    page.wait_for_selector("#panel-console >> text=a later line", timeout=LIVE_MS)
+    panel.locator('[data-tab="configuration"]').click()
+    page.wait_for_selector('#step-panel [data-section="Args"] >> text=depth')
+    panel.locator('[data-tab="scalars"]').click()
+    page.wait_for_selector('#panel-scalars [data-chart="loss"] canvas')
+    panel.locator('[data-tab="artifacts"]').click()
+    page.wait_for_selector("#step-panel >> text=No artifacts.")
+    snap(page, "dag-step-panel")
+    page.click('[data-step="step_three"]')
+    page.wait_for_selector("#step-panel >> text=has not started")
+    panel.locator(".close").click()
+    panel.wait_for(state="hidden")
+    page.goto(f"{live_ui.url}" + page.locator('[data-step="step_two"]').get_attribute("href"))
+    assert "step_two" in page.locator("h1").inner_text()  # the node still links its page
 
 
 def test_console_tails_a_running_task(live_ui, store, page):
@@ -172,3 +207,45 @@ def test_tables_sort_by_a_clicked_column(live_ui, store, page):
     assert page.locator(names).all_inner_texts() == ["alpha", "beta", "gamma"]
     page.click("#tasks th:has-text('Name')")
     assert page.locator(names).all_inner_texts() == ["gamma", "beta", "alpha"]
+
+
+def test_queue_entries_move_and_remove_from_the_queues_page(live_ui, store, page):
+    queue = f"bq-{uuid.uuid4().hex[:6]}"
+    a, b, c = (
+        store.create_task(Task(name=f"entry-{n}", project="browser"), queue=queue).id for n in "abc"
+    )
+    page.goto(f"{live_ui.url}/queues")
+    rows = f"#queue-{queue} tr[data-entry]"
+    order = lambda: page.eval_on_selector_all(rows, "rs => rs.map(r => r.dataset.entry)")  # noqa: E731
+    assert order() == [a, b, c]
+    with page.expect_navigation():
+        page.click(f'#queue-{queue} tr[data-entry="{a}"] button.down')
+    page.wait_for_selector("text=moved to position 2 of 3")
+    assert order() == [b, a, c] == store.queue_entries(queue)
+    with page.expect_navigation():
+        page.click(f'#queue-{queue} tr[data-entry="{c}"] button.up')
+    page.wait_for_selector("text=moved to position 2 of 3")
+    assert order() == [b, c, a]
+    with page.expect_navigation():
+        page.click(f'#queue-{queue} tr[data-entry="{b}"] button.remove')
+    page.wait_for_selector("text=removed entry-b")
+    assert order() == [c, a] == store.queue_entries(queue)
+    snap(page, "queues")
+
+
+def test_compare_picked_runs_from_the_runs_table(live_ui, store, page):
+    project = f"b-{uuid.uuid4().hex[:8]}"
+    runs = [make_pipeline_run(store, project, args={"lr": lr}) for lr in (0.1, 0.2, 0.3)]
+    for n, run in enumerate(runs):
+        store.report_scalars(run.id, [("loss", "train", i, 1.0 / (i + n + 1)) for i in range(5)])
+    page.goto(f"{live_ui.url}/pipelines/runs?project={project}&name=pipeline")
+    for run in runs[:2]:
+        page.check(f'input[name="ids"][value="{run.id}"]')
+    page.click("#compare")
+    page.wait_for_url("**/compare?**")
+    page.wait_for_selector('[data-chart="loss"] canvas')
+    assert page.locator("#compare-params th[data-run]").count() == 2
+    assert page.locator('tr[data-param="Args/lr"].differs').count() == 1
+    legend = page.locator('[data-chart="loss"] .u-legend').inner_text()
+    assert runs[0].id[:8] in legend and runs[1].id[:8] in legend and runs[2].id[:8] not in legend
+    snap(page, "compare")

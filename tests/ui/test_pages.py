@@ -270,3 +270,134 @@ def test_agent_ui_refuses_a_public_bind_without_a_token(agent_home_env):
     result = CliRunner().invoke(cli, ["ui", "--host", "0.0.0.0"])
     assert result.exit_code == 2
     assert "refusing to serve the UI on 0.0.0.0 without a token" in result.output
+
+
+def test_code_tab_shows_the_code_or_the_entry_point_and_diff_escaped(live_ui, store):
+    from agent.core.models import Script
+
+    inline = store.create_task(
+        Task(name="inline", project=project_name(), script=Script(code="print('<hi>')\n"))
+    )
+    page = get(live_ui, f"/tasks/{inline.id}", tab="code").text
+    assert 'id="code"' in page and "print(&#39;&lt;hi&gt;&#39;)" in page
+    diff = "--- a/x.py\n+++ b/x.py\n-old <tag>\n+new\n"
+    repo = store.create_task(
+        Task(name="repo", project=project_name(),
+             script=Script(entry_point="train.py", working_dir="src", diff=diff))
+    )  # fmt: skip
+    page = get(live_ui, f"/tasks/{repo.id}", tab="code").text
+    assert "<code>train.py</code> in <code>src</code>" in page
+    assert '<span class="del">-old &lt;tag&gt;' in page and '<span class="add">+new' in page
+    assert 'role="tab" href="/tasks/' in page and "?tab=code" in page
+
+
+def test_clone_with_edits_sets_name_every_section_and_the_queue(live_ui, store, browser_session):
+    source = store.create_task(
+        Task(name="fit", project=project_name(), type="training",
+             hyperparams={"Args": {"lr": 0.1, "note": "7", "_id": "k"},
+                          "General": {"seed": 1}})
+    )  # fmt: skip
+    form = browser_session.get(f"{live_ui.url}/tasks/{source.id}/clone").text
+    assert 'name="hp:Args:lr" value="0.1"' in form and 'name="hp:General:seed"' in form
+    assert "_id" not in form and 'name="name" value="fit"' in form
+    assert (
+        f'href="/tasks/{source.id}/clone"'
+        in browser_session.get(f"{live_ui.url}/tasks/{source.id}").text
+    )
+    queue = f"q-{uuid.uuid4().hex[:6]}"
+    answer = browser_session.post(
+        f"{live_ui.url}/tasks/{source.id}/clone",
+        data={"csrf": csrf_of(browser_session), "name": "fit v2", "hp:Args:lr": "0.5",
+              "hp:Args:note": "8", "hp:General:seed": "2", "enqueue": "1", "queue": queue},
+        allow_redirects=False,
+    )  # fmt: skip
+    assert answer.status_code == 303
+    made = store.get_task(answer.headers["location"].rsplit("/", 1)[1])
+    assert made.name == "fit v2" and made.status == "queued" and made.queue == queue
+    assert made.hyperparams == {"Args": {"lr": 0.5, "note": "8", "_id": "k"},
+                                "General": {"seed": 2}}  # fmt: skip
+    assert made.runtime["cloned_from"] == source.id
+
+    draft = browser_session.post(
+        f"{live_ui.url}/tasks/{source.id}/clone",
+        data={"csrf": csrf_of(browser_session), "name": "", "queue": queue},
+    )
+    assert draft.ok
+    drafted = store.get_task(draft.url.rsplit("/", 1)[1])
+    assert drafted.status == "created" and drafted.name == "fit"
+    refused = requests.post(f"{live_ui.url}/tasks/{source.id}/clone", data={"name": "x"})
+    assert refused.status_code == 403
+
+
+def test_a_tab_as_a_fragment_for_the_dag_side_panel(live_ui, store):
+    task = store.create_task(Task(name="step", project=project_name()))
+    store.enqueue(task.id, "default")
+    store.claim(["default"], "w-fragment")
+    store.append_logs(task.id, ["hello panel"])
+    console = get(live_ui, f"/tasks/{task.id}", tab="console", fragment=1).text
+    assert "<html" not in console and 'id="panel-console"' in console and "hello panel" in console
+    assert 'console?after=1&amp;panel=1"' in console and 'id="console"' not in console
+    store.append_logs(task.id, ["second"])
+    more = get(live_ui, f"/tasks/{task.id}/console", after=1, panel=1).text
+    assert "beforeend:#panel-console" in more and 'id="panel-console-poll"' in more
+    scalars = get(live_ui, f"/tasks/{task.id}", tab="scalars", fragment=1).text
+    assert 'id="panel-scalars"' in scalars and 'id="scalars-empty"' not in scalars
+
+
+def test_queue_entries_in_order_move_and_remove(live_ui, store, browser_session):
+    queue = f"q-{uuid.uuid4().hex[:6]}"
+    project = project_name()
+    a, b, c = (
+        store.create_task(Task(name=f"job-{n}", project=project), queue=queue) for n in "abc"
+    )
+    page = browser_session.get(f"{live_ui.url}/queues").text
+    section = re.search(
+        rf'<section class="queue-entries" id="queue-{queue}".*?</section>', page, re.S
+    )
+    assert re.findall(r'<tr data-entry="(\w+)">', section.group(0)) == [a.id, b.id, c.id]
+    token = csrf_of(browser_session)
+    moved = browser_session.post(
+        f"{live_ui.url}/queues/move", data={"csrf": token, "task": c.id, "position": "0"}
+    )
+    assert moved.ok and "moved to position 1 of 3" in moved.text
+    assert store.queue_entries(queue) == [c.id, a.id, b.id]
+    removed = browser_session.post(
+        f"{live_ui.url}/queues/remove", data={"csrf": token, "task": a.id}
+    )
+    assert removed.ok and "removed job-a" in removed.text
+    assert store.queue_entries(queue) == [c.id, b.id]
+    assert store.get_task(a.id).status == "created"
+    again = browser_session.post(
+        f"{live_ui.url}/queues/move", data={"csrf": token, "task": a.id, "position": "0"}
+    )
+    assert "is not queued" in again.text
+    forged = browser_session.post(f"{live_ui.url}/queues/remove", data={"task": b.id})
+    assert forged.status_code == 403 and store.get_task(b.id).status == "queued"
+
+
+def test_compare_shows_args_side_by_side_and_overlays_scalars(live_ui, store):
+    project = project_name()
+    one = make_pipeline_run(store, project, args={"lr": 0.1, "epochs": 3, "_x": 1})
+    two = make_pipeline_run(store, project, args={"lr": 0.5, "epochs": 3})
+    store.report_scalars(one.id, [("loss", "train", 0, 1.0), ("loss", "train", 1, 0.5)])
+    store.report_scalars(two.id, [("loss", "train", 1, 0.7), ("acc", "val", 0, 0.9)])
+    runs = get(live_ui, "/pipelines/runs", project=project, name="pipeline").text
+    assert f'name="ids" value="{one.id}" form="compare-form"' in runs
+
+    page = get(live_ui, "/compare", ids=f"{one.id},{two.id}").text
+    lr = re.search(r'<tr data-param="Args/lr" class="differs".*?</tr>', page, re.S).group(0)
+    assert re.findall(r"<code>([^<]*)</code>", lr) == ["0.1", "0.5"]
+    same = re.search(r'<tr data-param="Args/epochs" >(.*?)</tr>', page, re.S)
+    assert same and "differs" not in same.group(0) and "_x" not in page
+    assert page.index(f'data-run="{one.id}"') < page.index(f'data-run="{two.id}"')
+
+    charts = get(live_ui, "/compare/scalars.json", ids=[one.id, two.id]).json()
+    assert [c["title"] for c in charts] == ["acc", "loss"]
+    loss = charts[1]
+    assert loss["series"] == [one.id[:8], two.id[:8]] and loss["data"] == [
+        [0, 1], [1.0, 0.5], [None, 0.7]
+    ]  # fmt: skip
+    too_few = requests.get(f"{live_ui.url}/compare", params={"ids": one.id})
+    assert too_few.status_code == 400 and "pick 2 to 5 runs" in too_few.text
+    gone = requests.get(f"{live_ui.url}/compare", params={"ids": f"{one.id},nope"})
+    assert gone.status_code == 404

@@ -112,7 +112,7 @@ const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2
 
 function drawCharts(container, charts, plots) {
   const width = Math.min(720, container.clientWidth || 720);
-  document.getElementById("scalars-empty").hidden = charts.length > 0;
+  container.querySelector("[data-empty]").hidden = charts.length > 0;
   for (const chart of charts) {
     const data = chart.data;
     const existing = plots.get(chart.title);

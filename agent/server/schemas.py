@@ -138,6 +138,8 @@ class TaskQuery(Body):
     runtime: dict[Name, Any] | None = Field(default=None, max_length=50)
     limit: Annotated[int, Field(ge=1, le=100_000), _JSON_INT] = 1000
     id_prefix: Annotated[str, Field(max_length=64)] | None = None
+    offset: Annotated[int, Field(ge=0), _JSON_INT] = 0
+    text: Name | None = None
 
 
 class ProjectIn(Body):

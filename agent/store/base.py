@@ -91,11 +91,16 @@ class Backend(Protocol):
         runtime: dict[str, Any] | None = None,
         limit: int = 1000,
         id_prefix: str | None = None,
+        offset: int = 0,
+        text: str | None = None,
     ) -> list[Task]:
         """Tasks matching every given filter, newest first (without artifacts).
 
         ``id_prefix``: only tasks whose id starts with it (case-sensitive), to resolve
         the short ids people type; InvalidInput past 64 characters (an id's most).
+        ``offset``: skip that many of the matches first (a page: ``offset=n * limit``).
+        ``text``: only tasks with it in their id, name, project, comment or a tag
+        (ignoring ASCII case; ``%`` and ``_`` are no wildcards).
         """
 
     def delete_task(self, task_id: str) -> None:

@@ -249,12 +249,15 @@ class HttpBackend:
         runtime: dict[str, Any] | None = None,
         limit: int = 1000,
         id_prefix: str | None = None,
+        offset: int = 0,
+        text: str | None = None,
     ) -> list[Task]:
         if status is not None and not isinstance(status, str):
             status = list(status)
         body = dict(
             project=project, name=name, status=status, tag=tag, type=type, parent=parent,
             runtime=runtime, limit=max(1, min(int(limit), 100_000)), id_prefix=id_prefix,
+            offset=max(0, int(offset)), text=text,
         )  # fmt: skip
         data = self._call("POST", "/tasks/query", body=body, idempotent=True)
         return [Task.from_dict(item) for item in data["tasks"]]

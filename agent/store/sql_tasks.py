@@ -281,17 +281,23 @@ class SqlTasks:
         runtime: dict[str, Any] | None = None,
         limit: int = 1000,
         id_prefix: str | None = None,
+        offset: int = 0,
+        text: str | None = None,
     ) -> list[Task]:
         if id_prefix is not None and len(id_prefix) > 64:
             raise InvalidInput("an id prefix is at most 64 characters (as long as an id)")
         if id_prefix and not _TASK_ID.fullmatch(id_prefix):
             return []  # no id holds anything but letters, digits, '_' and '-'
-        for what, text in (("project", project), ("name", name), ("tag", tag), ("parent", parent)):
-            if isinstance(text, str):
-                check_text(text, what)
+        given = (("project", project), ("name", name), ("tag", tag), ("parent", parent))
+        for what, value in (*given, ("text", text)):
+            if isinstance(value, str):
+                check_text(value, what)
         self._reap_on_read()
         filters: list[str] = []
-        params: dict[str, Any] = {"limit": max(1, min(int(limit), 100000))}
+        params: dict[str, Any] = {
+            "limit": max(1, min(int(limit), 100000)),
+            "offset": max(0, int(offset)),
+        }
         if id_prefix:
             filters.append("id_prefix")
             if self.is_sqlite:  # a range on the id: exact (LIKE ignores case) and indexed
@@ -311,6 +317,9 @@ class SqlTasks:
             if value is not None:
                 filters.append(key)
                 params[key] = str(value) if key == "type" else value
+        if text:
+            filters.append("text")
+            params["text_like"] = "%" + _like_prefix(text.lower())
         for n, (key, value) in enumerate((runtime or {}).items()):
             filters.append("runtime")
             params[f"prop_key_{n}"], params[f"prop_value_{n}"] = str(key), _canon(value)

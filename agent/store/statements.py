@@ -9,7 +9,7 @@ keys of the parameters (``conn.execute(UPDATE_TASK, {"task_id": id, "status": s}
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Delete, Executable, Insert
 
@@ -231,7 +231,8 @@ def tasks_query(filters: tuple[str, ...], dialect_name: str) -> Executable:
     """The tasks matching ``filters`` (names of SqlBackend.query_tasks' arguments, in
     its order; ``runtime`` once per key), newest first, up to ``:limit``. Parameters:
     ``:project``, ``:name``, ``:statuses`` (a list), ``:tag``, ``:type``, ``:parent``,
-    ``:prop_key_N`` / ``:prop_value_N``; an id prefix is ``:id_low`` <= id < ``:id_high``
+    ``:prop_key_N`` / ``:prop_value_N``, ``:text_like`` (a lowercase LIKE pattern matched
+    against the id, name, project, comment and tags), ``:offset``; an id prefix is ``:id_low`` <= id < ``:id_high``
     on SQLite (exact, and it uses the index) and ``id LIKE :id_like`` elsewhere."""
     c = _tasks.c
     query = select(_tasks)
@@ -254,18 +255,29 @@ def tasks_query(filters: tuple[str, ...], dialect_name: str) -> Executable:
             )
             query = query.where(c.id.in_(props))
             runtime_n += 1
+        elif name == "text":
+            pattern = bindparam("text_like")
+            tagged = select(t.task_tags.c.task_id).where(
+                func.lower(t.task_tags.c.tag).like(pattern, escape="\\")
+            )
+            fields = (c.id, c.name, c.project, c.comment)
+            query = query.where(
+                or_(*(func.lower(f).like(pattern, escape="\\") for f in fields), c.id.in_(tagged))
+            )
         else:  # project, name, type, parent: equal
             query = query.where(getattr(c, name) == bindparam(name))
-    return query.order_by(c.created.desc(), c.id).limit(bindparam("limit"))
+    query = query.order_by(c.created.desc(), c.id)
+    return query.limit(bindparam("limit")).offset(bindparam("offset"))
 
 
 def _query_keys(filters: tuple[str, ...]) -> tuple[str, ...]:
-    keys = ["limit"]
+    keys = ["limit", "offset"]
     for name in filters:
         keys += {
             "id_prefix": ["id_low", "id_high"],
             "status": ["statuses"],
             "runtime": ["prop_key_0", "prop_value_0"],
+            "text": ["text_like"],
         }.get(name, [name])
     return tuple(keys)
 

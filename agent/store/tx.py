@@ -55,7 +55,9 @@ SQLITE_PRAGMAS = (
 
 
 #: The filters of SqlBackend.query_tasks, in the order a query's name lists them.
-QUERY_FILTERS = ("id_prefix", "project", "name", "status", "tag", "type", "parent", "runtime")
+QUERY_FILTERS = (
+    "id_prefix", "project", "name", "status", "tag", "type", "parent", "runtime", "text",
+)  # fmt: skip
 
 
 def query_name(filters: tuple[str, ...]) -> str:

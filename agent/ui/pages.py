@@ -91,22 +91,16 @@ def tasks_page(
 ) -> Response:
     backend = backend_of(request)
     page = max(1, page)
-    text = q.strip().lower()
-    # The store pages by limit only: read as far as this page (and one more row to know
-    # whether a next page exists); a text filter reads on until the page is full.
-    want = page * PAGE_SIZE + 1
-    limit = want if not text else max(want, 10000)
+    # One page, and one row more to know whether a next page exists.
     found = backend.query_tasks(
         project=project or None, type=type or None, status=status or None, tag=tag or None,
-        limit=limit,
+        text=q.strip() or None, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE + 1,
     )  # fmt: skip
-    if text:
-        found = [task for task in found if views.matches_text(task, text)]
-    rows = found[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    rows = found[:PAGE_SIZE]
     filters = {"project": project, "type": type, "status": status, "tag": tag, "q": q}
     return render(
         request, "tasks.html", nav="tasks", tasks=rows, page=page,
-        has_next=len(found) > page * PAGE_SIZE, filters=filters,
+        has_next=len(found) > PAGE_SIZE, filters=filters,
         projects=backend.list_projects(), types=[t.value for t in TaskTypes],
         statuses=[s.value for s in TaskStatus],
     )  # fmt: skip

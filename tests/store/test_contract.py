@@ -311,6 +311,36 @@ def test_query_tasks_by_id_prefix(backend: Backend, uid: str) -> None:
         backend.query_tasks(id_prefix="x" * 65)
 
 
+def test_query_tasks_pages_with_offset_and_matches_text(backend: Backend, uid: str) -> None:
+    project = f"page-{uid}"
+    made = [make_task(backend, uid, project=project, name=f"n{i}") for i in range(5)]
+    newest_first = [t.id for t in backend.query_tasks(project=project)]
+    assert set(newest_first) == {t.id for t in made}
+
+    def page(offset: int, limit: int = 2, **filters) -> list[str]:
+        found = backend.query_tasks(project=project, offset=offset, limit=limit, **filters)
+        return [t.id for t in found]
+
+    assert page(0) + page(2) + page(4) == newest_first
+    assert page(5) == [] and page(1, limit=3) == newest_first[1:4]
+    tagged = make_task(backend, uid, project=project, name="plain", tags=[f"Gold-{uid}"])
+    commented = make_task(backend, uid, project=project, comment=f"about RESNET_50%{uid}")
+
+    def matching(text: str, **filters) -> set[str]:
+        return {t.id for t in backend.query_tasks(project=project, text=text, **filters)}
+
+    assert matching("N3") == {made[3].id}  # in the name, ASCII case ignored
+    assert matching(f"gold-{uid}") == {tagged.id}  # a tag
+    assert matching(f"resnet_50%{uid}") == {commented.id}  # the comment
+    assert matching("resnet-50") == set() and matching("resnet_5_") == set()  # no wildcards
+    assert matching(made[1].id[4:12]) == {made[1].id}  # part of the id
+    assert matching(f"page-{uid}") == {t.id for t in (*made, tagged, commented)}  # project
+    assert matching("plain", tag=f"Gold-{uid}") == {tagged.id}  # with the other filters
+    assert matching("n3", tag=f"Gold-{uid}") == set()
+    assert len(matching(f"page-{uid}", status="created", offset=1, limit=10)) == 6
+    assert matching(f"page-{uid}", offset=7) == set()
+
+
 def test_create_task_on_a_queue_enqueues_it(backend: Backend, uid: str) -> None:
     queue = f"direct-{uid}"
     low = backend.create_task(Task(name="low", project=f"proj-{uid}"), queue=queue)

@@ -19,38 +19,93 @@ function el(tag, attrs, ...children) {
 }
 
 // -- the DAG ----------------------------------------------------------------------------
+// dagre lays out a DAG of up to this many steps. Past it, dagre takes seconds (its
+// network-simplex ranking, crossing-minimization sweeps and Brandes-Koepf positioning,
+// measured on 1,000 steps by bench/ui.py), so a big DAG gets a plain layered layout:
+// a column per stage (longest path from the roots), rows ordered by the parents' rows.
+const DAGRE_MAX = 300;
+const NODE_SEP = 18, RANK_SEP = 48, MARGIN = 8;
+
+// The layout both ways: {width, height, boxes: Map name -> centre, edges: [{from, to, points}]}.
 function layoutDag(graph) {
+  return graph.nodes.length > DAGRE_MAX ? layeredLayout(graph) : dagreLayout(graph);
+}
+
+function dagreLayout(graph) {
   const g = new dagre.graphlib.Graph();
-  g.setGraph({rankdir: "LR", nodesep: 18, ranksep: 48, marginx: 8, marginy: 8});
+  g.setGraph({rankdir: "LR", nodesep: NODE_SEP, ranksep: RANK_SEP, marginx: MARGIN, marginy: MARGIN});
   g.setDefaultEdgeLabel(() => ({}));
   for (const node of graph.nodes) g.setNode(node.name, {width: NODE_W, height: NODE_H});
   for (const [from, to] of graph.edges) g.setEdge(from, to);
   dagre.layout(g);
-  return g;
+  const boxes = new Map(graph.nodes.map((node) => [node.name, g.node(node.name)]));
+  const edges = g.edges().map((e) => ({from: e.v, to: e.w, points: g.edge(e).points}));
+  return {width: g.graph().width, height: g.graph().height, boxes, edges};
+}
+
+function layeredLayout(graph) {
+  const parents = new Map(graph.nodes.map((node) => [node.name, []]));
+  const edges = graph.edges.filter(([from, to]) => parents.has(from) && parents.has(to));
+  for (const [from, to] of edges) parents.get(to).push(from);
+  const stage = new Map();
+  const stageOf = (name, seen = new Set()) => {  // longest path from a root; a cycle stops
+    if (stage.has(name)) return stage.get(name);
+    seen.add(name);
+    const above = parents.get(name).filter((p) => !seen.has(p)).map((p) => stageOf(p, seen));
+    seen.delete(name);
+    const value = above.length ? Math.max(...above) + 1 : 0;
+    stage.set(name, value);
+    return value;
+  };
+  const columns = [];
+  for (const node of graph.nodes) (columns[stageOf(node.name)] ??= []).push(node.name);
+  const row = new Map();
+  for (const column of columns.filter(Boolean)) {
+    const mean = (name) => {
+      const rows = parents.get(name).filter((p) => row.has(p)).map((p) => row.get(p));
+      return rows.length ? rows.reduce((a, b) => a + b, 0) / rows.length : -1;
+    };
+    const keyed = column.map((name, index) => [mean(name), index, name]);
+    keyed.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    keyed.forEach(([, , name], r) => row.set(name, r));
+  }
+  const tallest = Math.max(...columns.map((c) => (c ? c.length : 0)));
+  const height = 2 * MARGIN + tallest * NODE_H + (tallest - 1) * NODE_SEP;
+  const boxes = new Map();
+  columns.forEach((column, c) => {
+    const top = (height - column.length * NODE_H - (column.length - 1) * NODE_SEP) / 2;
+    for (const name of column) {
+      boxes.set(name, {x: MARGIN + c * (NODE_W + RANK_SEP) + NODE_W / 2,
+        y: top + row.get(name) * (NODE_H + NODE_SEP) + NODE_H / 2});
+    }
+  });
+  const width = 2 * MARGIN + columns.length * NODE_W + (columns.length - 1) * RANK_SEP;
+  return {width, height, boxes, edges: edges.map(([from, to]) => {
+    const a = boxes.get(from), b = boxes.get(to);
+    return {from, to, points: [{x: a.x + NODE_W / 2, y: a.y}, {x: b.x - NODE_W / 2, y: b.y}]};
+  })};
 }
 
 function drawDag(container, graph) {
-  const g = layoutDag(graph);
-  const size = g.graph();
+  const layout = layoutDag(graph);
   container.replaceChildren();
-  container.style.height = `${Math.ceil(size.height)}px`;
-  container.style.width = `${Math.ceil(size.width)}px`;
+  container.style.height = `${Math.ceil(layout.height)}px`;
+  container.style.width = `${Math.ceil(layout.width)}px`;
   const svgNS = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(svgNS, "svg");
-  svg.setAttribute("width", size.width);
-  svg.setAttribute("height", size.height);
+  svg.setAttribute("width", layout.width);
+  svg.setAttribute("height", layout.height);
   svg.setAttribute("class", "edges");
   svg.setAttribute("aria-hidden", "true");
-  for (const e of g.edges()) {
-    const points = g.edge(e).points;
+  for (const edge of layout.edges) {
     const path = document.createElementNS(svgNS, "path");
-    path.setAttribute("d", "M" + points.map((p) => `${p.x},${p.y}`).join(" L"));
-    path.setAttribute("data-edge", `${e.v}->${e.w}`);
+    path.setAttribute("d", "M" + edge.points.map((p) => `${p.x},${p.y}`).join(" L"));
+    path.setAttribute("data-edge", `${edge.from}->${edge.to}`);
     svg.append(path);
   }
   container.append(svg);
   for (const node of graph.nodes) {
-    const box = g.node(node.name);
+    const box = layout.boxes.get(node.name);
     const item = el("a", {class: "node", "data-step": node.name, role: "button", tabindex: "0"},
       el("span", {class: "name"}, node.name),
       el("span", {class: "meta"}, el("span", {class: "label"}), el("span", {class: "took"}),

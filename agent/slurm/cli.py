@@ -40,6 +40,9 @@ from agent.store.base import DEFAULT_LEASE_S
     "--docker", "docker_image", default=None, metavar="IMAGE", help="Jobs run tasks in this image."
 )
 @click.option(
+    "--no-env", is_flag=True, help="Jobs run tasks with the node's Python, building no venv."
+)
+@click.option(
     "--agent-command",
     default=None,
     metavar="CMD",
@@ -85,6 +88,7 @@ def slurm_command(**options: Any) -> int:
         sbatch_args=shlex.split(options["sbatch_args"]),
         partition=options["partition"],
         docker_image=options["docker_image"],
+        no_env=options["no_env"],
         env=env,
     )
     if default is not None:

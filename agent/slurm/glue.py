@@ -48,6 +48,7 @@ class JobSpec:
         partition: ``--partition`` of every job (None: the cluster's default).
         agent_command: how the node runs ``agent`` (a shell command line).
         docker_image: the job's ``agent execute`` runs the task in this image.
+        no_env: the job's ``agent execute`` uses the node's interpreter, building no venv.
         env: the job's store settings (``AGENT_HOME``, ``AGENT_API_URL``...), exported.
     """
 
@@ -57,6 +58,7 @@ class JobSpec:
     partition: str | None = None
     agent_command: str = dataclasses.field(default_factory=default_agent_command)
     docker_image: str | None = None
+    no_env: bool = False
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def script(self, task: Task, queue: str) -> str:
@@ -65,6 +67,8 @@ class JobSpec:
             f"{self.agent_command} execute --id {shlex.quote(task.id)} --adopt "
             "--keep-status-on-signal"
         )
+        if self.no_env:
+            execute += " --no-env"
         if self.docker_image:
             execute += f" --docker {shlex.quote(self.docker_image)}"
         values = {

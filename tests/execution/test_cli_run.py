@@ -29,7 +29,17 @@ TRAIN = (
 )
 
 
-AGENT_EXECUTE = [sys.executable, "-m", "agent.cli.main", "execute", "--id"]
+def start_execute(home: Path, task_id: str, *args: str) -> subprocess.Popen:
+    """``agent execute --id TASK ARGS`` as a child process over ``home``, pipes open."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent.cli.main", "execute", "--id", task_id, *args],
+        env={**env, "AGENT_HOME": str(home)},
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.fixture
@@ -391,15 +401,7 @@ def test_execute_stops_the_task_on_sigint(
     monkeypatch.chdir(tmp_path)
     task_id = run_script("sleepy.py")
     (home / "agent.toml").write_text("[agent]\nkill_grace = 2.0\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
-    proc = subprocess.Popen(
-        [*AGENT_EXECUTE, task_id, "--no-env"],
-        env={**env, "AGENT_HOME": str(home)},
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_execute(home, task_id, "--no-env")
     try:
         task_pid = int(wait_for_file(pid_file, timeout=60))
         proc.send_signal(signal.SIGINT)
@@ -427,15 +429,7 @@ def test_execute_keep_status_on_signal_leaves_the_status_to_the_sender(
     )
     monkeypatch.chdir(tmp_path)
     task_id = run_script("brief.py")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
-    proc = subprocess.Popen(
-        [*AGENT_EXECUTE, task_id, "--no-env", "--keep-status-on-signal"],
-        env={**env, "AGENT_HOME": str(home)},
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_execute(home, task_id, "--no-env", "--keep-status-on-signal")
     try:
         wait_for_file(started, timeout=60)
         proc.send_signal(signal.SIGTERM)

@@ -22,7 +22,7 @@ from agent.core.models import Script, Task
 from agent.slurm.commands import SlurmCommands
 from agent.slurm.glue import JobSpec, MirroredJob, SlurmGlue
 from agent.store.factory import get_backend, reset_backends
-from tests.services import REPO_ROOT
+from tests.services import BASE_IMAGE, REPO_ROOT, docker_image_present, require
 
 pytestmark = pytest.mark.usefixtures("slurm_cluster")
 
@@ -42,6 +42,7 @@ def make_glue(store: Any, tmp_path: Path, **kwargs: Any) -> SlurmGlue:
         no_env=True,
         env={"AGENT_HOME": str(tmp_path / "home")},
         queue_templates=kwargs.pop("queue_templates", {}),
+        docker_image=kwargs.pop("docker_image", None),
     )
     return SlurmGlue(
         store, SlurmCommands(), kwargs.pop("queues", ["slurm"]), spec, "slurm:test", poll_s=0.3,
@@ -85,6 +86,15 @@ def test_a_task_runs_and_completes_as_a_slurm_job(store: Any, tmp_path: Path) ->
     assert any("hello from slurm" in line for line in lines), lines
     job = run_until(glue, lambda: _ended_job(done.runtime["slurm_job_id"]))
     assert job.state == "COMPLETED" and job.node == socket.gethostname().split(".")[0]
+
+
+def test_with_docker_the_job_runs_the_task_in_the_image(store: Any, tmp_path: Path) -> None:
+    require(f"Docker with {BASE_IMAGE}", docker_image_present())
+    task = enqueue(store, "import sys\nprint('python', sys.version.split()[0])\n")
+    done = run_until(make_glue(store, tmp_path, docker_image=BASE_IMAGE), ended(store, task.id))
+    assert done.status == "completed", done.status_message
+    lines = [line.text for line in store.get_logs(task.id)]
+    assert f"container: image {BASE_IMAGE}" in lines, lines
 
 
 def test_a_failing_task_fails_with_its_exit_code(store: Any, tmp_path: Path) -> None:

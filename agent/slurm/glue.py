@@ -154,7 +154,11 @@ class SlurmGlue:
         self.start()
         try:
             while not should_stop():
-                self.loop()
+                try:
+                    self.loop()
+                except Exception as exc:  # the loop's boundary: a store or Slurm hiccup
+                    logger.exception("slurm glue round failed")
+                    self.log(f"round failed ({exc}); retrying")
                 time.sleep(idle_s)
         finally:
             self.store.unregister_worker(self.worker_id)
@@ -163,12 +167,20 @@ class SlurmGlue:
         """One round: heartbeat when due, mirror the jobs when due, claim what fits."""
         now = time.monotonic() if now is None else now
         if now >= self._next_heartbeat:
-            self.store.heartbeat(self.worker_id, {"slurm_jobs": len(self.jobs)}, self.lease_s)
+            self._heartbeat()
             self._next_heartbeat = now + self.lease_s / 3
         if now >= self._next_poll:
             self._next_poll = now + self.poll_s
             self.mirror()
         self.claim_and_submit()
+
+    def _heartbeat(self) -> None:
+        stats = {"slurm_jobs": len(self.jobs)}
+        try:
+            self.store.heartbeat(self.worker_id, stats, self.lease_s)
+        except NotFound:  # forgotten by the store (e.g. unregistered): register again
+            self.store.register_worker(self.worker_id, self.queues, name=self.worker_id)
+            self.store.heartbeat(self.worker_id, stats, self.lease_s)
 
     # -- claims -----------------------------------------------------------
 

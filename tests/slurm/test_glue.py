@@ -166,3 +166,36 @@ def _pending(message: str) -> re.Match[str] | None:
 def _ended_job(job_id: str) -> Any:
     job = SlurmCommands().jobs().get(job_id)
     return job if job is not None and not job.active else None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_job_past_its_time_limit_fails_its_task_with_slurms_reason(
+    store: Any, tmp_path: Path
+) -> None:
+    task = enqueue(store, "import time\ntime.sleep(600)\n")
+    glue = make_glue(store, tmp_path)
+    glue.spec.sbatch_args = [*glue.spec.sbatch_args, "--time=1"]  # a minute: Slurm's least
+    done = run_until(glue, ended(store, task.id), timeout=240)
+    run_until(glue, lambda: not glue.jobs, timeout=60)
+    done = store.get_task(task.id)
+    assert done.status == "failed"
+    assert re.fullmatch(
+        r"slurm job \d+: time limit reached on \S+ \(TIMEOUT\)", done.status_message
+    )
+
+
+def test_a_restarted_glue_mirrors_the_jobs_of_its_tasks_again(store: Any, tmp_path: Path) -> None:
+    task = enqueue(store, "import time\ntime.sleep(120)\n")
+    first = make_glue(store, tmp_path)
+    run_until(first, lambda: "running on" in store.get_task(task.id).status_message)
+    job_id = store.get_task(task.id).runtime["slurm_job_id"]
+    store.unregister_worker(first.worker_id)  # as `agent slurm` does when it stops
+
+    second = make_glue(store, tmp_path)
+    second.start()
+    assert [(m.task_id, m.job_id) for m in second.jobs.values()] == [(task.id, job_id)]
+    abort_task(store, store.get_task(task.id))
+    run_until(second, lambda: _ended_job(job_id))
+    run_until(second, lambda: not second.jobs)
+    assert store.get_task(task.id).status == "stopped"

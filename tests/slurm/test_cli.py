@@ -14,6 +14,8 @@ import pytest
 from agent.core.models import Script, Task
 from agent.slurm.cli import _templates
 from agent.store.factory import get_backend, reset_backends
+from agent.store.http import HttpBackend
+from tests.server.live_server import LiveServer
 from tests.services import REPO_ROOT, agent_env, wait_for
 
 AGENT = [sys.executable, "-m", "agent.cli"]
@@ -50,6 +52,30 @@ def test_agent_slurm_runs_a_queued_task_and_stops_on_sigterm(home: Path, tmp_pat
     assert glue.returncode == 0, err
     assert f"task {task.id}: slurm job" in err and "stopped; its jobs stay in Slurm" in err
     assert not [w for w in store.list_workers() if w.id.startswith("slurm:")]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("slurm_cluster")
+def test_agent_slurm_serves_a_queue_of_an_agent_server(home: Path, tmp_path: Path) -> None:
+    """The job reaches the store through AGENT_API_URL, exported by the batch script."""
+    with LiveServer(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "server") as server:
+        store = HttpBackend(server.url)
+        code = "import os\nprint('via', os.environ['AGENT_API_URL'])\n"
+        task = store.create_task(Task(name="t", project="p", script=Script(code=code)), queue="q")
+        command = [
+            *AGENT, "slurm", "--queue", "q", "--no-env", "--poll", "0.5",
+            "--agent-command", f"env PYTHONPATH={REPO_ROOT} {sys.executable} -m agent.cli",
+            "--sbatch-args", f"--chdir={tmp_path} --export=NONE",
+        ]  # fmt: skip
+        env = agent_env(tmp_path / "glue-home", AGENT_API_URL=server.url)
+        glue = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            done = wait_for(lambda: _ended(store, task.id), timeout=60, what="the task's end")
+        finally:
+            glue.send_signal(signal.SIGTERM)
+            _, err = glue.communicate(timeout=30)
+        assert done.status == "completed", f"{done.status_message}\n{err}"
+        assert any(f"via {server.url}" in line.text for line in store.get_logs(task.id))
 
 
 def test_a_template_without_agent_execute_is_refused(home: Path, tmp_path: Path) -> None:

@@ -5,10 +5,14 @@
 # S3 needs nothing here: the tests start moto's server themselves. Debian's Chromium is
 # installed for the web UI's browser tests (Playwright drives it; it downloads no browser).
 #
+# Slurm: a single-node cluster on localhost (munged, slurmctld, slurmd from Debian's slurm-wlm),
+# for `agent slurm`'s tests; `bash .ci/services.sh start_slurm` starts only that.
+#
 # Idempotent: every step checks first and only does what is missing, so a rerun takes seconds.
 # Needs root (or sudo). Environment knobs:
 #   SKIP_POSTGRES=1 / SKIP_DOCKER=1      leave that service alone
 #   SKIP_CHROMIUM=1                      do not install Chromium (the UI's browser tests)
+#   SKIP_SLURM=1                         do not install or start Slurm (the Slurm glue's tests)
 #   PG_CLUSTER=main, PG_PORT=5432        the Debian cluster to start (or create) and its port
 #   PIPELINE_AGENT_CACHE=DIR             where the base rootfs tarball is cached
 #                                        (default /var/cache/pipeline-agent)
@@ -280,6 +284,93 @@ setup_chromium() {
     fi
 }
 
+# --------------------------------------------------------------------- Slurm
+
+SLURM_CONF=/etc/slurm/slurm.conf
+SLURM_STATE=/var/lib/pipeline-agent/slurm
+
+slurm_answers() { scontrol ping 2>/dev/null | grep -q 'UP'; }
+slurm_node_up() { sinfo -h -N -o '%T' 2>/dev/null | grep -Eq '^(idle|mixed|allocated)'; }
+
+write_slurm_conf() {
+    # One node, this host, all its CPUs; no accounting database (so no sacct: a finished
+    # job's state comes from `scontrol show job` for MinJobAge seconds, then from the
+    # jobcomp/filetxt log).
+    local host cpus
+    host="$(hostname -s)"
+    cpus="$(nproc)"
+    ${SUDO} mkdir -p /etc/slurm "${SLURM_STATE}/ctld" "${SLURM_STATE}/d"
+    ${SUDO} tee "${SLURM_CONF}" >/dev/null <<EOF
+# Written by .ci/services.sh (start_slurm): a single-node test cluster.
+ClusterName=pipeline-agent
+SlurmctldHost=${host}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SchedulerType=sched/backfill
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/filetxt
+JobCompLoc=${SLURM_STATE}/jobcomp.log
+StateSaveLocation=${SLURM_STATE}/ctld
+SlurmdSpoolDir=${SLURM_STATE}/d
+SlurmctldPidFile=/run/slurmctld.pid
+SlurmdPidFile=/run/slurmd.pid
+SlurmctldLogFile=/var/log/slurmctld.log
+SlurmdLogFile=/var/log/slurmd.log
+ReturnToService=2
+MinJobAge=300
+KillWait=5
+SchedulerParameters=sched_interval=1
+NodeName=${host} CPUs=${cpus} State=UNKNOWN
+PartitionName=debug Nodes=${host} Default=YES MaxTime=INFINITE State=UP
+EOF
+}
+
+start_munged() {
+    if pgrep -u munge -x munged >/dev/null 2>&1; then
+        say "munged already running"
+        return
+    fi
+    if [ ! -s /etc/munge/munge.key ]; then
+        say "making a munge key (mungekey -c)"
+        ${SUDO} mungekey -c -f -k /etc/munge/munge.key
+    fi
+    ${SUDO} chown munge:munge /etc/munge/munge.key
+    ${SUDO} chmod 0400 /etc/munge/munge.key
+    ${SUDO} mkdir -p /run/munge /var/log/munge /var/lib/munge
+    ${SUDO} chown munge:munge /run/munge /var/log/munge /var/lib/munge
+    say "starting munged"
+    ${SUDO} runuser -u munge -- /usr/sbin/munged
+    wait_for 15 "munged" munge -n \
+        || die "munged did not start; see /var/log/munge/munged.log"
+}
+
+start_slurm() {
+    say "== Slurm (single node on localhost) =="
+    if ! command -v slurmctld >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; then
+        apt_install slurm-wlm munge
+    fi
+    if [ ! -f "${SLURM_CONF}" ] || ! grep -q 'start_slurm' "${SLURM_CONF}"; then
+        write_slurm_conf
+    fi
+    start_munged
+    if ! pgrep -x slurmctld >/dev/null 2>&1; then
+        say "starting slurmctld (log: /var/log/slurmctld.log)"
+        ${SUDO} /usr/sbin/slurmctld
+    fi
+    wait_for 30 "slurmctld" slurm_answers || die "slurmctld did not answer; see /var/log/slurmctld.log"
+    if ! pgrep -x slurmd >/dev/null 2>&1; then
+        say "starting slurmd (log: /var/log/slurmd.log)"
+        ${SUDO} /usr/sbin/slurmd
+    fi
+    wait_for 30 "slurmd (node $(hostname -s))" slurm_node_up \
+        || die "the node did not come up; see /var/log/slurmd.log and \`sinfo -N\`"
+}
+
 main() {
     local started=${SECONDS}
     if [ "${SKIP_POSTGRES:-0}" != 1 ]; then setup_postgres; fi
@@ -287,8 +378,13 @@ main() {
     setup_systemd_analyze
     if [ "${SKIP_DOCKER:-0}" != 1 ]; then setup_compose_cli; fi
     if [ "${SKIP_CHROMIUM:-0}" != 1 ]; then setup_chromium; fi
+    if [ "${SKIP_SLURM:-0}" != 1 ]; then start_slurm; fi
     say "S3: nothing to start (tests run moto's server themselves)"
     say "done in $((SECONDS - started))s"
 }
 
-main "$@"
+if [ "${1:-}" = start_slurm ]; then
+    start_slurm
+else
+    main "$@"
+fi

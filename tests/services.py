@@ -184,3 +184,37 @@ def agent_env(home: Path, **extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env.update(extra)
     return env
+
+
+# --------------------------------------------------------------------- Slurm
+
+
+def slurm_available() -> bool:
+    """True when slurmctld answers and its node is up (``.ci/services.sh start_slurm``)."""
+    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
+        return False
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=10)
+        nodes = subprocess.run(
+            ["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    up = {"idle", "mixed", "allocated"}
+    return "UP" in ping.stdout and any(s.strip() in up for s in nodes.stdout.splitlines())
+
+
+def start_slurm() -> bool:
+    """Start the single-node cluster with ``.ci/services.sh start_slurm`` where Slurm is
+    installed and we are root (or under CI, which installs it); True when it is up."""
+    if slurm_available():
+        return True
+    installed = shutil.which("slurmctld") is not None or in_ci()
+    if os.geteuid() == 0 and installed:
+        subprocess.run(
+            ["bash", str(REPO_ROOT / ".ci" / "services.sh"), "start_slurm"],
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+    return slurm_available()

@@ -39,6 +39,9 @@ PLUGIN_COMMANDS: dict[str, LazyCommand] = {
     "run": LazyCommand(
         "agent.execution.cli:run_command", "Make a task from a local script and enqueue it."
     ),
+    "slurm": LazyCommand(
+        "agent.slurm.cli:slurm_command", "Run queued tasks as Slurm batch jobs (the glue)."
+    ),
     "ui": LazyCommand("agent.ui.cli:ui_command", "Serve the web UI over this store."),
 }
 

@@ -152,8 +152,28 @@ def run_command(
     is_flag=True,
     help="Also run a task that is already in progress (one a daemon claimed and hands over).",
 )
+@click.option(
+    "--docker",
+    "docker_image",
+    default=None,
+    metavar="IMAGE",
+    help="Run the task in Docker: its own image, else IMAGE.",
+)
+@click.option(
+    "--keep-status-on-signal",
+    is_flag=True,
+    help="On SIGINT/SIGTERM leave the task's status alone: whoever sent the signal records "
+    "why (the Slurm glue reads a time limit or a cancel from Slurm).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final status line, not the log.")
-def execute_command(task_ref: str, no_env: bool, adopt: bool, quiet: bool) -> int:
+def execute_command(
+    task_ref: str,
+    no_env: bool,
+    adopt: bool,
+    docker_image: str | None,
+    keep_status_on_signal: bool,
+    quiet: bool,
+) -> int:
     """Run one task here and now: its code, its environment, its process.
 
     A created or queued task is claimed (taken off its queue) and run to its end;
@@ -171,16 +191,39 @@ def execute_command(task_ref: str, no_env: bool, adopt: bool, quiet: bool) -> in
     task = find_task(backend, task_ref)
     if task.status not in _RUNNABLE and not (adopt and task.status == "in_progress"):
         raise Conflict(_not_runnable(task.id, task.status))
-    from agent.execution.runner import execute_task
-
-    watch = TaskWatch(backend, task.id, emit=None if quiet else _echo_log_line)
-    status = watch.run(lambda: execute_task(backend, task.id, no_env=no_env, adopt=adopt))
+    watch = TaskWatch(
+        backend,
+        task.id,
+        emit=None if quiet else _echo_log_line,
+        stop_on_signal=not keep_status_on_signal,
+    )
+    status = watch.run(_run_here(backend, task.id, no_env, adopt, docker_image))
     final = backend.get_task(task.id)
     why = f": {final.status_message}" if final.status_message else ""
     _err(f"task {task.id} {status.value}{why}")
     if status is TaskStatus.completed:
         return 0
     return EXIT_INTERRUPTED if watch.signals else 1
+
+
+def _run_here(
+    backend: Backend, task_id: str, no_env: bool, adopt: bool, docker_image: str | None
+) -> Callable[[], TaskStatus]:
+    """What runs the task: the runner of ``execute_task``, or one over Docker."""
+    if docker_image is None:
+        from agent.execution.runner import execute_task
+
+        return lambda: execute_task(backend, task_id, no_env=no_env, adopt=adopt)
+    from agent.daemon.runners import RunnerSpec
+    from agent.execution.runner import IN_PROGRESS
+
+    spec = RunnerSpec(worker_id="", docker_image=docker_image, warm_start=False)
+
+    def run() -> TaskStatus:
+        adopting = adopt and backend.get_task(task_id).status == IN_PROGRESS
+        return spec().run(task_id, claim=not adopting)
+
+    return run
 
 
 def _not_runnable(task_id: str, status: str) -> str:
@@ -207,6 +250,8 @@ class TaskWatch:
         task_id: the task being run.
         emit: prints one log line; None prints nothing.
         interval: seconds between log reads.
+        stop_on_signal: the first signal marks the task stopped; False leaves its status
+            to the signal's sender (the task's processes got the signal too).
     """
 
     def __init__(
@@ -215,8 +260,10 @@ class TaskWatch:
         task_id: str,
         emit: Callable[[str], None] | None,
         interval: float = LOG_POLL_S,
+        stop_on_signal: bool = True,
     ):
         self.backend = backend
+        self.stop_on_signal = stop_on_signal
         self.task_id = task_id
         self.emit = emit
         self.interval = interval
@@ -254,6 +301,9 @@ class TaskWatch:
     def _act_on_signals(self) -> None:
         if self.signals and not self._stop_sent:
             self._stop_sent = True
+            if not self.stop_on_signal:
+                _err("interrupted: the task's status is left to the signal's sender")
+                return
             _err("interrupted: stopping the task (again to leave at once)")
             try:
                 self.backend.set_status(

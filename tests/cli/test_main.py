@@ -21,7 +21,7 @@ from agent.core.errors import Conflict
 BUILTIN = [
     "abort", "clone", "datasets", "enqueue", "logs", "models", "queues", "show", "tasks", "workers",
 ]  # fmt: skip
-PLUGINS = ["build", "daemon", "execute", "run", "server", "ui"]
+PLUGINS = ["build", "daemon", "execute", "run", "server", "slurm", "ui"]
 
 
 def test_help_lists_every_command(invoke):
@@ -44,6 +44,7 @@ def test_plugin_table_names_the_agreed_targets():
         "execute": "agent.execution.cli:execute_command",
         "build": "agent.execution.cli:build_command",
         "run": "agent.execution.cli:run_command",
+        "slurm": "agent.slurm.cli:slurm_command",
         "ui": "agent.ui.cli:ui_command",
     }
 

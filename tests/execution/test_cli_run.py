@@ -29,6 +29,19 @@ TRAIN = (
 )
 
 
+def start_execute(home: Path, task_id: str, *args: str) -> subprocess.Popen:
+    """``agent execute --id TASK ARGS`` as a child process over ``home``, pipes open."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent.cli.main", "execute", "--id", task_id, *args],
+        env={**env, "AGENT_HOME": str(home)},
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """AGENT_HOME in a temp dir, no server, fresh backends."""
@@ -388,15 +401,7 @@ def test_execute_stops_the_task_on_sigint(
     monkeypatch.chdir(tmp_path)
     task_id = run_script("sleepy.py")
     (home / "agent.toml").write_text("[agent]\nkill_grace = 2.0\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli.main", "execute", "--id", task_id, "--no-env"],
-        env={**env, "AGENT_HOME": str(home)},
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_execute(home, task_id, "--no-env")
     try:
         task_pid = int(wait_for_file(pid_file, timeout=60))
         proc.send_signal(signal.SIGINT)
@@ -409,6 +414,32 @@ def test_execute_stops_the_task_on_sigint(
     assert wait_gone([task_pid]) == []
     task = get_backend().get_task(task_id)
     assert (task.status, task.status_message) == ("stopped", "interrupted at `agent execute`")
+
+
+def test_execute_keep_status_on_signal_leaves_the_status_to_the_sender(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under Slurm the signal reaches the task's processes too, and the glue reads why it
+    came from Slurm: execute records nothing itself. Here only execute gets the signal, so
+    the task runs on to its end."""
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    started = tmp_path / "started"
+    (tmp_path / "brief.py").write_text(
+        f"import time\nopen({str(started)!r}, 'w').write('1\\n')\ntime.sleep(2)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    task_id = run_script("brief.py")
+    proc = start_execute(home, task_id, "--no-env", "--keep-status-on-signal")
+    try:
+        wait_for_file(started, timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+
+    assert "the task's status is left to the signal's sender" in stderr
+    assert get_backend().get_task(task_id).status == "completed"
+    assert proc.returncode == 0
 
 
 # -- agent build ------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""The Slurm glue: tasks from queues run as Slurm batch jobs (``agent slurm``)."""

@@ -9,9 +9,7 @@ import click
 
 from agent.cli.lookup import current_backend
 from agent.cli.render import echo_json, format_age, make_console, short_id
-
-#: A heartbeat older than this many seconds is shown as stale (the default claim lease).
-STALE_AFTER_S = 60.0
+from agent.store.serving import is_live
 
 
 @click.command("queues")
@@ -75,7 +73,7 @@ def workers_command(as_json: bool) -> None:
         table.add_column(header)
     now = time.time()
     for worker in workers:
-        stale = now - worker.last_heartbeat > STALE_AFTER_S
+        stale = not is_live(worker, now)  # the rule that says whether a queue is served
         table.add_row(
             worker.id,
             ", ".join(worker.queues),

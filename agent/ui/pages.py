@@ -125,7 +125,7 @@ def task_page(request: Request, task_id: str, tab: str = "info", fragment: int =
         request, "task_fragment.html" if fragment else "task.html",
         nav="pipelines" if task.type == "controller" else "tasks",
         task=task, tab=tab, tabs=TABS, panel=bool(fragment),
-        live=task.status in LIVE, dag=views.dag_graph(task) is not None,
+        live=task.status in LIVE, dag=views.has_dag(task),
         args=views.visible_args(task), sections=views.sorted_hyperparams(task),
         duration=views.duration(task), queues=backend.list_queues(),
         default_queue=views.default_queue(task), **context,
@@ -146,10 +146,10 @@ def console_fragment(request: Request, task_id: str, after: int = 0, panel: int 
 
 @router.get("/tasks/{task_id}/dag.json")
 def dag_json(request: Request, task_id: str) -> JSONResponse:
-    graph = views.dag_graph(backend_of(request).get_task(task_id))
-    if graph is None:
+    task = backend_of(request).get_task(task_id)
+    if not views.has_dag(task):
         return JSONResponse({"error": f"task {task_id} reported no pipeline DAG"}, 404)
-    return JSONResponse(graph)
+    return JSONResponse(views.dag_graph(task) or {"nodes": [], "edges": []})
 
 
 @router.get("/tasks/{task_id}/dag-status.json")

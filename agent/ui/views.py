@@ -147,6 +147,12 @@ def dag_graph(task: Task, now: float | None = None) -> dict[str, Any] | None:
     return {"nodes": [_node_view(node, now) for node in nodes], "edges": edges}
 
 
+def has_dag(task: Task) -> bool:
+    """Whether the task's page shows a DAG: it reported one, or it is a pipeline run
+    (a controller) whose steps are still to come; its page draws them as they appear."""
+    return task.type == "controller" or pipeline_dag(task) is not None
+
+
 def dag_status(task: Task, now: float | None = None) -> dict[str, Any]:
     """The cheap live part: the run's status and each step's status, duration, task id."""
     graph = dag_graph(task, now) or {"nodes": []}

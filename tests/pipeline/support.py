@@ -100,11 +100,12 @@ def artifact_value(store: Backend, task_id: str, name: str) -> Any:
 
 class Daemon:
     """``agent daemon ARGS`` on the bare node (see :mod:`tests.bare_node`), its output in a
-    log file."""
+    log file; ``env`` is added to its environment (``AGENT_API_URL`` of a server)."""
 
-    def __init__(self, home: Path, *args: str):
+    def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None):
         self.home = home
         self.args = list(args)
+        self.env = dict(env or {})
         self.log_path = home / f"daemon-{'-'.join(a.strip('-') for a in args)}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -114,7 +115,7 @@ class Daemon:
                 [str(bare_python()), "-m", "agent.cli.main", "daemon", *self.args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=node_env(self.home),
+                env=node_env(self.home, **self.env),
                 cwd=self.home,
                 start_new_session=True,
             )

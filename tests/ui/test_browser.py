@@ -96,6 +96,22 @@ def test_dag_nodes_follow_step_statuses_live(live_ui, store, page):
     snap(page, "pipeline-dag")
 
 
+def test_a_queued_run_draws_its_dag_once_its_controller_reports_it(live_ui, store, page):
+    run = make_pipeline_run(store, f"b-{uuid.uuid4().hex[:8]}")  # no DAG yet
+    store.enqueue(run.id, "services")
+    page.goto(f"{live_ui.url}/tasks/{run.id}")
+    page.wait_for_selector("#dag >> text=No steps reported yet.")
+    store.claim(["services"], "browser-services-worker")
+    nodes = [
+        step("step_one", "in_progress", started=1.0),
+        step("step_two", "pending", ["step_one"]),
+    ]
+    store.merge_runtime(run.id, {"pipeline": {"nodes": nodes, "edges": []}})
+    page.wait_for_selector('[data-step="step_two"][data-status="pending"]', timeout=LIVE_MS)
+    page.wait_for_selector('#task-status [data-status="in_progress"]', timeout=LIVE_MS)
+    assert page.locator("#dag .node").count() == 2
+
+
 def test_a_dag_node_opens_its_step_in_the_side_panel(live_ui, store, page):
     child = store.create_task(
         Task(name="step_two", project="browser", hyperparams={"Args": {"depth": 4}})

@@ -185,6 +185,9 @@ def test_dag_json_and_its_live_status(live_ui, store):
     assert status["steps"]["step_two"]["duration"] == "1.5s"
     plain = store.create_task(Task(name="not-a-pipeline", project=project_name()))
     assert requests.get(f"{live_ui.url}/tasks/{plain.id}/dag.json").status_code == 404
+    queued = make_pipeline_run(store, project_name())  # its controller reported no DAG yet
+    assert get(live_ui, f"/tasks/{queued.id}/dag.json").json() == {"nodes": [], "edges": []}
+    assert 'id="dag"' in get(live_ui, f"/tasks/{queued.id}").text
 
 
 def test_new_run_clones_with_the_edited_args_and_enqueues_it(live_ui, store, browser_session):

@@ -87,6 +87,10 @@ function layeredLayout(graph) {
 }
 
 function drawDag(container, graph) {
+  if (!graph.nodes.length) {  // a queued run: its steps show once the controller reports them
+    container.replaceChildren(el("p", {class: "empty"}, "No steps reported yet."));
+    return;
+  }
   const layout = layoutDag(graph);
   container.replaceChildren();
   container.style.height = `${Math.ceil(layout.height)}px`;

@@ -186,7 +186,9 @@ def logs_command(
 
 
 def _see_source(task: Task) -> str:
-    source = task.runtime.get("cached_from")
+    from agent.pipeline.cache import CACHED_FROM
+
+    source = task.runtime.get(CACHED_FROM)
     return f" (its log: agent logs {source})" if isinstance(source, str) and source else ""
 
 

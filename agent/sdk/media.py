@@ -29,10 +29,11 @@ PLOT_IMAGE = "plot_image"
 KINDS = (DEBUG_SAMPLE, PLOT_IMAGE)
 
 
-def is_media(figure: dict[str, Any]) -> bool:
-    """Whether a stored plot record is a media sample, not a plotly figure."""
+def kind_of(figure: dict[str, Any]) -> str | None:
+    """A stored plot record's media kind (one of :data:`KINDS`), None for a plotly figure."""
     media = figure.get("media")
-    return isinstance(media, dict) and media.get("kind") in KINDS
+    kind = media.get("kind") if isinstance(media, dict) else None
+    return kind if kind in KINDS else None
 
 
 def image_bytes(image: Any) -> bytes:

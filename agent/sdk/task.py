@@ -750,7 +750,7 @@ class Task(ParametersMixin, ArtifactsMixin, LifecycleMixin):
         return [
             p
             for p in self._backend.get_plots(self.id)
-            if p["figure"].get("media", {}).get("kind") != media.DEBUG_SAMPLE
+            if media.kind_of(p["figure"]) != media.DEBUG_SAMPLE
         ]
 
     def get_debug_samples(
@@ -774,8 +774,7 @@ class Task(ParametersMixin, ArtifactsMixin, LifecycleMixin):
                 **p["figure"]["media"],
             }
             for p in self._backend.get_plots(self.id)
-            if media.is_media(p["figure"])
-            and p["figure"]["media"]["kind"] == media.DEBUG_SAMPLE
+            if media.kind_of(p["figure"]) == media.DEBUG_SAMPLE
             and (title is None or p["title"] == title)
             and (series is None or p["series"] == series)
         ]

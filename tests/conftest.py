@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 _REAL_HOME = Path(os.path.expanduser("~"))
 _SUITE_HOME = Path(tempfile.mkdtemp(prefix="agent-suite-home-"))
@@ -59,3 +62,15 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     if _stamp(_REAL_AGENT_HOME) != _REAL_AGENT_HOME_BEFORE:
         print(f"\nERROR: the test run wrote to the real {_REAL_AGENT_HOME}")
         session.exitstatus = 1
+
+
+@pytest.fixture(scope="module")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this module (fails under CI=true when missing)."""
+    from tests.services import drop_pg_database, fresh_pg_database, postgres_url, require
+
+    base = postgres_url()
+    require("PostgreSQL", base is not None)
+    url = fresh_pg_database(base)
+    yield url
+    drop_pg_database(url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -71,6 +72,23 @@ def run_script(
     )
     assert proc.returncode == 0, f"{script.name} ({mode}) failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
+
+
+def launch_remote(script: Path, env: dict[str, str], *args: str) -> str:
+    """Run a pipeline script in remote mode (it enqueues its controller and exits); the id
+    of the controller task it printed."""
+    proc = subprocess.run(
+        [sys.executable, str(script), *args],
+        cwd=script.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    match = re.search(r"as task ([0-9a-f]{32})", proc.stdout)
+    assert match, proc.stdout
+    return match.group(1)
 
 
 def pipeline_tasks(store: Backend, name: str | None = None) -> list[Task]:

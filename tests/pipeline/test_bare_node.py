@@ -7,9 +7,7 @@ builds each step's venv from them."""
 from __future__ import annotations
 
 import importlib.metadata
-import re
 import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -19,6 +17,7 @@ from tests.pipeline.support import (
     REPO_ROOT,
     agent_env,
     artifact_value,
+    launch_remote,
     make_repo,
     steps_of,
     wait_finished,
@@ -29,18 +28,7 @@ pytestmark = pytest.mark.slow
 
 
 def _launch(remote, script, *args: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, str(script), *args],
-        cwd=script.parent,
-        env=agent_env(remote.home),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    match = re.search(r"as task ([0-9a-f]{32})", proc.stdout)
-    assert match, proc.stdout
-    return match.group(1)
+    return launch_remote(script, agent_env(remote.home), *args)
 
 
 def test_the_daemons_run_on_a_bare_node(remote):

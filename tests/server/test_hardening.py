@@ -31,17 +31,6 @@ def server(request, tmp_path_factory: pytest.TempPathFactory):
         yield live
 
 
-@pytest.fixture(scope="module")
-def pg_database():
-    from tests.services import drop_pg_database, fresh_pg_database, postgres_url, require
-
-    base = postgres_url()
-    require("PostgreSQL", base is not None)
-    url = fresh_pg_database(base)
-    yield url
-    drop_pg_database(url)
-
-
 def _post_raw(server: LiveServer, path: str, text: str) -> requests.Response:
     """POST a body as it is (``requests`` refuses to encode a NaN itself)."""
     headers = {"Content-Type": "application/json"}

@@ -20,7 +20,6 @@ import pytest
 from agent.store.base import Backend
 from agent.store.factory import backend_for_url
 from tests.server.live_server import LiveServer
-from tests.services import drop_pg_database, fresh_pg_database, postgres_url, require
 
 KINDS = ("sqlite", "postgres", "http-sqlite", "http-postgres")
 
@@ -40,16 +39,6 @@ class StoreTarget:
 
     def open(self) -> Backend:
         return backend_for_url(self.url, token=self.token)
-
-
-@pytest.fixture(scope="module")
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this module (fails under CI=true when missing)."""
-    base = postgres_url()
-    require("PostgreSQL", base is not None)
-    url = fresh_pg_database(base)
-    yield url
-    drop_pg_database(url)
 
 
 @pytest.fixture(scope="module", params=KINDS)

@@ -10,7 +10,6 @@ Screenshots of each page land in ``tests/ui/screenshots/e2e-*.png`` (not committ
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import pytest
 import requests
 
 from agent.store.http import HttpBackend
-from tests.pipeline.support import Daemon, agent_env, wait_finished, wait_for
+from tests.pipeline.support import Daemon, agent_env, launch_remote, wait_finished, wait_for
 from tests.server.live_server import LiveServer
 from tests.services import REPO_ROOT
 from tests.ui.test_browser import browser, snap  # noqa: F401 - the browser fixture
@@ -98,19 +97,7 @@ def page(browser):  # noqa: F811 - the imported fixture
 
 
 def launch_iris(fleet: Fleet) -> str:
-    script = REPO_ROOT / "examples" / "iris_pipeline.py"
-    proc = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=script.parent,
-        env=fleet.env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    match = re.search(r"as task ([0-9a-f]{32})", proc.stdout)
-    assert match, proc.stdout
-    return match.group(1)
+    return launch_remote(REPO_ROOT / "examples" / "iris_pipeline.py", fleet.env())
 
 
 def enqueue_sleeper(fleet: Fleet, workdir: Path) -> tuple[str, Path]:

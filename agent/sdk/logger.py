@@ -55,6 +55,7 @@ class Logger:
         self.task_id = task_id
         self._backend = backend
         self._file_store = file_store
+        self._samples_store: FileStore | None = None  # made on the first sample, then kept
         self._interval = flush_interval
         self._lock = threading.Lock()  # guards the buffers
         self._send_lock = threading.Lock()  # one send at a time keeps report order
@@ -343,7 +344,10 @@ class Logger:
         extension: str | None,
         kind: str = media.DEBUG_SAMPLE,
     ) -> None:
-        store = self._file_store() if self._file_store is not None else _default_store()
+        store = self._samples_store
+        if store is None:  # an S3 store builds a client: once per logger, not per sample
+            store = self._file_store() if self._file_store is not None else _default_store()
+            self._samples_store = store
         record = media.store_sample(
             store, str(title), kind=kind, local_path=local_path, data=data, url=url,
             file_extension=extension,

@@ -124,15 +124,18 @@ class _AgentAPI(FastAPI):
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
-            document_errors(super().openapi())
+            spec = super().openapi()
+            document_errors(spec)
+            document_links(spec)
         return self.openapi_schema
 
 
 def document_errors(spec: dict[str, Any]) -> None:
     """Give every operation of ``spec`` its error answers, with the body they all have
     (:class:`~agent.server.errors.ErrorBody`, FastAPI's 422 included): those it names
-    (404, 409), 401 (all but the health check), 400 and 413 where it takes a body, 422
-    where it takes a body or parameters."""
+    (404, 409), 401 (all but the health check), 413 where it takes a body, 422 where it
+    takes a body or parameters, and 400 everywhere: the HTTP layer answers it, in plain text,
+    to a request line it cannot parse (a URL over 64 KiB) on any path."""
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     for fastapi_default in ("HTTPValidationError", "ValidationError"):
         schemas.pop(fastapi_default, None)
@@ -140,23 +143,40 @@ def document_errors(spec: dict[str, Any]) -> None:
     schemas.update(error_schema.pop("$defs", {}))
     schemas["ErrorBody"] = error_schema
     content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    unparsed = {**content, "text/plain": {"schema": {"type": "string"}}}
     for path, operations in spec.get("paths", {}).items():
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             codes = {
                 int(code) for code in responses if code.isdigit() and int(code) in ERROR_RESPONSES
             }
+            codes.add(400)
             if path != HEALTH_PATH:
                 codes.add(401)
             if "requestBody" in operation:
-                codes |= {400, 413, 422}
+                codes |= {413, 422}
             if operation.get("parameters"):
                 codes.add(422)
             for code in sorted(codes):
                 answer = responses.setdefault(str(code), {})
                 if code == 422 or "description" not in answer:
                     answer["description"] = ERROR_RESPONSES[code]["description"]
-                answer["content"] = content
+                answer["content"] = unparsed if code == 400 else content
+
+
+def document_links(spec: dict[str, Any]) -> None:
+    """OpenAPI links from a worker's registration to its heartbeats and its unregistering,
+    on the id the server answered: clients and fuzzers (schemathesis' stateful phase) then
+    chain a worker's calls on it."""
+    paths = spec.get("paths", {})
+    answer = paths["/api/v1/workers"]["post"]["responses"]["200"]
+    answer["links"] = {
+        name: {
+            "operationRef": f"#/paths/~1api~1v1~1workers~1{name}/post",
+            "requestBody": {"worker_id": "$response.body#/id"},
+        }
+        for name in ("heartbeat", "unregister")
+    }
 
 
 def _version() -> str:

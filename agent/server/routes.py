@@ -12,6 +12,7 @@ import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import StringConstraints
 
 from agent.core.errors import InvalidInput
 from agent.core.models import (
@@ -29,12 +30,17 @@ from agent.store.sql import SqlBackend
 
 TaskId = Annotated[str, Path(min_length=1, max_length=64)]
 QueueName = Annotated[str, Query(min_length=1, max_length=255)]
+NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
 #: The error answers an endpoint may give, by status (their body is ``ErrorBody``, see
 #: :func:`agent.server.app.document_errors`). 401, and 400/413/422 for endpoints that
 #: take a body or parameters, are added to every endpoint; the others it names itself.
 ERROR_RESPONSES: dict[int, dict[str, Any]] = {
-    400: {"description": "The body is not JSON the server can read"},
+    400: {
+        "description": "The request cannot be read: a body that is not JSON (an ErrorBody), "
+        "or a request line the HTTP layer refuses before the API sees it, such as a URL "
+        "over 64 KiB (uvicorn's plain-text answer)"
+    },
     401: {"description": "Missing or wrong API token (on a server started with one)"},
     404: {"description": "No such task, model, queue or worker"},
     409: {
@@ -299,7 +305,7 @@ def _model_routes(router: APIRouter, backend: SqlBackend) -> None:
         project: Annotated[str | None, Query(max_length=255)] = None,
         name: Annotated[str | None, Query(max_length=255)] = None,
         task: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
-        ids: Annotated[list[str] | None, Query(max_length=1000)] = None,
+        ids: Annotated[list[NonEmpty] | None, Query(max_length=1000)] = None,
         sha256: Annotated[str | None, Query(max_length=64)] = None,
         only_published: bool = False,
         include_archived: bool = False,

@@ -178,3 +178,16 @@ def test_a_single_valued_query_parameter_given_twice_is_refused(server):
 def test_a_file_key_with_a_line_break_is_refused_not_lost(server):
     answer = requests.put(f"{server.url}{API}/files/a%0Ab", data=b"x", timeout=10)
     assert answer.status_code == 422 and "control character" in answer.json()["error"]["message"]
+
+
+def test_a_url_too_long_to_parse_gets_the_400_the_schema_documents(server):
+    """The HTTP layer refuses a request line over 64 KiB itself (plain text); the schema
+    says so on every operation, and the server keeps serving."""
+    answer = requests.get(f"{server.url}{API}/models?name={'a' * 70_000}", timeout=10)
+    assert answer.status_code == 400
+    assert answer.headers["content-type"].startswith("text/plain")
+    spec = requests.get(f"{server.url}/openapi.json", timeout=10).json()
+    for operations in spec["paths"].values():
+        for operation in operations.values():
+            assert "text/plain" in operation["responses"]["400"]["content"]
+    assert requests.get(f"{server.url}{API}/health", timeout=10).status_code == 200

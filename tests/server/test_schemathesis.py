@@ -4,17 +4,20 @@ Schemathesis generates valid and invalid requests for every operation (a bounded
 number each) and runs every check it has on each answer: no 5xx, only documented
 status codes, content types and headers, answers that match their schema, invalid
 input refused (4xx), valid input not refused with a 422.
-``schemathesis run URL/openapi.json --checks all`` runs the same, with more examples.
+``schemathesis run URL/openapi.json --checks all``, run from the repository (it reads
+./schemathesis.toml), runs the same with more examples.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis import checks
+from schemathesis.config import SchemathesisConfig
 
 from agent.server.schemas import MAX_CLAIM_TIMEOUT_S
 from tests.server.live_server import LiveServer
@@ -73,3 +76,17 @@ def test_the_server_does_what_its_schema_says(case, live_server: LiveServer) -> 
         if valid and 0 <= timeout <= MAX_CLAIM_TIMEOUT_S:
             case.body["timeout"] = min(timeout, CLAIM_WAIT_CAP_S)
     case.call_and_validate(base_url=live_server.url, checks=ALL_CHECKS, timeout=30)
+
+
+def test_the_cli_config_waits_out_the_claims_long_poll(api_schema) -> None:
+    """``schemathesis run --checks all`` from the repository reads ./schemathesis.toml: the
+    claim's longest long poll fits in its request timeout and response time limit (the
+    default 10 s of both does not)."""
+    path = Path(__file__).resolve().parents[2] / "schemathesis.toml"
+    project = SchemathesisConfig.from_path(path).projects.get_default()
+    claim = api_schema["/api/v1/queues/claim"]["POST"]
+    assert project.request_timeout_for(operation=claim) > MAX_CLAIM_TIMEOUT_S
+    limit = project.operations.get_for_operation(claim).checks.max_response_time.limit
+    assert limit > MAX_CLAIM_TIMEOUT_S
+    other = api_schema["/api/v1/queues"]["GET"]
+    assert project.request_timeout_for(operation=other) is None  # the default elsewhere

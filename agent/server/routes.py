@@ -193,6 +193,14 @@ def _worker_routes(router: APIRouter, backend: SqlBackend) -> None:
     ) -> dict[str, Any]:
         return {"workers": [w.to_dict() for w in backend.list_workers(alive_within)]}
 
+    @router.get("/workers/stats", tags=["workers"], **answers(a.WorkerStatsHistory))
+    def worker_stats(
+        after: Annotated[float, Query(ge=0, allow_inf_nan=False)] = 0.0,
+    ) -> dict[str, Any]:
+        """The workers' last stats samples (one per heartbeat), those after ``after``."""
+        history = backend.get_worker_stats(after)
+        return {"workers": {w: [list(sample) for sample in kept] for w, kept in history.items()}}
+
     @router.post("/workers", tags=["workers"], **answers(Worker))
     def register_worker(body: s.WorkerIn) -> dict[str, Any]:
         worker = backend.register_worker(body.worker_id, body.queues, body.name, body.stats)

@@ -346,6 +346,10 @@ class HttpBackend:
         data = self._call("GET", "/workers", params=params, idempotent=True)
         return [worker_from_dict(item) for item in data["workers"]]
 
+    def get_worker_stats(self, after: float = 0.0) -> dict[str, list[tuple[float, dict[str, Any]]]]:
+        data = self._call("GET", "/workers/stats", params={"after": after}, idempotent=True)
+        return {w: [(ts, stats) for ts, stats in kept] for w, kept in data["workers"].items()}
+
     def reap_expired(self) -> list[str]:
         return self._call("POST", "/workers/reap", idempotent=True)["task_ids"]
 

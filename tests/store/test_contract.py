@@ -23,7 +23,7 @@ from agent.core.models import (
     TaskStatus,
     TaskTypes,
 )
-from agent.store.base import Backend
+from agent.store.base import WORKER_STATS_KEPT, Backend
 from agent.store.factory import backend_for_url
 from agent.store.sql import REAP_ON_READ_S
 
@@ -662,6 +662,35 @@ def test_register_heartbeat_and_list_workers(backend: Backend, uid: str) -> None
     assert worker_id not in {w.id for w in backend.list_workers()}
     with pytest.raises(NotFound):
         backend.heartbeat(worker_id)
+
+
+def test_worker_stats_keep_a_short_history_per_worker(backend: Backend, uid: str) -> None:
+    busy, idle = f"busy-{uid}", f"idle-{uid}"
+    backend.register_worker(busy, ["default"], stats={"cpu_pct": -1.0})
+    backend.register_worker(idle, ["default"])  # no stats: no sample
+    for n in range(WORKER_STATS_KEPT + 5):
+        gpus = [{"index": 0, "utilization_pct": float(n % 100)}]
+        backend.heartbeat(busy, stats={"cpu_pct": float(n), "gpus": gpus})
+    backend.heartbeat(busy)  # no stats: no sample
+    history = backend.get_worker_stats()
+    assert idle not in history
+    samples = history[busy]
+    assert len(samples) == WORKER_STATS_KEPT  # the oldest went
+    assert [stats["cpu_pct"] for _, stats in samples] == [
+        float(n) for n in range(5, WORKER_STATS_KEPT + 5)
+    ]
+    assert samples[-1][1]["gpus"] == [{"index": 0, "utilization_pct": 24.0}]
+    times = [ts for ts, _ in samples]
+    assert times == sorted(times)
+
+    newer = backend.get_worker_stats(after=times[-3])[busy]
+    assert [stats["cpu_pct"] for _, stats in newer] == [
+        float(WORKER_STATS_KEPT + 3), float(WORKER_STATS_KEPT + 4)
+    ]  # fmt: skip
+    assert busy not in backend.get_worker_stats(after=times[-1])
+
+    backend.unregister_worker(busy)
+    assert busy not in backend.get_worker_stats()
 
 
 def test_a_lapsed_lease_fails_the_task_as_worker_lost(backend: Backend, target, uid: str) -> None:

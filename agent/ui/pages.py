@@ -10,7 +10,7 @@ Routes (stable: tests and users link to them):
 - ``/tasks/{id}/console?after=SEQ[&panel=1]``: new log lines (an htmx fragment).
 - ``/tasks/{id}/dag.json``, ``/tasks/{id}/dag-status.json``, ``/tasks/{id}/scalars.json``.
 - ``/tasks/{id}/artifacts/{name}``, ``/tasks/{id}/plots/{n}/image``: files.
-- ``/queues``, ``/workers``, ``/login``.
+- ``/queues``, ``/login`` (``/workers``: :mod:`agent.ui.workers`).
 """
 
 from __future__ import annotations
@@ -223,12 +223,6 @@ def queues_page(request: Request) -> Response:
     from agent.ui.queue_actions import queue_rows
 
     return render(request, "queues.html", nav="queues", rows=queue_rows(backend_of(request)))
-
-
-@router.get("/workers", response_class=HTMLResponse)
-def workers_page(request: Request) -> Response:
-    workers = backend_of(request).list_workers()
-    return render(request, "workers.html", nav="workers", workers=workers)
 
 
 @router.get("/login", response_class=HTMLResponse)

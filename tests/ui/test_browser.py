@@ -265,3 +265,32 @@ def test_compare_picked_runs_from_the_runs_table(live_ui, store, page):
     legend = page.locator('[data-chart="loss"] .u-legend').inner_text()
     assert runs[0].id[:8] in legend and runs[1].id[:8] in legend and runs[2].id[:8] not in legend
     snap(page, "compare")
+
+
+def test_workers_draw_live_cpu_memory_and_gpu_charts(live_ui, store, page):
+    cpu_only, gpu_host = (f"{kind}-{uuid.uuid4().hex[:6]}" for kind in ("cpu", "gpu"))
+    store.register_worker(cpu_only, ["default"])
+    store.register_worker(gpu_host, ["gpu"])
+    gpus = [{"index": 0, "name": "H100", "utilization_pct": 70.0, "memory_used_mib": 1024.0,
+             "memory_total_mib": 4096.0}]  # fmt: skip
+    for n in range(3):
+        store.heartbeat(cpu_only, stats={"cpu_pct": 10.0 * n, "memory_pct": 40.0})
+        store.heartbeat(gpu_host, stats={"cpu_pct": 5.0, "memory_pct": 20.0, "gpus": gpus})
+    page.goto(f"{live_ui.url}/workers")
+    cpu_row, gpu_row = (f'tr[data-worker="{w}"]' for w in (cpu_only, gpu_host))
+    page.wait_for_selector(f'{cpu_row} [data-metric="cpu"] .spark[data-points="3"] canvas')
+    assert page.locator(f'{cpu_row} [data-metric="memory"] .spark[data-points="3"] canvas').count()
+    assert page.locator(f'{cpu_row} [data-metric="gpus"] canvas').count() == 0  # no GPU
+    page.wait_for_selector(f'{gpu_row} [data-metric="gpus"] .spark[data-points="3"] canvas')
+    assert "70% · mem 25%" in page.locator(f'{gpu_row} [data-metric="gpus"]').inner_text()
+
+    store.heartbeat(cpu_only, stats={"cpu_pct": 99.0, "memory_pct": 41.0})  # a new sample
+    page.wait_for_selector(
+        f'{cpu_row} [data-metric="cpu"] .spark[data-points="4"] canvas', timeout=3 * LIVE_MS
+    )
+    assert page.locator(f'{cpu_row} [data-metric="cpu"] .now').inner_text() == "99%"
+    task = store.enqueue(store.create_task(Task(name="busy", project="browser")).id, "default")
+    store.claim(["default"], cpu_only)
+    page.wait_for_selector(f'{cpu_row} .running a[href="/tasks/{task.id}"]', timeout=3 * LIVE_MS)
+    for worker in (cpu_only, gpu_host):
+        store.unregister_worker(worker)

@@ -168,6 +168,25 @@ async function startDag(container) {
 
 // -- scalars ----------------------------------------------------------------------------
 const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"];
+const DARK = window.matchMedia("(prefers-color-scheme: dark)");
+
+// The page's colours (ui.css's variables, which follow prefers-color-scheme).
+function themeColors() {
+  const style = getComputedStyle(document.documentElement);
+  const get = (name) => style.getPropertyValue(name).trim();
+  return {fg: get("--fg"), muted: get("--muted"), line: get("--line"), bg: get("--bg"), dark: DARK.matches};
+}
+
+// uPlot draws on a canvas, so its axes do not follow CSS: give them the theme's colours.
+function chartAxes() {
+  const {muted, line} = themeColors();
+  const axis = () => ({stroke: muted, grid: {stroke: line, width: 1}, ticks: {stroke: line, width: 1}});
+  return [axis(), axis()];
+}
+
+function onThemeChange(redraw) {
+  DARK.addEventListener("change", redraw);
+}
 
 function drawCharts(container, charts, plots) {
   const width = Math.min(720, container.clientWidth || 720);
@@ -187,17 +206,51 @@ function drawCharts(container, charts, plots) {
       label: name, stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: false,
     })));
     plots.set(chart.title, new uPlot({title: chart.title, width, height: 240, series,
-      scales: {x: {time: false}}}, data, holder));
+      axes: chartAxes(), scales: {x: {time: false}}}, data, holder));
   }
 }
 
 async function startScalars(container) {
   const plots = new Map();
+  let charts = [];
   const load = async () => {
-    drawCharts(container, await getJSON(container.dataset.src), plots);
+    charts = await getJSON(container.dataset.src);
+    drawCharts(container, charts, plots);
     if (container.dataset.live) setTimeout(load, 2000);
   };
+  onThemeChange(() => {  // the axes' colours are set when a chart is made: make them anew
+    for (const plot of plots.values()) plot.destroy();
+    plots.clear();
+    drawCharts(container, charts, plots);
+  });
   await load();
+}
+
+// -- ages ("42s ago") tick in the browser ---------------------------------------------------
+// The server renders each <time data-ts> with its age; this keeps the ages current, on the
+// server's clock (the page's data-now), and the exact time stays in the title.
+let clockSkew = null;
+
+function formatAge(ts, now) {
+  const seconds = Math.max(0, now - ts);
+  for (const [unit, size] of [["d", 86400], ["h", 3600], ["m", 60]]) {
+    if (seconds >= size) return `${Math.floor(seconds / size)}${unit} ago`;
+  }
+  return `${Math.floor(seconds)}s ago`;
+}
+
+function tickAges() {
+  if (clockSkew === null) {
+    const rendered = Number(document.body.dataset.now);
+    clockSkew = rendered ? rendered - performance.timeOrigin / 1000 : 0;  // ~ when it was asked for
+  }
+  const now = Date.now() / 1000 + clockSkew;
+  for (const time of document.querySelectorAll("time[data-ts]")) {
+    const ts = Number(time.dataset.ts);
+    if (!ts) continue;
+    const text = formatAge(ts, now);
+    if (time.textContent !== text) time.textContent = text;
+  }
 }
 
 // -- console search ---------------------------------------------------------------------
@@ -241,6 +294,9 @@ function startSortable(table) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  tickAges();
+  setInterval(tickAges, 1000);
+  document.body.addEventListener("htmx:afterSettle", tickAges);
   document.querySelectorAll("table.sortable").forEach(startSortable);
   const dag = document.getElementById("dag");
   if (dag) startDag(dag).catch((err) => { dag.textContent = `DAG unavailable: ${err.message}`; });

@@ -294,3 +294,60 @@ def test_workers_draw_live_cpu_memory_and_gpu_charts(live_ui, store, page):
     page.wait_for_selector(f'{cpu_row} .running a[href="/tasks/{task.id}"]', timeout=3 * LIVE_MS)
     for worker in (cpu_only, gpu_host):
         store.unregister_worker(worker)
+
+
+def test_plots_tab_draws_the_reported_figures_with_plotly(live_ui, store, page):
+    from agent.sdk import plots
+
+    task = store.create_task(Task(name="figures", project="browser"))
+    figures = {
+        "roc": plots.scatter_figure("roc", "val", [[0, 0], [0.2, 0.7], [1, 1]], "fpr", "tpr"),
+        "confusion": plots.confusion_matrix_figure("confusion", "val", [[5, 1], [2, 7]]),
+        "table": plots.table_figure("table", [["name", "score"], ["a", 1], ["b", 2]]),
+        "surface": plots.surface_figure("surface", "loss", [[1, 2], [3, 4]]),
+    }
+    for title, figure in figures.items():
+        store.report_plot(task.id, title, "val", 0, figure)
+    page.goto(f"{live_ui.url}/tasks/{task.id}?tab=plots")
+    page.wait_for_selector('[data-title="roc"] .plotly-figure[data-drawn="1"]')
+    for title in figures:
+        page.wait_for_selector(f'[data-title="{title}"] .plotly-figure[data-drawn="1"]')
+    assert page.locator('[data-title="roc"] .main-svg .scatterlayer .trace').count() == 1
+    assert page.locator('[data-title="roc"] .xtitle').text_content() == "fpr"  # a string title
+    assert (
+        page.locator(
+            '[data-title="confusion"] .heatmaplayer image, [data-title="confusion"] .hm image'
+        ).count()
+        >= 1
+    )
+    assert "score" in page.locator('[data-title="table"] .plotly-figure').inner_text()
+    assert page.locator('[data-title="surface"] canvas').count() >= 1  # WebGL scene
+    scripts = page.evaluate("Array.from(document.scripts, (s) => s.src)")
+    assert any(src.endswith("/vendor/plotly/plotly.min.js") for src in scripts)
+
+
+def test_plotly_loads_only_where_there_is_a_figure(live_ui, store, page):
+    task = store.create_task(Task(name="no-figures", project="browser"))
+    page.goto(f"{live_ui.url}/tasks/{task.id}?tab=plots")
+    page.wait_for_selector("text=No plots or images reported.")
+    page.wait_for_load_state("load")
+    assert page.evaluate("typeof window.Plotly") == "undefined"
+    assert page.evaluate("typeof window.startPlots") == "function"  # the tab's script ran
+
+
+def test_charts_follow_a_dark_colour_scheme(live_ui, store, browser):
+    task = store.create_task(Task(name="dark", project="browser"))
+    store.report_plot(task.id, "roc", "val", 0, {"data": [{"x": [0, 1], "y": [0, 1]}]})
+    context = browser.new_context(color_scheme="dark")
+    try:
+        page = context.new_page()
+        page.goto(f"{live_ui.url}/tasks/{task.id}?tab=plots")
+        page.wait_for_selector('.plotly-figure[data-drawn="1"] .xtick text')
+        muted = page.evaluate(
+            "getComputedStyle(document.documentElement).getPropertyValue('--muted').trim()"
+        )
+        assert muted == "#8d96a0"  # ui.css's dark --muted
+        fill = page.locator(".plotly-figure .xtick text").first.evaluate("e => e.style.fill")
+        assert fill == "rgb(141, 150, 160)"
+    finally:
+        context.close()

@@ -8,7 +8,8 @@ Routes (stable: tests and users link to them):
 - ``/tasks/{id}?tab=info|configuration|console|scalars|plots|artifacts|code``: one task;
   ``&fragment=1``: that tab alone (the DAG's side panel loads it).
 - ``/tasks/{id}/console?after=SEQ[&panel=1]``: new log lines (an htmx fragment).
-- ``/tasks/{id}/dag.json``, ``/tasks/{id}/dag-status.json``, ``/tasks/{id}/scalars.json``.
+- ``/tasks/{id}/status.json``, ``/tasks/{id}/dag.json``, ``/tasks/{id}/dag-status.json``,
+  ``/tasks/{id}/scalars.json``.
 - ``/tasks/{id}/artifacts/{name}``, ``/tasks/{id}/plots/{n}/image``: files.
 - ``/queues``, ``/login`` (``/workers``: :mod:`agent.ui.workers`).
 """
@@ -142,6 +143,13 @@ def console_fragment(request: Request, task_id: str, after: int = 0, panel: int 
         request, "console_fragment.html", task=task, lines=lines, after=last, panel=bool(panel),
         live=task.status in LIVE or len(lines) == CONSOLE_BATCH,
     )  # fmt: skip
+
+
+@router.get("/tasks/{task_id}/status.json")
+def status_json(request: Request, task_id: str) -> JSONResponse:
+    """The cheap poll of a live task's page: when the status changes, the page reloads
+    its header, actions and Info tab."""
+    return JSONResponse({"status": backend_of(request).get_task(task_id).status})
 
 
 @router.get("/tasks/{task_id}/dag.json")

@@ -203,6 +203,47 @@ def test_abort_from_the_task_page(live_ui, store, page):
     assert store.get_task(task.id).status == "stopped"
 
 
+def test_info_tab_and_actions_follow_the_task_to_its_end(live_ui, store, page):
+    task = store.create_task(Task(name="ends-live", project="browser"), queue="default")
+    page.goto(f"{live_ui.url}/tasks/{task.id}")
+    assert page.locator("#abort").is_visible()
+    store.claim(["default"], "browser-worker-3")
+    page.wait_for_selector('#tab-info dd:has-text("browser-worker-3")', timeout=3 * LIVE_MS)
+    store.set_status(task.id, "failed", "exit code 1")
+    page.wait_for_selector('#task-status [data-status="failed"]', timeout=3 * LIVE_MS)
+    page.wait_for_selector("#tab-info .message:has-text('exit code 1')")
+    assert page.locator("#abort").count() == 0
+    assert page.locator("#enqueue").is_visible()  # a failed task can be enqueued again
+    assert page.locator('#tab-info [data-status="failed"]').count() == 1
+
+
+def test_a_pipeline_runs_actions_follow_it_to_its_end(live_ui, store, page):
+    run = running_controller(store, [step("only", "in_progress")])
+    page.goto(f"{live_ui.url}/tasks/{run.id}")
+    assert page.locator("#abort").is_visible()
+    store.merge_runtime(run.id, {"pipeline": {"nodes": [step("only", "completed")], "edges": []}})
+    store.set_status(run.id, "completed")
+    page.wait_for_selector('#task-status [data-status="completed"]', timeout=LIVE_MS)
+    page.wait_for_selector('#tab-info [data-status="completed"]', timeout=LIVE_MS)
+    assert page.locator("#abort").count() == 0
+
+
+def test_relative_ages_tick_in_the_page(live_ui, store, page):
+    task = store.create_task(Task(name="ageing", project=f"b-{uuid.uuid4().hex[:8]}"))
+    page.goto(f"{live_ui.url}/tasks/{task.id}")
+    created = page.locator("#tab-info time").first
+    first = created.inner_text()
+    assert first.endswith("s ago")
+    title = created.get_attribute("title")
+    page.wait_for_function(
+        "([el, first]) => el.textContent !== first", arg=[created.element_handle(), first],
+        timeout=3 * LIVE_MS,
+    )  # fmt: skip
+    later = created.inner_text()
+    assert later.endswith("s ago") and int(later[:-5]) > int(first[:-5])
+    assert created.get_attribute("title") == title  # the exact time stays on hover
+
+
 def test_every_listing_page_renders(live_ui, page):
     for path in ("/pipelines", "/tasks", "/queues", "/workers"):
         page.goto(live_ui.url + path)

@@ -153,17 +153,53 @@ async function startDag(container) {
       const step = state.steps[item.dataset.step];
       if (step) updateNode(item, step);
     }
-    const badge = document.querySelector("#task-status .status");
-    if (badge && badge.dataset.status !== state.status) {
-      badge.dataset.status = state.status;
-      badge.className = `status s-${state.status}`;
-      badge.lastChild.textContent = state.status.replace("_", " ");
-    }
+    noteTaskStatus(state.status);
     const done = TERMINAL.has(state.status) &&
       Object.values(state.steps).every((s) => TERMINAL.has(s.status) || s.status === "pending");
     if (!done) setTimeout(refresh, 1000);
   };
   setTimeout(refresh, 1000);
+}
+
+// -- the task's header, actions and Info tab follow its status ----------------------------
+// Parts of the task page that depend on its status, rendered again by the server when the
+// status changes (the console, scalars and DAG follow it on their own).
+const STATUS_PARTS = ["task-status", "task-sub", "task-actions", "tab-info"];
+let statusRefresh = null;
+
+function noteTaskStatus(status) {
+  const badge = document.querySelector("#task-status .status");
+  if (!badge || badge.dataset.status === status || statusRefresh) return;
+  statusRefresh = refreshStatusParts().finally(() => { statusRefresh = null; });
+}
+
+async function refreshStatusParts() {
+  const response = await fetch(window.location.href, {credentials: "same-origin"});
+  if (!response.ok) throw new Error(`${window.location.href}: ${response.status}`);
+  const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+  for (const id of STATUS_PARTS) {
+    const now = document.getElementById(id), next = fresh.getElementById(id);
+    if (now && next) {
+      now.replaceWith(next);
+      htmx.process(next);
+    }
+  }
+  tickAges();
+}
+
+// A live task's page without a DAG polls its status (the DAG's own poll carries it).
+function watchStatus(badge) {
+  const poll = async () => {
+    try {
+      noteTaskStatus((await getJSON(badge.dataset.src)).status);
+      await statusRefresh;
+    } catch (err) {
+      console.warn(err);
+    }
+    const current = document.querySelector("#task-status .status");
+    if (current && !TERMINAL.has(current.dataset.status)) setTimeout(poll, 2000);
+  };
+  setTimeout(poll, 2000);
 }
 
 // -- scalars ----------------------------------------------------------------------------
@@ -298,6 +334,8 @@ document.addEventListener("DOMContentLoaded", () => {
   setInterval(tickAges, 1000);
   document.body.addEventListener("htmx:afterSettle", tickAges);
   document.querySelectorAll("table.sortable").forEach(startSortable);
+  const watched = document.querySelector("#task-status[data-watch]");
+  if (watched) watchStatus(watched);
   const dag = document.getElementById("dag");
   if (dag) startDag(dag).catch((err) => { dag.textContent = `DAG unavailable: ${err.message}`; });
   const scalars = document.getElementById("scalars");

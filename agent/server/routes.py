@@ -235,8 +235,14 @@ def _metric_routes(router: APIRouter, backend: SqlBackend) -> None:
         task_id: TaskId,
         after: Annotated[int, Query(ge=0, le=s.MAX_SAFE_INT)] = 0,
         limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+        before: Annotated[int | None, Query(ge=0, le=s.MAX_SAFE_INT)] = None,
+        newest: bool = False,
+        contains: Annotated[str | None, Query(max_length=1000)] = None,
     ) -> dict[str, Any]:
-        return {"lines": [line.to_dict() for line in backend.get_logs(task_id, after, limit)]}
+        """Lines after ``after`` (and before ``before``): the first ``limit``, or with
+        ``newest`` the last; with ``contains``, those holding that text (any case)."""
+        lines = backend.get_logs(task_id, after, limit, before, newest, contains)
+        return {"lines": [line.to_dict() for line in lines]}
 
     @router.post("/tasks/{task_id}/scalars", tags=["metrics"], **answers(a.ScalarCount, 404))
     def report_scalars(task_id: TaskId, body: s.ScalarReport) -> dict[str, Any]:

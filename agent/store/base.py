@@ -192,8 +192,18 @@ class Backend(Protocol):
     def append_logs(self, task_id: str, lines: Iterable[str | tuple[float, str, str]]) -> int:
         """Append lines (text, or (ts, level, text)); return the last seq."""
 
-    def get_logs(self, task_id: str, after: int = 0, limit: int = 10000) -> list[LogLine]:
-        """Lines with seq > ``after``, oldest first."""
+    def get_logs(
+        self,
+        task_id: str,
+        after: int = 0,
+        limit: int = 10000,
+        before: int | None = None,
+        newest: bool = False,
+        contains: str | None = None,
+    ) -> list[LogLine]:
+        """Lines with seq > ``after`` (and < ``before``), oldest first: the first ``limit``
+        of them, or with ``newest`` the last ``limit`` (a log's tail, the page before a
+        line). With ``contains``, only the lines holding that text (any case)."""
 
     def report_scalars(self, task_id: str, points: Iterable[tuple[str, str, int, float]]) -> None:
         """Store (title, series, iteration, value) points."""

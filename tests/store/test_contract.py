@@ -757,6 +757,24 @@ def test_logs_have_increasing_seq_and_after(backend: Backend, uid: str) -> None:
         backend.get_logs("0" * 32)
 
 
+def test_logs_tail_pages_backwards_and_search(backend: Backend, uid: str) -> None:
+    task = make_task(backend, uid)
+    backend.append_logs(task.id, [f"line {n}" for n in range(1, 11)] + ["Epoch 100% done"])
+
+    def seqs(**query) -> list[int]:
+        return [line.seq for line in backend.get_logs(task.id, **query)]
+
+    assert seqs(limit=3, newest=True) == [9, 10, 11]  # the tail, oldest first
+    assert seqs(limit=3, newest=True, before=9) == [6, 7, 8]  # the page before it
+    assert seqs(limit=3, newest=True, before=3) == [1, 2]
+    assert seqs(before=4) == [1, 2, 3] and seqs(after=2, before=5) == [3, 4]
+    assert seqs(contains="LINE 1") == [1, 10]  # any case
+    assert seqs(contains="line 1", newest=True, limit=1) == [10]
+    assert seqs(contains="100%") == [11]  # LIKE's wildcards are text here
+    assert seqs(contains="_") == []
+    assert seqs(contains="line", after=8, before=10) == [9]
+
+
 def test_scalars_by_title_and_series(backend: Backend, uid: str) -> None:
     task = make_task(backend, uid)
     backend.report_scalars(task.id, [("loss", "train", 2, 0.5), ("loss", "train", 1, 0.9)])

@@ -165,6 +165,39 @@ def test_console_tails_a_running_task(live_ui, store, page):
     assert page.locator("#console .line:visible").count() == 1
 
 
+def test_a_long_console_opens_on_its_tail_and_loads_earlier_lines(live_ui, store, page):
+    from agent.ui.pages import CONSOLE_BATCH
+
+    task = store.create_task(Task(name="long-log", project="browser"))
+    total = 2 * CONSOLE_BATCH + 100
+    store.append_logs(task.id, [f"step {n} needle-{n % 1000 == 7}" for n in range(1, total + 1)])
+    page.goto(f"{live_ui.url}/tasks/{task.id}?tab=console")
+    lines = page.locator("#console .line")
+    assert lines.count() == CONSOLE_BATCH
+    assert lines.last.inner_text().startswith(f"step {total} ")
+    assert lines.first.inner_text().startswith(f"step {total - CONSOLE_BATCH + 1} ")
+
+    page.fill("#console-search", "needle-True")  # lines 7, 1007, ... : most not loaded
+    loaded = sum(1 for n in range(total - CONSOLE_BATCH + 1, total + 1) if n % 1000 == 7)
+    page.wait_for_selector("#console-matches .line")
+    assert page.locator("#console .line:visible").count() == loaded
+    earlier = [n for n in range(1, total - CONSOLE_BATCH + 1) if n % 1000 == 7]
+    matches = page.locator("#console-matches .line .seq").all_inner_texts()
+    assert [int(seq) for seq in matches] == earlier
+
+    page.fill("#console-search", "")
+    page.wait_for_selector("#console-matches .line", state="detached")
+    page.click("#console-earlier button")
+    page.wait_for_function(
+        f"document.querySelectorAll('#console .line').length === {2 * CONSOLE_BATCH}"
+    )
+    assert lines.first.inner_text().startswith("step 101 ")
+    page.click("#console-earlier button")
+    page.wait_for_function(f"document.querySelectorAll('#console .line').length === {total}")
+    assert lines.first.inner_text().startswith("step 1 ")
+    assert page.locator("#console-earlier button").count() == 0  # the whole log is there
+
+
 def test_scalars_draw_one_chart_per_title(live_ui, store, page):
     task = store.create_task(Task(name="charts", project="browser"))
     points = [("loss", "train", i, 1.0 / (i + 1)) for i in range(20)]

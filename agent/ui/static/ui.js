@@ -290,11 +290,35 @@ function tickAges() {
 }
 
 // -- console search ---------------------------------------------------------------------
+// The loaded lines are filtered here; the lines before them (a long log opens on its
+// tail) are searched by the server, whose matches show above the console.
 function startConsoleSearch(input) {
-  input.addEventListener("input", () => {
+  const filter = () => {
     const text = input.value.toLowerCase();
     for (const line of document.querySelectorAll("#console .line")) {
       line.hidden = text !== "" && !line.textContent.toLowerCase().includes(text);
+    }
+  };
+  let timer = null;
+  const searchEarlier = () => {
+    const earlier = document.querySelector("#console-earlier .load-earlier");
+    const matches = document.getElementById("console-matches");
+    if (!earlier || !input.value.trim()) {
+      matches.replaceChildren();
+      return;
+    }
+    const query = new URLSearchParams({q: input.value, before: earlier.dataset.before});
+    htmx.ajax("GET", `${input.dataset.src}?${query}`, {target: matches, swap: "innerHTML"});
+  };
+  input.addEventListener("input", () => {
+    filter();
+    clearTimeout(timer);
+    timer = setTimeout(searchEarlier, 300);
+  });
+  document.body.addEventListener("htmx:afterSettle", (event) => {
+    if (event.target.id === "console-earlier") {  // earlier lines came in
+      filter();
+      searchEarlier();
     }
   });
 }
@@ -340,6 +364,8 @@ document.addEventListener("DOMContentLoaded", () => {
   if (dag) startDag(dag).catch((err) => { dag.textContent = `DAG unavailable: ${err.message}`; });
   const scalars = document.getElementById("scalars");
   if (scalars) startScalars(scalars).catch((err) => { scalars.textContent = `Scalars unavailable: ${err.message}`; });
+  const console_ = document.getElementById("console");
+  if (console_) console_.scrollTop = console_.scrollHeight;  // a log opens on its tail
   const search = document.getElementById("console-search");
   if (search) startConsoleSearch(search);
 });

@@ -67,8 +67,9 @@ def snap(page, name: str) -> None:
 
 def running_controller(store, nodes) -> Task:
     run = make_pipeline_run(store, f"b-{uuid.uuid4().hex[:8]}", nodes=nodes)
-    store.enqueue(run.id, "services")
-    store.claim(["services"], "browser-services-worker")
+    queue = f"services-{uuid.uuid4().hex[:8]}"  # its own: other tests leave runs queued
+    store.enqueue(run.id, queue)
+    assert store.claim([queue], "browser-services-worker").id == run.id
     return run
 
 

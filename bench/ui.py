@@ -1,7 +1,8 @@
 """Web UI benchmark: server times of the pages on a big store, and the browser's DAG and
 console times.
 
-    python bench/ui.py [--tasks 10000] [--steps 1000] [--requests 20] [--only server|browser]
+    python bench/ui.py [--tasks 10000] [--steps 1000] [--requests 20] [--workers 50]
+                       [--log-lines 200000] [--only server|browser]
 
 The store (an embedded SQLite one in a temp ``AGENT_HOME``) holds ``--tasks`` tasks in
 several projects and statuses: plain ones, pipeline controllers with a few runs each,
@@ -17,6 +18,11 @@ tasks too, one of them running). A real ``agent ui`` serves it.
     (``performance.now()`` in the page). Target < 1 s. Also: dagre's layout alone.
 (c) console latency: the running step's Console tab is open; a line appended through the
     store, until the browser shows it. Target < 1 s (the worst of ``--console-samples``).
+(d) the live parts' cheap polls, in (a)'s table: ``/workers/stats.json`` (``--workers``
+    workers holding a full stats history, with 8 GPUs each: the page's first load, and the
+    poll for samples after the newest), a task's ``status.json``, the Console tab of a
+    ``--log-lines`` log (its tail) and a search of it; and the store's heartbeat with stats
+    (one sample kept, the oldest dropped), in process.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from agent.core.models import Task  # noqa: E402
+from agent.store.base import WORKER_STATS_KEPT  # noqa: E402
 from agent.store.sql import SqlBackend  # noqa: E402
 from agent.store.transport import JsonTransport  # noqa: E402
 
@@ -163,6 +170,28 @@ def seed(store: SqlBackend, db_path: Path, total: int, steps: int) -> Seeded:
     assert running is not None
     return Seeded(store.get_task(controller.id), running, dag["nodes"][-1]["name"],
                   PROJECTS[0], PIPELINES[0], made)  # fmt: skip
+
+
+def seed_live(store: SqlBackend, workers: int, log_lines: int) -> tuple[Task, list[float]]:
+    """Workers with a full stats history, and a task with a long log; returns the task
+    and the times (ms) of the last heartbeats (each keeps a sample and drops the oldest)."""
+    gpus = [{"index": n, "name": "H100", "utilization_pct": 50.0, "memory_used_mib": 1024.0,
+             "memory_total_mib": 81920.0, "temperature_c": 40.0} for n in range(8)]  # fmt: skip
+    beats = []
+    for w in range(workers):
+        worker = f"bench-worker-{w:03d}"
+        store.register_worker(worker, ["default"])
+        for n in range(WORKER_STATS_KEPT + 10):
+            stats = {"cpu_pct": float(n % 100), "memory_pct": 40.0, "cpu_count": 64, "gpus": gpus}
+            t0 = time.perf_counter()
+            store.heartbeat(worker, stats)
+            beats.append((time.perf_counter() - t0) * 1000)
+    task = store.create_task(Task(name="long-log", project="bench-ui"))
+    batch = 10000
+    for start in range(0, log_lines, batch):
+        end = min(log_lines, start + batch)
+        store.append_logs(task.id, [f"step {n} loss {1 / (n + 1):.7f}" for n in range(start, end)])
+    return task, beats[-WORKER_STATS_KEPT:]
 
 
 # -- the server ---------------------------------------------------------------------------
@@ -299,6 +328,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20, help="GETs per page")
     parser.add_argument("--browser-runs", type=int, default=5, help="page loads of the DAG")
     parser.add_argument("--console-samples", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=50, help="workers on /workers")
+    parser.add_argument("--log-lines", type=int, default=200000, help="lines of the long log")
     parser.add_argument("--only", choices=("server", "browser"), help="one half of it")
     parser.add_argument("--keep", action="store_true", help="keep the temp AGENT_HOME")
     args = parser.parse_args()
@@ -342,6 +373,20 @@ def run(args: argparse.Namespace, store: SqlBackend, seeded: Seeded, port: int) 
     }  # fmt: skip
     rows = []
     requests = 0 if args.only == "browser" else args.requests
+    if requests:
+        long_log, beats = seed_live(store, args.workers, args.log_lines)
+        newest = max(ts for samples in store.get_worker_stats().values() for ts, _ in samples)
+        paths.update({
+            f"/workers/stats.json ({args.workers} workers, all)": "/workers/stats.json",
+            "/workers/stats.json?after=<newest>": f"/workers/stats.json?after={newest}",
+            "/tasks/{id}/status.json": f"/tasks/{seeded.running_step.id}/status.json",
+            f"/tasks/{{{args.log_lines:,}-line log}}?tab=console": f"/tasks/{long_log.id}?tab=console",
+            "/tasks/{that log}/console/search": (
+                f"/tasks/{long_log.id}/console/search?q=loss+0.00001&before={args.log_lines}"
+            ),
+        })  # fmt: skip
+        rows.append(("store: heartbeat with stats (in process)", statistics.median(beats),
+                     percentile(beats, 0.95), None))  # fmt: skip
     for label, path, p50, p95 in server_times(client, paths, requests) if requests else ():
         target = SERVER_TARGET_MS if path.split("?")[0] in TARGETED else None
         rows.append((f"server {label}", p50, p95, target))

@@ -9,6 +9,7 @@ import click
 
 from agent.cli.lookup import current_backend
 from agent.cli.render import echo_json, format_age, make_console, short_id
+from agent.core import worker_stats
 from agent.store.serving import is_live
 
 
@@ -93,52 +94,28 @@ def summarize_stats(stats: dict[str, Any]) -> str:
     as ``key=value``.
     """
     parts = []
-    cpu = _first_number(stats, "cpu_pct", "cpu_percent", "cpu_usage")
+    cpu = worker_stats.cpu_percent(stats)
     if cpu is not None:
         parts.append(f"cpu {cpu:.0f}%")
-    memory = _memory_percent(stats)
+    memory = worker_stats.memory_percent(stats)
     if memory is not None:
         parts.append(f"mem {memory:.0f}%")
     gpu = _gpu_summary(stats)
     if gpu:
         parts.append(gpu)
     if not parts:
-        numbers = [(k, v) for k, v in stats.items() if _is_number(v)][:3]
+        numbers = [(k, v) for k, v in stats.items() if worker_stats.is_number(v)][:3]
         parts = [f"{key}={value:g}" for key, value in numbers]
     return " ".join(parts) or "-"
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _first_number(stats: dict[str, Any], *keys: str) -> float | None:
-    for key in keys:
-        if _is_number(stats.get(key)):
-            return float(stats[key])
-    return None
-
-
-def _memory_percent(stats: dict[str, Any]) -> float | None:
-    percent = _first_number(stats, "memory_pct", "memory_percent")
-    if percent is not None:
-        return percent
-    used = _first_number(stats, "memory_used_mib", "memory_used")
-    total = _first_number(stats, "memory_total_mib", "memory_total")
-    return 100.0 * used / total if used is not None and total else None
 
 
 def _gpu_summary(stats: dict[str, Any]) -> str:
     gpus = stats.get("gpus")
     if isinstance(gpus, list) and gpus:
-        readings = [
-            _first_number(gpu, "utilization_pct", "utilization")
-            for gpu in gpus
-            if isinstance(gpu, dict)
-        ]
+        readings = [worker_stats.gpu_utilization(gpu) for gpu in worker_stats.gpu_list(stats)]
         loads = [load for load in readings if load is not None]
         if loads:
             return f"gpu {len(gpus)}x {sum(loads) / len(loads):.0f}%"
         return f"gpu {len(gpus)}x"
-    usage = _first_number(stats, "gpu_pct", "gpu_utilization")
+    usage = worker_stats.first_number(stats, "gpu_pct", "gpu_utilization")
     return f"gpu {usage:.0f}%" if usage is not None else ""

@@ -47,6 +47,11 @@ class WorkerList(BaseModel):
     workers: list[Worker]
 
 
+class WorkerStatsHistory(BaseModel):
+    #: Per worker: its samples as ``[ts, stats]``, oldest first.
+    workers: dict[str, list[tuple[float, dict[str, Any]]]]
+
+
 class UnregisteredWorker(BaseModel):
     worker_id: str
 

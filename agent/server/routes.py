@@ -199,6 +199,14 @@ def _worker_routes(router: APIRouter, backend: SqlBackend) -> None:
     ) -> dict[str, Any]:
         return {"workers": [w.to_dict() for w in backend.list_workers(alive_within)]}
 
+    @router.get("/workers/stats", tags=["workers"], **answers(a.WorkerStatsHistory))
+    def worker_stats(
+        after: Annotated[float, Query(ge=0, allow_inf_nan=False)] = 0.0,
+    ) -> dict[str, Any]:
+        """The workers' last stats samples (one per heartbeat), those after ``after``."""
+        history = backend.get_worker_stats(after)
+        return {"workers": {w: [list(sample) for sample in kept] for w, kept in history.items()}}
+
     @router.post("/workers", tags=["workers"], **answers(Worker))
     def register_worker(body: s.WorkerIn) -> dict[str, Any]:
         worker = backend.register_worker(body.worker_id, body.queues, body.name, body.stats)
@@ -233,8 +241,14 @@ def _metric_routes(router: APIRouter, backend: SqlBackend) -> None:
         task_id: TaskId,
         after: Annotated[int, Query(ge=0, le=s.MAX_SAFE_INT)] = 0,
         limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+        before: Annotated[int | None, Query(ge=0, le=s.MAX_SAFE_INT)] = None,
+        newest: bool = False,
+        contains: Annotated[str | None, Query(max_length=1000)] = None,
     ) -> dict[str, Any]:
-        return {"lines": [line.to_dict() for line in backend.get_logs(task_id, after, limit)]}
+        """Lines after ``after`` (and before ``before``): the first ``limit``, or with
+        ``newest`` the last; with ``contains``, those holding that text (any case)."""
+        lines = backend.get_logs(task_id, after, limit, before, newest, contains)
+        return {"lines": [line.to_dict() for line in lines]}
 
     @router.post("/tasks/{task_id}/scalars", tags=["metrics"], **answers(a.ScalarCount, 404))
     def report_scalars(task_id: TaskId, body: s.ScalarReport) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from agent.core.models import Artifact, LogLine, Model, Queue, Task, Worker
 DEFAULT_LEASE_S = 60.0
 #: Status message of a task failed because its lease lapsed (its worker vanished).
 WORKER_LOST = "worker lost"
+#: Stats samples the store keeps per worker (the newest; one comes with each heartbeat).
+WORKER_STATS_KEPT = 120
 
 #: Fields of a task that ``update_task`` may change directly (status has its own call).
 UPDATABLE_FIELDS = frozenset(
@@ -172,6 +174,13 @@ class Backend(Protocol):
     def list_workers(self, alive_within: float | None = None) -> list[Worker]:
         """Workers, with the tasks they run; optionally only recently seen ones."""
 
+    def get_worker_stats(self, after: float = 0.0) -> dict[str, list[tuple[float, dict[str, Any]]]]:
+        """The stats samples of registered workers reported after ``after`` (a timestamp):
+        ``{worker_id: [(ts, stats), ...]}``, oldest first, at most
+        :data:`WORKER_STATS_KEPT` per worker; a worker without new samples is left out.
+
+        Each :meth:`register_worker` or :meth:`heartbeat` that carries stats adds one."""
+
     def reap_expired(self) -> list[str]:
         """Fail every in-progress task whose lease lapsed (:data:`WORKER_LOST`); return ids.
 
@@ -183,8 +192,18 @@ class Backend(Protocol):
     def append_logs(self, task_id: str, lines: Iterable[str | tuple[float, str, str]]) -> int:
         """Append lines (text, or (ts, level, text)); return the last seq."""
 
-    def get_logs(self, task_id: str, after: int = 0, limit: int = 10000) -> list[LogLine]:
-        """Lines with seq > ``after``, oldest first."""
+    def get_logs(
+        self,
+        task_id: str,
+        after: int = 0,
+        limit: int = 10000,
+        before: int | None = None,
+        newest: bool = False,
+        contains: str | None = None,
+    ) -> list[LogLine]:
+        """Lines with seq > ``after`` (and < ``before``), oldest first: the first ``limit``
+        of them, or with ``newest`` the last ``limit`` (a log's tail, the page before a
+        line). With ``contains``, only the lines holding that text (any case)."""
 
     def report_scalars(self, task_id: str, points: Iterable[tuple[str, str, int, float]]) -> None:
         """Store (title, series, iteration, value) points."""

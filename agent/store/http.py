@@ -346,6 +346,10 @@ class HttpBackend:
         data = self._call("GET", "/workers", params=params, idempotent=True)
         return [worker_from_dict(item) for item in data["workers"]]
 
+    def get_worker_stats(self, after: float = 0.0) -> dict[str, list[tuple[float, dict[str, Any]]]]:
+        data = self._call("GET", "/workers/stats", params={"after": after}, idempotent=True)
+        return {w: [(ts, stats) for ts, stats in kept] for w, kept in data["workers"].items()}
+
     def reap_expired(self) -> list[str]:
         return self._call("POST", "/workers/reap", idempotent=True)["task_ids"]
 
@@ -362,8 +366,24 @@ class HttpBackend:
             last = answer["last_seq"]
         return last
 
-    def get_logs(self, task_id: str, after: int = 0, limit: int = 10000) -> list[LogLine]:
-        params = {"after": max(0, int(after)), "limit": max(1, min(int(limit), 100_000))}
+    def get_logs(
+        self,
+        task_id: str,
+        after: int = 0,
+        limit: int = 10000,
+        before: int | None = None,
+        newest: bool = False,
+        contains: str | None = None,
+    ) -> list[LogLine]:
+        params: dict[str, Any] = {
+            "after": max(0, int(after)), "limit": max(1, min(int(limit), 100_000)),
+        }  # fmt: skip
+        if before is not None:
+            params["before"] = max(0, int(before))
+        if newest:
+            params["newest"] = "true"
+        if contains:
+            params["contains"] = contains
         data = self._call("GET", _task_path(task_id, "logs"), params=params, idempotent=True)
         return [logline_from_dict(item) for item in data["lines"]]
 

@@ -109,6 +109,17 @@ workers = Table(
     Column("stats", JSON, nullable=False),
 )
 
+#: The last stats a worker reported (:data:`agent.store.base.WORKER_STATS_KEPT` of them).
+worker_stats = Table(
+    "worker_stats",
+    metadata,
+    Column("worker_id", String(255), ForeignKey("workers.id", ondelete="CASCADE"), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("stats", JSON, nullable=False),
+    Index("ix_worker_stats_worker_ts", "worker_id", "ts"),
+    Index("ix_worker_stats_ts", "ts"),
+)
+
 logs = Table(
     "logs",
     metadata,

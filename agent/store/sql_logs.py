@@ -63,19 +63,35 @@ class SqlLogs:
             tx.run("INSERT_LOG", [dict(task_id=task_id, seq=cap, **marker)])
         return min(cap, last + len(rows))
 
-    def get_logs(self, task_id: str, after: int = 0, limit: int = 10000) -> list[LogLine]:
+    def get_logs(
+        self,
+        task_id: str,
+        after: int = 0,
+        limit: int = 10000,
+        before: int | None = None,
+        newest: bool = False,
+        contains: str | None = None,
+    ) -> list[LogLine]:
+        logs = t.logs
+        where = [logs.c.task_id == task_id, logs.c.seq > int(after)]
+        if before is not None:
+            where.append(logs.c.seq < int(before))
+        if contains:
+            text = sa.func.lower(logs.c.text)
+            where.append(text.contains(contains.lower(), autoescape=True))
         query = (
-            sa.select(t.logs)
-            .where(sa.and_(t.logs.c.task_id == task_id, t.logs.c.seq > int(after)))
-            .order_by(t.logs.c.seq)
+            sa.select(logs)
+            .where(sa.and_(*where))
+            .order_by(logs.c.seq.desc() if newest else logs.c.seq)
             .limit(max(1, min(int(limit), 100000)))
         )
         with self._read() as conn:
             self._require(conn, task_id)
-            return [
+            lines = [
                 LogLine(seq=r["seq"], ts=r["ts"], level=r["level"], text=r["text"])
                 for r in conn.execute(query).mappings()
             ]
+        return lines[::-1] if newest else lines
 
     def report_scalars(self, task_id: str, points: Iterable[tuple[str, str, int, float]]) -> None:
         rows = []

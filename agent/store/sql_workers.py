@@ -11,7 +11,7 @@ from agent.core.errors import InvalidInput, NotFound
 from agent.core.lazy import LazyModule
 from agent.core.models import TaskStatus, Worker, now
 from agent.core.values import without_non_finite
-from agent.store.base import DEFAULT_LEASE_S
+from agent.store.base import DEFAULT_LEASE_S, WORKER_STATS_KEPT
 
 sa = LazyModule("sqlalchemy")
 t = LazyModule("agent.store.schema")
@@ -46,6 +46,8 @@ class SqlWorkers:
                 )
             else:
                 conn.execute(sa.insert(t.workers).values(id=worker_id, registered=stamp, **values))
+            if stats:
+                _add_stats_sample(conn, worker_id, stamp, values["stats"])
         return self._worker(worker_id)
 
     def heartbeat(
@@ -61,6 +63,8 @@ class SqlWorkers:
             )
             if result.rowcount == 0:
                 raise NotFound(f"no worker '{worker_id}' (register it first)")
+            if stats:
+                _add_stats_sample(conn, worker_id, stamp, values["stats"])
             conn.execute(
                 sa.update(t.tasks)
                 .where(
@@ -75,7 +79,21 @@ class SqlWorkers:
 
     def unregister_worker(self, worker_id: str) -> None:
         with self._write() as conn:
+            conn.execute(sa.delete(t.worker_stats).where(t.worker_stats.c.worker_id == worker_id))
             conn.execute(sa.delete(t.workers).where(t.workers.c.id == worker_id))
+
+    def get_worker_stats(self, after: float = 0.0) -> dict[str, list[tuple[float, dict[str, Any]]]]:
+        samples = t.worker_stats
+        query = (
+            sa.select(samples.c.worker_id, samples.c.ts, samples.c.stats)
+            .where(samples.c.ts > float(after))
+            .order_by(samples.c.worker_id, samples.c.ts)
+        )
+        history: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+        with self._read() as conn:
+            for worker_id, ts, stats in conn.execute(query):
+                history.setdefault(worker_id, []).append((ts, dict(stats or {})))
+        return history
 
     def _worker(self, worker_id: str) -> Worker:
         for worker in self.list_workers():
@@ -107,3 +125,21 @@ class SqlWorkers:
                 )
                 for r in conn.execute(query).mappings()
             ]
+
+
+def _add_stats_sample(conn: Any, worker_id: str, stamp: float, stats: dict[str, Any]) -> None:
+    """Keep ``stats`` as the worker's newest sample, and only the newest
+    :data:`WORKER_STATS_KEPT`: one insert and one indexed delete per heartbeat."""
+    samples = t.worker_stats
+    conn.execute(sa.insert(samples).values(worker_id=worker_id, ts=stamp, stats=stats))
+    oldest_kept = (
+        sa.select(samples.c.ts)
+        .where(samples.c.worker_id == worker_id)
+        .order_by(samples.c.ts.desc())
+        .offset(WORKER_STATS_KEPT - 1)
+        .limit(1)
+        .scalar_subquery()
+    )
+    conn.execute(
+        sa.delete(samples).where(samples.c.worker_id == worker_id, samples.c.ts < oldest_kept)
+    )

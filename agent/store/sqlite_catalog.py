@@ -31,6 +31,9 @@ DDL = [
     'CREATE INDEX IF NOT EXISTS ix_task_props_kv ON task_props ("key", value)',
     'CREATE TABLE IF NOT EXISTS task_tags (\n\ttask_id VARCHAR(64) NOT NULL, \n\ttag VARCHAR(255) NOT NULL, \n\tPRIMARY KEY (task_id, tag), \n\tFOREIGN KEY(task_id) REFERENCES tasks (id) ON DELETE CASCADE\n)',
     'CREATE INDEX IF NOT EXISTS ix_task_tags_tag ON task_tags (tag)',
+    'CREATE TABLE IF NOT EXISTS worker_stats (\n\tworker_id VARCHAR(255) NOT NULL, \n\tts FLOAT NOT NULL, \n\tstats JSON NOT NULL, \n\tFOREIGN KEY(worker_id) REFERENCES workers (id) ON DELETE CASCADE\n)',
+    'CREATE INDEX IF NOT EXISTS ix_worker_stats_ts ON worker_stats (ts)',
+    'CREATE INDEX IF NOT EXISTS ix_worker_stats_worker_ts ON worker_stats (worker_id, ts)',
 ]
 
 STATEMENTS = {

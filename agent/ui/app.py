@@ -11,6 +11,7 @@ browser by dagre, scalars are drawn by uPlot. Everything ships in the package
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import jinja2
@@ -22,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent.cli.render import format_age, format_duration, format_size, format_time, short_id
 from agent.core.errors import AgentError
-from agent.ui import actions, clone, compare, pages, queue_actions, registry_pages
+from agent.ui import actions, clone, compare, pages, queue_actions, registry_pages, workers
 from agent.ui.auth import STATIC_PREFIX, Sessions, UIAuth, csrf_token
 from agent.ui.views import duration, short
 
@@ -59,6 +60,7 @@ def create_ui_app(backend: Any, token: str | None = None, secure_cookies: bool =
     app.include_router(clone.router)
     app.include_router(queue_actions.router)
     app.include_router(compare.router)
+    app.include_router(workers.router)
 
     @app.exception_handler(AgentError)
     async def agent_error(request: Request, exc: AgentError) -> Response:
@@ -78,6 +80,7 @@ def make_templates() -> Jinja2Templates:
         short_id=short_id, short=short, run_duration=duration,
     )  # fmt: skip
     env.globals["csrf_token"] = csrf_token
+    env.globals["server_now"] = time.time
     return Jinja2Templates(env=env)
 
 

@@ -7,10 +7,12 @@ Routes (stable: tests and users link to them):
 - ``/tasks``: every task (filter ``project``, ``type``, ``status``, ``tag``, ``q``; ``page``).
 - ``/tasks/{id}?tab=info|configuration|console|scalars|plots|artifacts|code``: one task;
   ``&fragment=1``: that tab alone (the DAG's side panel loads it).
-- ``/tasks/{id}/console?after=SEQ[&panel=1]``: new log lines (an htmx fragment).
-- ``/tasks/{id}/dag.json``, ``/tasks/{id}/dag-status.json``, ``/tasks/{id}/scalars.json``.
+- ``/tasks/{id}/console?after=SEQ[&panel=1]``: new log lines (an htmx fragment);
+  ``/tasks/{id}/console/earlier?before=SEQ``: the page before; ``.../console/search?q=``.
+- ``/tasks/{id}/status.json``, ``/tasks/{id}/dag.json``, ``/tasks/{id}/dag-status.json``,
+  ``/tasks/{id}/scalars.json``.
 - ``/tasks/{id}/artifacts/{name}``, ``/tasks/{id}/plots/{n}/image``: files.
-- ``/queues``, ``/workers``, ``/login``.
+- ``/queues``, ``/login`` (``/workers``: :mod:`agent.ui.workers`).
 """
 
 from __future__ import annotations
@@ -32,8 +34,11 @@ router = APIRouter()
 TABS = ("info", "configuration", "console", "scalars", "plots", "artifacts", "code")
 #: Rows of ``/tasks`` per page.
 PAGE_SIZE = 50
-#: Log lines one console fragment carries at most.
+#: Log lines one console fragment carries at most; the console tab opens on the last of
+#: them, and "Load earlier" adds as many again.
 CONSOLE_BATCH = 5000
+#: Lines a search of the console's not yet loaded lines shows at most (the newest).
+CONSOLE_MATCHES = 500
 LIVE = frozenset({TaskStatus.queued.value, TaskStatus.in_progress.value})
 
 
@@ -115,9 +120,8 @@ def task_page(request: Request, task_id: str, tab: str = "info", fragment: int =
     tab = tab if tab in TABS else "info"
     context: dict[str, Any] = {}
     if tab == "console":
-        lines = backend.get_logs(task.id, limit=CONSOLE_BATCH * 2)
-        context["lines"] = lines
-        context["after"] = lines[-1].seq if lines else 0
+        context.update(console_page(backend, task.id))
+        context["after"] = context["lines"][-1].seq if context["lines"] else 0
     elif tab == "plots":
         context["plots"] = list(enumerate(backend.get_plots(task.id)))
     # fragment=1: the tab alone, for the DAG's side panel (ids there are ``panel-*``).
@@ -142,6 +146,50 @@ def console_fragment(request: Request, task_id: str, after: int = 0, panel: int 
         request, "console_fragment.html", task=task, lines=lines, after=last, panel=bool(panel),
         live=task.status in LIVE or len(lines) == CONSOLE_BATCH,
     )  # fmt: skip
+
+
+@router.get("/tasks/{task_id}/status.json")
+def status_json(request: Request, task_id: str) -> JSONResponse:
+    """The cheap poll of a live task's page: when the status changes, the page reloads
+    its header, actions and Info tab."""
+    return JSONResponse({"status": backend_of(request).get_task(task_id).status})
+
+
+def console_page(backend: Any, task_id: str, before: int | None = None) -> dict[str, Any]:
+    """The last :data:`CONSOLE_BATCH` lines (before ``before``), whether earlier ones
+    exist, and the seq of the first line shown (the next page ends there)."""
+    lines = backend.get_logs(task_id, limit=CONSOLE_BATCH + 1, before=before, newest=True)
+    has_earlier = len(lines) > CONSOLE_BATCH
+    lines = lines[1:] if has_earlier else lines
+    first = lines[0].seq if lines else before or 0
+    return {"lines": lines, "has_earlier": has_earlier, "first": first, "batch": CONSOLE_BATCH}
+
+
+@router.get("/tasks/{task_id}/console/earlier", response_class=HTMLResponse)
+def console_earlier(request: Request, task_id: str, before: int, panel: int = 0) -> Response:
+    """The page of lines before ``before`` (prepended to the console) and the button
+    for the page before that."""
+    backend = backend_of(request)
+    task = backend.get_task(task_id)
+    page = console_page(backend, task.id, before=max(1, before))
+    return render(request, "console_earlier.html", task=task, panel=bool(panel), **page)
+
+
+@router.get("/tasks/{task_id}/console/search", response_class=HTMLResponse)
+def console_search(request: Request, task_id: str, q: str = "", before: int = 0) -> Response:
+    """Lines holding ``q`` among those before ``before``: the ones the page has not loaded
+    (the page filters its own)."""
+    backend = backend_of(request)
+    task = backend.get_task(task_id)
+    text = q.strip()
+    lines = []
+    if text and before > 1:
+        lines = backend.get_logs(
+            task.id, limit=CONSOLE_MATCHES, before=before, newest=True, contains=text
+        )
+    return render(
+        request, "console_matches.html", task=task, lines=lines, q=text, limit=CONSOLE_MATCHES
+    )
 
 
 @router.get("/tasks/{task_id}/dag.json")
@@ -223,12 +271,6 @@ def queues_page(request: Request) -> Response:
     from agent.ui.queue_actions import queue_rows
 
     return render(request, "queues.html", nav="queues", rows=queue_rows(backend_of(request)))
-
-
-@router.get("/workers", response_class=HTMLResponse)
-def workers_page(request: Request) -> Response:
-    workers = backend_of(request).list_workers()
-    return render(request, "workers.html", nav="workers", workers=workers)
 
 
 @router.get("/login", response_class=HTMLResponse)

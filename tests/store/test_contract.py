@@ -23,7 +23,7 @@ from agent.core.models import (
     TaskStatus,
     TaskTypes,
 )
-from agent.store.base import Backend
+from agent.store.base import WORKER_STATS_KEPT, Backend
 from agent.store.factory import backend_for_url
 from agent.store.sql import REAP_ON_READ_S
 
@@ -664,6 +664,35 @@ def test_register_heartbeat_and_list_workers(backend: Backend, uid: str) -> None
         backend.heartbeat(worker_id)
 
 
+def test_worker_stats_keep_a_short_history_per_worker(backend: Backend, uid: str) -> None:
+    busy, idle = f"busy-{uid}", f"idle-{uid}"
+    backend.register_worker(busy, ["default"], stats={"cpu_pct": -1.0})
+    backend.register_worker(idle, ["default"])  # no stats: no sample
+    for n in range(WORKER_STATS_KEPT + 5):
+        gpus = [{"index": 0, "utilization_pct": float(n % 100)}]
+        backend.heartbeat(busy, stats={"cpu_pct": float(n), "gpus": gpus})
+    backend.heartbeat(busy)  # no stats: no sample
+    history = backend.get_worker_stats()
+    assert idle not in history
+    samples = history[busy]
+    assert len(samples) == WORKER_STATS_KEPT  # the oldest went
+    assert [stats["cpu_pct"] for _, stats in samples] == [
+        float(n) for n in range(5, WORKER_STATS_KEPT + 5)
+    ]
+    assert samples[-1][1]["gpus"] == [{"index": 0, "utilization_pct": 24.0}]
+    times = [ts for ts, _ in samples]
+    assert times == sorted(times)
+
+    newer = backend.get_worker_stats(after=times[-3])[busy]
+    assert [stats["cpu_pct"] for _, stats in newer] == [
+        float(WORKER_STATS_KEPT + 3), float(WORKER_STATS_KEPT + 4)
+    ]  # fmt: skip
+    assert busy not in backend.get_worker_stats(after=times[-1])
+
+    backend.unregister_worker(busy)
+    assert busy not in backend.get_worker_stats()
+
+
 def test_a_lapsed_lease_fails_the_task_as_worker_lost(backend: Backend, target, uid: str) -> None:
     queue, worker = f"lease-{uid}", f"w-{uid}"
     backend.register_worker(worker, [queue])
@@ -726,6 +755,24 @@ def test_logs_have_increasing_seq_and_after(backend: Backend, uid: str) -> None:
         backend.append_logs("0" * 32, ["x"])
     with pytest.raises(NotFound):
         backend.get_logs("0" * 32)
+
+
+def test_logs_tail_pages_backwards_and_search(backend: Backend, uid: str) -> None:
+    task = make_task(backend, uid)
+    backend.append_logs(task.id, [f"line {n}" for n in range(1, 11)] + ["Epoch 100% done"])
+
+    def seqs(**query) -> list[int]:
+        return [line.seq for line in backend.get_logs(task.id, **query)]
+
+    assert seqs(limit=3, newest=True) == [9, 10, 11]  # the tail, oldest first
+    assert seqs(limit=3, newest=True, before=9) == [6, 7, 8]  # the page before it
+    assert seqs(limit=3, newest=True, before=3) == [1, 2]
+    assert seqs(before=4) == [1, 2, 3] and seqs(after=2, before=5) == [3, 4]
+    assert seqs(contains="LINE 1") == [1, 10]  # any case
+    assert seqs(contains="line 1", newest=True, limit=1) == [10]
+    assert seqs(contains="100%") == [11]  # LIKE's wildcards are text here
+    assert seqs(contains="_") == []
+    assert seqs(contains="line", after=8, before=10) == [9]
 
 
 def test_scalars_by_title_and_series(backend: Backend, uid: str) -> None:

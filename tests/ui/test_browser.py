@@ -67,8 +67,9 @@ def snap(page, name: str) -> None:
 
 def running_controller(store, nodes) -> Task:
     run = make_pipeline_run(store, f"b-{uuid.uuid4().hex[:8]}", nodes=nodes)
-    store.enqueue(run.id, "services")
-    store.claim(["services"], "browser-services-worker")
+    queue = f"services-{uuid.uuid4().hex[:8]}"  # its own: other tests leave runs queued
+    store.enqueue(run.id, queue)
+    assert store.claim([queue], "browser-services-worker").id == run.id
     return run
 
 
@@ -165,6 +166,39 @@ def test_console_tails_a_running_task(live_ui, store, page):
     assert page.locator("#console .line:visible").count() == 1
 
 
+def test_a_long_console_opens_on_its_tail_and_loads_earlier_lines(live_ui, store, page):
+    from agent.ui.pages import CONSOLE_BATCH
+
+    task = store.create_task(Task(name="long-log", project="browser"))
+    total = 2 * CONSOLE_BATCH + 100
+    store.append_logs(task.id, [f"step {n} needle-{n % 1000 == 7}" for n in range(1, total + 1)])
+    page.goto(f"{live_ui.url}/tasks/{task.id}?tab=console")
+    lines = page.locator("#console .line")
+    assert lines.count() == CONSOLE_BATCH
+    assert lines.last.inner_text().startswith(f"step {total} ")
+    assert lines.first.inner_text().startswith(f"step {total - CONSOLE_BATCH + 1} ")
+
+    page.fill("#console-search", "needle-True")  # lines 7, 1007, ... : most not loaded
+    loaded = sum(1 for n in range(total - CONSOLE_BATCH + 1, total + 1) if n % 1000 == 7)
+    page.wait_for_selector("#console-matches .line")
+    assert page.locator("#console .line:visible").count() == loaded
+    earlier = [n for n in range(1, total - CONSOLE_BATCH + 1) if n % 1000 == 7]
+    matches = page.locator("#console-matches .line .seq").all_inner_texts()
+    assert [int(seq) for seq in matches] == earlier
+
+    page.fill("#console-search", "")
+    page.wait_for_selector("#console-matches .line", state="detached")
+    page.click("#console-earlier button")
+    page.wait_for_function(
+        f"document.querySelectorAll('#console .line').length === {2 * CONSOLE_BATCH}"
+    )
+    assert lines.first.inner_text().startswith("step 101 ")
+    page.click("#console-earlier button")
+    page.wait_for_function(f"document.querySelectorAll('#console .line').length === {total}")
+    assert lines.first.inner_text().startswith("step 1 ")
+    assert page.locator("#console-earlier button").count() == 0  # the whole log is there
+
+
 def test_scalars_draw_one_chart_per_title(live_ui, store, page):
     task = store.create_task(Task(name="charts", project="browser"))
     points = [("loss", "train", i, 1.0 / (i + 1)) for i in range(20)]
@@ -201,6 +235,47 @@ def test_abort_from_the_task_page(live_ui, store, page):
     page.click("#abort")
     page.wait_for_selector('#task-status [data-status="stopped"]')
     assert store.get_task(task.id).status == "stopped"
+
+
+def test_info_tab_and_actions_follow_the_task_to_its_end(live_ui, store, page):
+    task = store.create_task(Task(name="ends-live", project="browser"), queue="default")
+    page.goto(f"{live_ui.url}/tasks/{task.id}")
+    assert page.locator("#abort").is_visible()
+    store.claim(["default"], "browser-worker-3")
+    page.wait_for_selector('#tab-info dd:has-text("browser-worker-3")', timeout=3 * LIVE_MS)
+    store.set_status(task.id, "failed", "exit code 1")
+    page.wait_for_selector('#task-status [data-status="failed"]', timeout=3 * LIVE_MS)
+    page.wait_for_selector("#tab-info .message:has-text('exit code 1')")
+    assert page.locator("#abort").count() == 0
+    assert page.locator("#enqueue").is_visible()  # a failed task can be enqueued again
+    assert page.locator('#tab-info [data-status="failed"]').count() == 1
+
+
+def test_a_pipeline_runs_actions_follow_it_to_its_end(live_ui, store, page):
+    run = running_controller(store, [step("only", "in_progress")])
+    page.goto(f"{live_ui.url}/tasks/{run.id}")
+    assert page.locator("#abort").is_visible()
+    store.merge_runtime(run.id, {"pipeline": {"nodes": [step("only", "completed")], "edges": []}})
+    store.set_status(run.id, "completed")
+    page.wait_for_selector('#task-status [data-status="completed"]', timeout=LIVE_MS)
+    page.wait_for_selector('#tab-info [data-status="completed"]', timeout=LIVE_MS)
+    assert page.locator("#abort").count() == 0
+
+
+def test_relative_ages_tick_in_the_page(live_ui, store, page):
+    task = store.create_task(Task(name="ageing", project=f"b-{uuid.uuid4().hex[:8]}"))
+    page.goto(f"{live_ui.url}/tasks/{task.id}")
+    created = page.locator("#tab-info time").first
+    first = created.inner_text()
+    assert first.endswith("s ago")
+    title = created.get_attribute("title")
+    page.wait_for_function(
+        "([el, first]) => el.textContent !== first", arg=[created.element_handle(), first],
+        timeout=3 * LIVE_MS,
+    )  # fmt: skip
+    later = created.inner_text()
+    assert later.endswith("s ago") and int(later[:-5]) > int(first[:-5])
+    assert created.get_attribute("title") == title  # the exact time stays on hover
 
 
 def test_every_listing_page_renders(live_ui, page):
@@ -265,3 +340,89 @@ def test_compare_picked_runs_from_the_runs_table(live_ui, store, page):
     legend = page.locator('[data-chart="loss"] .u-legend').inner_text()
     assert runs[0].id[:8] in legend and runs[1].id[:8] in legend and runs[2].id[:8] not in legend
     snap(page, "compare")
+
+
+def test_workers_draw_live_cpu_memory_and_gpu_charts(live_ui, store, page):
+    cpu_only, gpu_host = (f"{kind}-{uuid.uuid4().hex[:6]}" for kind in ("cpu", "gpu"))
+    store.register_worker(cpu_only, ["default"])
+    store.register_worker(gpu_host, ["gpu"])
+    gpus = [{"index": 0, "name": "H100", "utilization_pct": 70.0, "memory_used_mib": 1024.0,
+             "memory_total_mib": 4096.0}]  # fmt: skip
+    for n in range(3):
+        store.heartbeat(cpu_only, stats={"cpu_pct": 10.0 * n, "memory_pct": 40.0})
+        store.heartbeat(gpu_host, stats={"cpu_pct": 5.0, "memory_pct": 20.0, "gpus": gpus})
+    page.goto(f"{live_ui.url}/workers")
+    cpu_row, gpu_row = (f'tr[data-worker="{w}"]' for w in (cpu_only, gpu_host))
+    page.wait_for_selector(f'{cpu_row} [data-metric="cpu"] .spark[data-points="3"] canvas')
+    assert page.locator(f'{cpu_row} [data-metric="memory"] .spark[data-points="3"] canvas').count()
+    assert page.locator(f'{cpu_row} [data-metric="gpus"] canvas').count() == 0  # no GPU
+    page.wait_for_selector(f'{gpu_row} [data-metric="gpus"] .spark[data-points="3"] canvas')
+    assert "70% · mem 25%" in page.locator(f'{gpu_row} [data-metric="gpus"]').inner_text()
+
+    store.heartbeat(cpu_only, stats={"cpu_pct": 99.0, "memory_pct": 41.0})  # a new sample
+    page.wait_for_selector(
+        f'{cpu_row} [data-metric="cpu"] .spark[data-points="4"] canvas', timeout=3 * LIVE_MS
+    )
+    assert page.locator(f'{cpu_row} [data-metric="cpu"] .now').inner_text() == "99%"
+    task = store.enqueue(store.create_task(Task(name="busy", project="browser")).id, "default")
+    store.claim(["default"], cpu_only)
+    page.wait_for_selector(f'{cpu_row} .running a[href="/tasks/{task.id}"]', timeout=3 * LIVE_MS)
+    for worker in (cpu_only, gpu_host):
+        store.unregister_worker(worker)
+
+
+def test_plots_tab_draws_the_reported_figures_with_plotly(live_ui, store, page):
+    from agent.sdk import plots
+
+    task = store.create_task(Task(name="figures", project="browser"))
+    figures = {
+        "roc": plots.scatter_figure("roc", "val", [[0, 0], [0.2, 0.7], [1, 1]], "fpr", "tpr"),
+        "confusion": plots.confusion_matrix_figure("confusion", "val", [[5, 1], [2, 7]]),
+        "table": plots.table_figure("table", [["name", "score"], ["a", 1], ["b", 2]]),
+        "surface": plots.surface_figure("surface", "loss", [[1, 2], [3, 4]]),
+    }
+    for title, figure in figures.items():
+        store.report_plot(task.id, title, "val", 0, figure)
+    page.goto(f"{live_ui.url}/tasks/{task.id}?tab=plots")
+    page.wait_for_selector('[data-title="roc"] .plotly-figure[data-drawn="1"]')
+    for title in figures:
+        page.wait_for_selector(f'[data-title="{title}"] .plotly-figure[data-drawn="1"]')
+    assert page.locator('[data-title="roc"] .main-svg .scatterlayer .trace').count() == 1
+    assert page.locator('[data-title="roc"] .xtitle').text_content() == "fpr"  # a string title
+    assert (
+        page.locator(
+            '[data-title="confusion"] .heatmaplayer image, [data-title="confusion"] .hm image'
+        ).count()
+        >= 1
+    )
+    assert "score" in page.locator('[data-title="table"] .plotly-figure').inner_text()
+    assert page.locator('[data-title="surface"] canvas').count() >= 1  # WebGL scene
+    scripts = page.evaluate("Array.from(document.scripts, (s) => s.src)")
+    assert any(src.endswith("/vendor/plotly/plotly.min.js") for src in scripts)
+
+
+def test_plotly_loads_only_where_there_is_a_figure(live_ui, store, page):
+    task = store.create_task(Task(name="no-figures", project="browser"))
+    page.goto(f"{live_ui.url}/tasks/{task.id}?tab=plots")
+    page.wait_for_selector("text=No plots or images reported.")
+    page.wait_for_load_state("load")
+    assert page.evaluate("typeof window.Plotly") == "undefined"
+    assert page.evaluate("typeof window.startPlots") == "function"  # the tab's script ran
+
+
+def test_charts_follow_a_dark_colour_scheme(live_ui, store, browser):
+    task = store.create_task(Task(name="dark", project="browser"))
+    store.report_plot(task.id, "roc", "val", 0, {"data": [{"x": [0, 1], "y": [0, 1]}]})
+    context = browser.new_context(color_scheme="dark")
+    try:
+        page = context.new_page()
+        page.goto(f"{live_ui.url}/tasks/{task.id}?tab=plots")
+        page.wait_for_selector('.plotly-figure[data-drawn="1"] .xtick text')
+        muted = page.evaluate(
+            "getComputedStyle(document.documentElement).getPropertyValue('--muted').trim()"
+        )
+        assert muted == "#8d96a0"  # ui.css's dark --muted
+        fill = page.locator(".plotly-figure .xtick text").first.evaluate("e => e.style.fill")
+        assert fill == "rgb(141, 150, 160)"
+    finally:
+        context.close()

@@ -257,7 +257,34 @@ def test_queues_and_workers_pages(live_ui, store):
     row = re.search(rf'<tr data-queue="{queue}">(.*?)</tr>', queues, re.S).group(1)
     assert waiting.id in row and "ui-worker-1" in row
     workers = get(live_ui, "/workers").text
-    assert 'data-worker="ui-worker-1"' in workers and "12.5%" in workers
+    assert 'data-worker="ui-worker-1"' in workers and "12%" in workers
+
+
+def test_workers_stats_json_has_each_workers_chart_points_after_a_time(live_ui, store):
+    worker = f"ui-gpu-{uuid.uuid4().hex[:6]}"
+    store.register_worker(worker, ["default"])
+    gpus = [
+        {"index": 0, "name": "H100", "utilization_pct": 80.0, "memory_used_mib": 40960.0,
+         "memory_total_mib": 81920.0},
+        {"index": 1, "name": "H100", "utilization_pct": 20.0},
+    ]  # fmt: skip
+    store.heartbeat(worker, stats={"cpu_pct": 10.0, "memory_pct": 50.0, "gpus": gpus})
+    store.heartbeat(worker, stats={"cpu_pct": 30.0, "memory_used_mib": 1, "memory_total_mib": 4})
+    data = get(live_ui, "/workers/stats.json").json()
+    row = data["workers"][worker]
+    assert row["cpu"] == 30.0 and row["memory"] == 25.0 and row["gpus"] == []
+    series = data["series"][worker]
+    assert series["cpu"] == [10.0, 30.0] and series["memory"] == [50.0, 25.0]
+    assert series["gpus"] == [[80.0, None], [20.0, None]]  # the second beat had no GPUs
+    after = series["ts"][0]
+    newer = get(live_ui, f"/workers/stats.json?after={after}").json()["series"][worker]
+    assert newer["cpu"] == [30.0] and newer["ts"] == series["ts"][1:]
+
+    store.heartbeat(worker, stats={"cpu_pct": 5.0, "gpus": gpus})
+    page = get(live_ui, "/workers").text
+    cells = re.search(rf'<tr data-worker="{worker}">(.*?)</tr>', page, re.S).group(1)
+    assert "80% · mem 50%" in cells and "20%" in cells and "5%" in cells
+    store.unregister_worker(worker)
 
 
 def test_unknown_task_is_a_404_page(live_ui):

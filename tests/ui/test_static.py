@@ -18,6 +18,7 @@ VENDORED = {
     "htmx": ["htmx.min.js", "LICENSE"],
     "dagre": ["dagre.min.js", "LICENSE"],
     "uplot": ["uPlot.iife.min.js", "uPlot.min.css", "LICENSE"],
+    "plotly": ["plotly.min.js", "LICENSE"],
 }
 OWN = ["static/ui.js", "static/ui.css", "static/vendor/README.md", "templates/base.html"]
 

@@ -153,12 +153,7 @@ async function startDag(container) {
       const step = state.steps[item.dataset.step];
       if (step) updateNode(item, step);
     }
-    const badge = document.querySelector("#task-status .status");
-    if (badge && badge.dataset.status !== state.status) {
-      badge.dataset.status = state.status;
-      badge.className = `status s-${state.status}`;
-      badge.lastChild.textContent = state.status.replace("_", " ");
-    }
+    noteTaskStatus(state.status);
     const done = TERMINAL.has(state.status) &&
       Object.values(state.steps).every((s) => TERMINAL.has(s.status) || s.status === "pending");
     if (!done) setTimeout(refresh, 1000);
@@ -166,8 +161,68 @@ async function startDag(container) {
   setTimeout(refresh, 1000);
 }
 
+// -- the task's header, actions and Info tab follow its status ----------------------------
+// Parts of the task page that depend on its status, rendered again by the server when the
+// status changes (the console, scalars and DAG follow it on their own).
+const STATUS_PARTS = ["task-status", "task-sub", "task-actions", "tab-info"];
+let statusRefresh = null;
+
+function noteTaskStatus(status) {
+  const badge = document.querySelector("#task-status .status");
+  if (!badge || badge.dataset.status === status || statusRefresh) return;
+  statusRefresh = refreshStatusParts().finally(() => { statusRefresh = null; });
+}
+
+async function refreshStatusParts() {
+  const response = await fetch(window.location.href, {credentials: "same-origin"});
+  if (!response.ok) throw new Error(`${window.location.href}: ${response.status}`);
+  const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+  for (const id of STATUS_PARTS) {
+    const now = document.getElementById(id), next = fresh.getElementById(id);
+    if (now && next) {
+      now.replaceWith(next);
+      htmx.process(next);
+    }
+  }
+  tickAges();
+}
+
+// A live task's page without a DAG polls its status (the DAG's own poll carries it).
+function watchStatus(badge) {
+  const poll = async () => {
+    try {
+      noteTaskStatus((await getJSON(badge.dataset.src)).status);
+      await statusRefresh;
+    } catch (err) {
+      console.warn(err);
+    }
+    const current = document.querySelector("#task-status .status");
+    if (current && !TERMINAL.has(current.dataset.status)) setTimeout(poll, 2000);
+  };
+  setTimeout(poll, 2000);
+}
+
 // -- scalars ----------------------------------------------------------------------------
 const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"];
+const DARK = window.matchMedia("(prefers-color-scheme: dark)");
+
+// The page's colours (ui.css's variables, which follow prefers-color-scheme).
+function themeColors() {
+  const style = getComputedStyle(document.documentElement);
+  const get = (name) => style.getPropertyValue(name).trim();
+  return {fg: get("--fg"), muted: get("--muted"), line: get("--line"), bg: get("--bg"), dark: DARK.matches};
+}
+
+// uPlot draws on a canvas, so its axes do not follow CSS: give them the theme's colours.
+function chartAxes() {
+  const {muted, line} = themeColors();
+  const axis = () => ({stroke: muted, grid: {stroke: line, width: 1}, ticks: {stroke: line, width: 1}});
+  return [axis(), axis()];
+}
+
+function onThemeChange(redraw) {
+  DARK.addEventListener("change", redraw);
+}
 
 function drawCharts(container, charts, plots) {
   const width = Math.min(720, container.clientWidth || 720);
@@ -187,25 +242,83 @@ function drawCharts(container, charts, plots) {
       label: name, stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: false,
     })));
     plots.set(chart.title, new uPlot({title: chart.title, width, height: 240, series,
-      scales: {x: {time: false}}}, data, holder));
+      axes: chartAxes(), scales: {x: {time: false}}}, data, holder));
   }
 }
 
 async function startScalars(container) {
   const plots = new Map();
+  let charts = [];
   const load = async () => {
-    drawCharts(container, await getJSON(container.dataset.src), plots);
+    charts = await getJSON(container.dataset.src);
+    drawCharts(container, charts, plots);
     if (container.dataset.live) setTimeout(load, 2000);
   };
+  onThemeChange(() => {  // the axes' colours are set when a chart is made: make them anew
+    for (const plot of plots.values()) plot.destroy();
+    plots.clear();
+    drawCharts(container, charts, plots);
+  });
   await load();
 }
 
+// -- ages ("42s ago") tick in the browser ---------------------------------------------------
+// The server renders each <time data-ts> with its age; this keeps the ages current, on the
+// server's clock (the page's data-now), and the exact time stays in the title.
+let clockSkew = null;
+
+function formatAge(ts, now) {
+  const seconds = Math.max(0, now - ts);
+  for (const [unit, size] of [["d", 86400], ["h", 3600], ["m", 60]]) {
+    if (seconds >= size) return `${Math.floor(seconds / size)}${unit} ago`;
+  }
+  return `${Math.floor(seconds)}s ago`;
+}
+
+function tickAges() {
+  if (clockSkew === null) {
+    const rendered = Number(document.body.dataset.now);
+    clockSkew = rendered ? rendered - performance.timeOrigin / 1000 : 0;  // ~ when it was asked for
+  }
+  const now = Date.now() / 1000 + clockSkew;
+  for (const time of document.querySelectorAll("time[data-ts]")) {
+    const ts = Number(time.dataset.ts);
+    if (!ts) continue;
+    const text = formatAge(ts, now);
+    if (time.textContent !== text) time.textContent = text;
+  }
+}
+
 // -- console search ---------------------------------------------------------------------
+// The loaded lines are filtered here; the lines before them (a long log opens on its
+// tail) are searched by the server, whose matches show above the console.
 function startConsoleSearch(input) {
-  input.addEventListener("input", () => {
+  const filter = () => {
     const text = input.value.toLowerCase();
     for (const line of document.querySelectorAll("#console .line")) {
       line.hidden = text !== "" && !line.textContent.toLowerCase().includes(text);
+    }
+  };
+  let timer = null;
+  const searchEarlier = () => {
+    const earlier = document.querySelector("#console-earlier .load-earlier");
+    const matches = document.getElementById("console-matches");
+    if (!earlier || !input.value.trim()) {
+      matches.replaceChildren();
+      return;
+    }
+    const query = new URLSearchParams({q: input.value, before: earlier.dataset.before});
+    htmx.ajax("GET", `${input.dataset.src}?${query}`, {target: matches, swap: "innerHTML"});
+  };
+  input.addEventListener("input", () => {
+    filter();
+    clearTimeout(timer);
+    timer = setTimeout(searchEarlier, 300);
+  });
+  document.body.addEventListener("htmx:afterSettle", (event) => {
+    if (event.target.id === "console-earlier") {  // earlier lines came in
+      filter();
+      searchEarlier();
     }
   });
 }
@@ -241,11 +354,18 @@ function startSortable(table) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  tickAges();
+  setInterval(tickAges, 1000);
+  document.body.addEventListener("htmx:afterSettle", tickAges);
   document.querySelectorAll("table.sortable").forEach(startSortable);
+  const watched = document.querySelector("#task-status[data-watch]");
+  if (watched) watchStatus(watched);
   const dag = document.getElementById("dag");
   if (dag) startDag(dag).catch((err) => { dag.textContent = `DAG unavailable: ${err.message}`; });
   const scalars = document.getElementById("scalars");
   if (scalars) startScalars(scalars).catch((err) => { scalars.textContent = `Scalars unavailable: ${err.message}`; });
+  const console_ = document.getElementById("console");
+  if (console_) console_.scrollTop = console_.scrollHeight;  // a log opens on its tail
   const search = document.getElementById("console-search");
   if (search) startConsoleSearch(search);
 });

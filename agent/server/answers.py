@@ -47,9 +47,13 @@ class WorkerList(BaseModel):
     workers: list[Worker]
 
 
+#: ``[ts, stats]``: a pair, not a tuple schema (see ScalarPair).
+StatsSample = Annotated[list[float | dict[str, Any]], Field(min_length=2, max_length=2)]
+
+
 class WorkerStatsHistory(BaseModel):
     #: Per worker: its samples as ``[ts, stats]``, oldest first.
-    workers: dict[str, list[tuple[float, dict[str, Any]]]]
+    workers: dict[str, list[StatsSample]]
 
 
 class UnregisteredWorker(BaseModel):

@@ -127,6 +127,7 @@ class _AgentAPI(FastAPI):
             spec = super().openapi()
             document_errors(spec)
             document_links(spec)
+            drop_null_from_parameters(spec)
         return self.openapi_schema
 
 
@@ -177,6 +178,20 @@ def document_links(spec: dict[str, Any]) -> None:
         }
         for name in ("heartbeat", "unregister")
     }
+
+
+def drop_null_from_parameters(spec: dict[str, Any]) -> None:
+    """A parameter's schema says what a value may be; FastAPI's ``anyOf [X, null]`` for an
+    optional one says it may be null, which a query string cannot carry (left out, it is
+    None). Keep X only, so clients and fuzzers know what the server takes."""
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", ()):
+                schema = parameter.get("schema", {})
+                branches = [b for b in schema.get("anyOf", ()) if b.get("type") != "null"]
+                if len(branches) == 1 and len(schema["anyOf"]) == 2:
+                    del schema["anyOf"]
+                    schema.update(branches[0])
 
 
 def _version() -> str:

@@ -47,6 +47,7 @@ from agent.server.errors import (
 )
 from agent.server.routes import task_from_body
 from agent.store.sql import SqlBackend
+from agent.store.sql_queues import check_stop_ids
 from agent.store.wakeups import PollBackoff
 
 log = logging.getLogger("agent.server")
@@ -69,6 +70,7 @@ class FastPaths:
         self._paths: dict[str, Handler] = {
             f"{API}/tasks": self._create_task,
             f"{API}/queues/claim": self._claim,
+            f"{API}/tasks/wait-for-stop": self._wait_for_stop,
         }
         # POST /tasks/{task_id}/<action> -> handler(task_id, body).
         self._task_actions: dict[str, Callable[[str, Any], Call | None]] = {
@@ -162,6 +164,25 @@ class FastPaths:
             return {"task": task_dict(task) if task else None}
 
         return claim
+
+    def _wait_for_stop(self, query: dict[str, str], body: Any) -> Call | None:
+        request = _validate(s.StopWait, body)
+        if query or request is None:
+            return None
+        stops = self.backend.task_stops
+
+        async def wait() -> dict[str, Any]:
+            task_ids = check_stop_ids(request.task_ids)
+            # As SqlBackend.wait_for_stop, waiting as a coroutine (a fleet's waits hold
+            # no thread); only the look at the tasks runs as a store call.
+            with stops.waiting_async(task_ids) as waiter:
+                stopped = await self._store(self.backend.stopped_tasks, task_ids)
+                if not stopped and request.timeout > 0 and task_ids:
+                    await waiter.wait(request.timeout)
+                    stopped = dict(waiter.stopped)
+            return {"stopped": stopped}
+
+        return wait
 
     def _enqueue(self, task_id: str, body: Any) -> Call | None:
         request = _validate(s.EnqueueRequest, body)

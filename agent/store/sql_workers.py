@@ -51,27 +51,19 @@ class SqlWorkers:
     def heartbeat(
         self, worker_id: str, stats: dict[str, Any] | None = None, lease_s: float = DEFAULT_LEASE_S
     ) -> Worker:
+        # Named statements on the busy path, and an answer about this worker only: a
+        # fleet's heartbeats must not each read every worker and every running task.
         stamp = now()
-        with self._write() as conn:
-            values: dict[str, Any] = {"last_heartbeat": stamp}
-            if stats is not None:
-                values["stats"] = without_non_finite(stats)
-            result = conn.execute(
-                sa.update(t.workers).where(t.workers.c.id == worker_id).values(**values)
-            )
-            if result.rowcount == 0:
+        params: dict[str, Any] = {"worker_id": worker_id, "last_heartbeat": stamp}
+        if stats is not None:
+            params["stats"] = without_non_finite(stats)
+        with self._tx_write() as tx:
+            row = tx.first("BEAT_WITH_STATS" if stats is not None else "BEAT", params)
+            if row is None:
                 raise NotFound(f"no worker '{worker_id}' (register it first)")
-            conn.execute(
-                sa.update(t.tasks)
-                .where(
-                    sa.and_(
-                        t.tasks.c.worker == worker_id,
-                        t.tasks.c.status == TaskStatus.in_progress.value,
-                    )
-                )
-                .values(lease_expires=stamp + lease_s)
-            )
-        return self._worker(worker_id)
+            tx.run("RENEW_LEASES", {"worker_id": worker_id, "lease_expires": stamp + lease_s})
+            running = [r["id"] for r in tx.all("RUNNING_UNDER", {"worker_id": worker_id})]
+        return _worker_of_row(row, running)
 
     def unregister_worker(self, worker_id: str) -> None:
         with self._write() as conn:
@@ -96,14 +88,18 @@ class SqlWorkers:
             for task_id, worker in conn.execute(running):
                 by_worker.setdefault(worker, []).append(task_id)
             return [
-                Worker(
-                    id=r["id"],
-                    name=r["name"],
-                    queues=list(r["queues"]),
-                    last_heartbeat=r["last_heartbeat"],
-                    registered=r["registered"],
-                    stats=dict(r["stats"] or {}),
-                    tasks=by_worker.get(r["id"], []),
-                )
+                _worker_of_row(r, by_worker.get(r["id"], []))
                 for r in conn.execute(query).mappings()
             ]
+
+
+def _worker_of_row(row: Any, tasks: list[str]) -> Worker:
+    return Worker(
+        id=row["id"],
+        name=row["name"],
+        queues=list(row["queues"]),
+        last_heartbeat=row["last_heartbeat"],
+        registered=row["registered"],
+        stats=dict(row["stats"] or {}),
+        tasks=tasks,
+    )

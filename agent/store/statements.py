@@ -17,7 +17,7 @@ from agent.core.models import TaskStatus
 from agent.store import schema as t
 from agent.store.tx import query_name
 
-_tasks, _entries, _queues = t.tasks, t.queue_entries, t.queues
+_tasks, _entries, _queues, _workers = t.tasks, t.queue_entries, t.queues, t.workers
 
 TASK = select(_tasks).where(_tasks.c.id == bindparam("task_id"))
 #: PostgreSQL: lock the row for a read-modify-write (SQLite's writes are serialized anyway).
@@ -126,6 +126,14 @@ CLAIM_COLUMNS = (
 )
 _logs, _artifacts = t.logs, t.artifacts
 
+#: The in-progress tasks whose lease ``:worker_id`` holds.
+_RUNNING_UNDER = (
+    _tasks.c.worker == bindparam("worker_id"),
+    _tasks.c.status == TaskStatus.in_progress.value,
+)
+#: A heartbeat: the worker's row, answered as it is now (no rowcount, no second read).
+_BEAT = update(_workers).where(_workers.c.id == bindparam("worker_id")).returning(*_workers.c)
+
 
 def named(dialect_name: str) -> dict[str, tuple[Executable, tuple[str, ...]]]:
     """The statements of SqlBackend's busy paths by name, for a dialect, each with the
@@ -196,6 +204,16 @@ def named(dialect_name: str) -> dict[str, tuple[Executable, tuple[str, ...]]]:
             ("text", "log_task", "log_seq"),
         ),
         "INSERT_SCALAR": (insert(t.scalars), tuple(c.name for c in t.scalars.c)),
+        "BEAT": (_BEAT, ("last_heartbeat", "worker_id")),
+        "BEAT_WITH_STATS": (_BEAT, ("last_heartbeat", "stats", "worker_id")),
+        "RENEW_LEASES": (update(_tasks).where(*_RUNNING_UNDER), ("lease_expires", "worker_id")),
+        "RUNNING_UNDER": (select(_tasks.c.id).where(*_RUNNING_UNDER), ("worker_id",)),
+        "TASK_STATUSES": (
+            select(_tasks.c.id, _tasks.c.status).where(
+                _tasks.c.id.in_(bindparam("task_ids", expanding=True))
+            ),
+            ("task_ids",),
+        ),
     }
     if pg:
         statements["TAKE_HEAD_BELOW_LOCKED"] = (take_head(dialect_name, True), ("queue",))

@@ -41,6 +41,7 @@ from agent.execution.repo import (
     register_secret,
 )
 from agent.execution.requirements import read_requirements_file
+from agent.execution.stop_watch import Watched, stop_watch_for
 from agent.store.base import Backend
 
 logger = logging.getLogger(__name__)
@@ -126,7 +127,9 @@ class TaskRunner:
         repo_cache: mirrors of task repositories.
         worker_id: exported to tasks as ``AGENT_WORKER_ID``.
         extra_env: added to every task's environment (``CUDA_VISIBLE_DEVICES`` ...).
-        poll_interval: seconds between checks for abort and time limit.
+        poll_interval: seconds between checks for abort and time limit (both answered
+            here: the store tells of aborts through the process's
+            :class:`~agent.execution.stop_watch.StopWatch`).
     """
 
     def __init__(
@@ -137,7 +140,7 @@ class TaskRunner:
         repo_cache: RepoCache,
         worker_id: str | None = None,
         extra_env: Mapping[str, str] | None = None,
-        poll_interval: float = 0.3,
+        poll_interval: float = 0.2,
     ):
         self.store = backend_store
         self.settings = settings
@@ -209,7 +212,21 @@ class TaskRunner:
     def _launch_and_monitor(
         self, task: Task, prepared: Prepared, log: TaskLog, extra_env: Mapping[str, str]
     ) -> Outcome:
-        if self._stop_reason(task, time.monotonic()) is not None:
+        watched = stop_watch_for(self.store).watch(task.id)
+        try:
+            return self._launch_watched(task, prepared, log, extra_env, watched)
+        finally:
+            watched.close()
+
+    def _launch_watched(
+        self,
+        task: Task,
+        prepared: Prepared,
+        log: TaskLog,
+        extra_env: Mapping[str, str],
+        watched: Watched,
+    ) -> Outcome:
+        if self._stopped_before_start(task.id):
             log("task was stopped before it started")
             return Outcome(None)
         log(f"starting {' '.join(prepared.argv)} in {prepared.cwd}")
@@ -219,18 +236,25 @@ class TaskRunner:
             log(f"error: cannot start {' '.join(prepared.argv)}: {exc}")
             return Outcome(TaskStatus.failed, f"cannot start the task: {exc}")
         log.flush()
-        outcome = self._monitor(task, handle, log)
+        outcome = self._monitor(task, handle, log, watched)
         handle.kill_tree(self.kill_grace)  # sweep what the task left running
         return outcome
 
-    def _monitor(self, task: Task, handle: TaskHandle, log: TaskLog) -> Outcome:
+    def _stopped_before_start(self, task_id: str) -> bool:
+        try:
+            return bool(self.store.wait_for_stop([task_id]))
+        except Exception:  # a store hiccup must not fail a healthy task
+            logger.warning("task %s: cannot read its status", task_id, exc_info=True)
+            return False
+
+    def _monitor(self, task: Task, handle: TaskHandle, log: TaskLog, watched: Watched) -> Outcome:
         started = time.monotonic()
         while True:
             code = handle.wait(self.poll_interval)
             if code is not None:
                 log(f"task process exited with code {code}")
                 return _exit_outcome(task.id, code, log.tail)
-            stop = self._stop_reason(task, started)
+            stop = self._stop_reason(task, started, watched)
             if stop is not None and stop.finished_itself:
                 code = handle.wait(self.exit_grace)
                 if code is not None:
@@ -244,7 +268,7 @@ class TaskRunner:
                 handle.kill_tree(self.kill_grace)
                 return stop
 
-    def _stop_reason(self, task: Task, started: float) -> Outcome | None:
+    def _stop_reason(self, task: Task, started: float, watched: Watched) -> Outcome | None:
         """Why the task must stop now (aborted, time limit), or None."""
         limit = _time_limit(task)
         if limit is not None and time.monotonic() - started > limit:
@@ -252,13 +276,11 @@ class TaskRunner:
                 TaskStatus.failed,
                 f"time limit of {limit:g} s exceeded (see `agent logs {task.id}`)",
             )
-        try:
-            status = self.store.get_task(task.id).status
-        except Exception:  # a store hiccup must not kill a healthy task
-            logger.warning("task %s: cannot read its status", task.id, exc_info=True)
+        if not watched.stopped.is_set():
             return None
-        if status == IN_PROGRESS:
-            return None
+        status = watched.status
+        if status is None:
+            return Outcome(None, "task was deleted")
         finished = status in (TaskStatus.completed.value, TaskStatus.failed.value)
         return Outcome(None, f"task is now {status}", finished_itself=finished)
 

@@ -56,20 +56,28 @@ class EntryPointError(AgentError):
     """The task's script is missing from its code."""
 
 
+#: Seconds between two appends of one task's log at most: a thousand running tasks
+#: printing all the time cost their server a thousand appends a second, not ten thousand.
+SHIP_INTERVAL_S = 1.0
+#: Lines that are shipped at once, whatever the interval.
+SHIP_LINES = 1000
+
+
 class TaskLog:
     """The task's log in the store: agent lines and task output, redacted, batched.
 
-    Agent lines are buffered for up to ``flush_interval`` s; task output arrives
-    already batched from the reader thread and is written at once (after any
-    buffered agent lines, so the order holds).
+    A line is shipped at once when the previous append is ``ship_interval`` s old, else
+    with the lines that follow it once it is (:meth:`flush_if_due`, which the runner calls
+    while it watches the task): the first line after a quiet spell shows at once, and a
+    chatty task costs its store one append per interval.
     """
 
-    def __init__(self, store: Backend, task_id: str, flush_interval: float = 0.2):
+    def __init__(self, store: Backend, task_id: str, ship_interval: float = SHIP_INTERVAL_S):
         self.store = store
         self.task_id = task_id
-        self.flush_interval = flush_interval
+        self.ship_interval = ship_interval
         self._buffer: list[str] = []
-        self._due = 0.0
+        self._next_ship = 0.0
         self._lock = threading.Lock()
         #: The task's last output lines, to say why it failed.
         self.tail: collections.deque[str] = collections.deque(maxlen=40)
@@ -78,11 +86,8 @@ class TaskLog:
         """Add one agent line."""
         logger.debug("task %s: %s", self.task_id, redact(line))
         with self._lock:
-            if not self._buffer:
-                self._due = time.monotonic() + self.flush_interval
             self._buffer.append(redact(line))
-            if time.monotonic() >= self._due or len(self._buffer) >= 200:
-                self._flush_locked()
+            self._ship_if_due_locked()
 
     def task_lines(self, lines: Iterable[str]) -> None:
         """Add a batch of the task's output."""
@@ -90,16 +95,26 @@ class TaskLog:
             redacted = [redact(line) for line in lines]
             self.tail.extend(redacted)
             self._buffer.extend(redacted)
-            self._flush_locked()
+            self._ship_if_due_locked()
+
+    def flush_if_due(self) -> None:
+        """Ship what waits, if the interval since the last append has passed."""
+        with self._lock:
+            self._ship_if_due_locked()
 
     def flush(self) -> None:
         with self._lock:
+            self._flush_locked()
+
+    def _ship_if_due_locked(self) -> None:
+        if time.monotonic() >= self._next_ship or len(self._buffer) >= SHIP_LINES:
             self._flush_locked()
 
     def _flush_locked(self) -> None:
         lines, self._buffer = self._buffer, []
         if not lines:
             return
+        self._next_ship = time.monotonic() + self.ship_interval
         try:
             self.store.append_logs(self.task_id, lines)
         except Exception:  # the log is best effort; the run must go on
@@ -178,6 +193,7 @@ class TaskRunner:
             log(f"agent internal error: {exc}")
             for line in traceback.format_exc().splitlines():
                 log(line)
+            log.flush()  # the log is complete when the status says the task ended
             return self._finish(task_id, Outcome(TaskStatus.failed, f"agent internal error: {exc}"))
         finally:
             log.flush()
@@ -198,11 +214,13 @@ class TaskRunner:
                 prepared = self.backend.prepare(task, cwd, log)
             except (RepoError, EnvError, EntryPointError) as exc:
                 log(f"error: {exc}")
+                log.flush()
                 return self._finish(task.id, Outcome(TaskStatus.failed, str(exc)))
             try:
                 outcome = self._launch_and_monitor(task, prepared, log, extra_env)
             finally:
                 prepared.release()
+            log.flush()
             return self._finish(task.id, outcome)
         finally:
             log.flush()
@@ -254,6 +272,7 @@ class TaskRunner:
             if code is not None:
                 log(f"task process exited with code {code}")
                 return _exit_outcome(task.id, code, log.tail)
+            log.flush_if_due()
             stop = self._stop_reason(task, started, watched)
             if stop is not None and stop.finished_itself:
                 code = handle.wait(self.exit_grace)

@@ -182,16 +182,24 @@ class SqlQueues:
         """One look at the queues for a claim waiting with ``waiter``
         (:meth:`ClaimSignals.waiting <agent.store.wakeups.ClaimSignals.waiting>`): the
         task it takes, or None. Between two steps the claim waits for a wake-up."""
-        # A wake-up means a task was enqueued here: claim without the read first.
-        wakeups = waiter.take()
-        if not wakeups and not self._any_waiting(queues):
-            return None
-        task = self._claim_once(queues, worker_id, lease_s)
-        if task is not None:
-            if task.queue in wakeups:
-                wakeups.remove(task.queue)
-            waiter.hand_on(wakeups)  # for tasks on its other queues: other claimers
+        task, unused = self.claim_look(queues, worker_id, lease_s, waiter.take())
+        waiter.hand_on(unused)  # for tasks on its other queues: other claimers
         return task
+
+    def claim_look(
+        self, queues: list[str], worker_id: str, lease_s: float, wakeups: list[str]
+    ) -> tuple[Task | None, list[str]]:
+        """The look of :meth:`claim_step`, given the wake-ups taken from its waiter: the
+        task it takes (or None) and the wake-ups it did not use."""
+        # A wake-up means a task was enqueued here: claim without the read first.
+        if not wakeups and not self._any_waiting(queues):
+            return None, []
+        task = self._claim_once(queues, worker_id, lease_s)
+        if task is None:
+            return None, []  # another claimer took what the wake-ups were for
+        if task.queue in wakeups:
+            wakeups.remove(task.queue)
+        return task, wakeups
 
     def _any_waiting(self, queues: list[str]) -> bool:
         # A cheap read first, so idle claimers polling an empty queue never take

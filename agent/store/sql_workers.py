@@ -30,23 +30,19 @@ class SqlWorkers:
         if not worker_id or len(worker_id) > 255:
             raise InvalidInput("worker id must be 1 to 255 characters")
         stamp = now()
-        with self._write() as conn:
-            exists = conn.execute(
-                sa.select(t.workers.c.id).where(t.workers.c.id == worker_id)
-            ).first()
-            values = dict(
-                name=name or worker_id,
-                queues=list(queues),
-                last_heartbeat=stamp,
-                stats=without_non_finite(stats or {}),
-            )
-            if exists:
-                conn.execute(
-                    sa.update(t.workers).where(t.workers.c.id == worker_id).values(**values)
-                )
-            else:
-                conn.execute(sa.insert(t.workers).values(id=worker_id, registered=stamp, **values))
-        return self._worker(worker_id)
+        values = {
+            "name": name or worker_id,
+            "queues": list(queues),
+            "last_heartbeat": stamp,
+            "stats": without_non_finite(stats or {}),
+        }
+        with self._tx_write() as tx:
+            row = tx.first("UPDATE_WORKER", {**values, "worker_id": worker_id})
+            if row is None:
+                row = {**values, "id": worker_id, "registered": stamp}
+                tx.run("INSERT_WORKER", row)
+            running = [r["id"] for r in tx.all("RUNNING_UNDER", {"worker_id": worker_id})]
+        return _worker_of_row(row, running)
 
     def heartbeat(
         self, worker_id: str, stats: dict[str, Any] | None = None, lease_s: float = DEFAULT_LEASE_S
@@ -61,8 +57,8 @@ class SqlWorkers:
             row = tx.first("BEAT_WITH_STATS" if stats is not None else "BEAT", params)
             if row is None:
                 raise NotFound(f"no worker '{worker_id}' (register it first)")
-            tx.run("RENEW_LEASES", {"worker_id": worker_id, "lease_expires": stamp + lease_s})
-            running = [r["id"] for r in tx.all("RUNNING_UNDER", {"worker_id": worker_id})]
+            renew = {"worker_id": worker_id, "lease_expires": stamp + lease_s}
+            running = [r["id"] for r in tx.all("RENEW_LEASES", renew)]
         return _worker_of_row(row, running)
 
     def unregister_worker(self, worker_id: str) -> None:
@@ -70,10 +66,12 @@ class SqlWorkers:
             conn.execute(sa.delete(t.workers).where(t.workers.c.id == worker_id))
 
     def _worker(self, worker_id: str) -> Worker:
-        for worker in self.list_workers():
-            if worker.id == worker_id:
-                return worker
-        raise NotFound(f"no worker '{worker_id}'")
+        with self._tx_read() as tx:
+            row = tx.first("WORKER", {"worker_id": worker_id})
+            if row is None:
+                raise NotFound(f"no worker '{worker_id}'")
+            running = [r["id"] for r in tx.all("RUNNING_UNDER", {"worker_id": worker_id})]
+        return _worker_of_row(row, running)
 
     def list_workers(self, alive_within: float | None = None) -> list[Worker]:
         self._reap_on_read()

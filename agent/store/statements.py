@@ -148,6 +148,8 @@ def named(dialect_name: str) -> dict[str, tuple[Executable, tuple[str, ...]]]:
         "TASK": (TASK, ("task_id",)),
         "TASK_FOR_UPDATE": (TASK_FOR_UPDATE if pg else TASK, ("task_id",)),
         "TASK_EXISTS": (TASK_EXISTS, ("task_id",)),
+        # A writer of what a task owns (log lines) locks its row without reading it.
+        "LOCK_TASK": (TASK_EXISTS.with_for_update() if pg else TASK_EXISTS, ("task_id",)),
         "INSERT_TASK": (INSERT_TASK, TASK_COLUMNS),
         "UPDATE_TASK": (UPDATE_TASK, (*_TASK_VALUES, "task_id")),
         "CLAIM_TASK": (UPDATE_TASK_RETURNING, (*CLAIM_COLUMNS, "task_id")),
@@ -206,7 +208,19 @@ def named(dialect_name: str) -> dict[str, tuple[Executable, tuple[str, ...]]]:
         "INSERT_SCALAR": (insert(t.scalars), tuple(c.name for c in t.scalars.c)),
         "BEAT": (_BEAT, ("last_heartbeat", "worker_id")),
         "BEAT_WITH_STATS": (_BEAT, ("last_heartbeat", "stats", "worker_id")),
-        "RENEW_LEASES": (update(_tasks).where(*_RUNNING_UNDER), ("lease_expires", "worker_id")),
+        "RENEW_LEASES": (
+            update(_tasks).where(*_RUNNING_UNDER).returning(_tasks.c.id),
+            ("lease_expires", "worker_id"),
+        ),
+        "INSERT_WORKER": (
+            insert(_workers),
+            ("id", "name", "queues", "last_heartbeat", "registered", "stats"),
+        ),
+        "UPDATE_WORKER": (
+            update(_workers).where(_workers.c.id == bindparam("worker_id")).returning(*_workers.c),
+            ("name", "queues", "last_heartbeat", "stats", "worker_id"),
+        ),
+        "WORKER": (select(_workers).where(_workers.c.id == bindparam("worker_id")), ("worker_id",)),
         "RUNNING_UNDER": (select(_tasks.c.id).where(*_RUNNING_UNDER), ("worker_id",)),
         "TASK_STATUSES": (
             select(_tasks.c.id, _tasks.c.status).where(

@@ -120,13 +120,13 @@ def claim_latency(url: str, samples: int) -> tuple[float, float]:
 
 
 @contextmanager
-def server(db_url: str, files: str, pid: list[int] | None = None, python_args=()):
+def server(db_url: str, files: str, pid: list[int] | None = None):
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    cmd = [sys.executable, *python_args, "-m", "agent.cli.main", "server", "--port", str(port)]
+    cmd = [sys.executable, "-m", "agent.cli.main", "server", "--port", str(port)]
     cmd += ["--db", db_url, "--files", files]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if pid is not None:

@@ -315,8 +315,7 @@ def one_fleet(agents: int, db: str, args) -> dict:
     pid: list[int] = []
     dsn = db.replace("postgresql+psycopg", "postgresql")
     database = dsn.rsplit("/", 1)[1]
-    profile = (args.profile,) if args.profile else ()
-    with server(db, str(tmp / "files"), pid, profile) as url:
+    with server(db, str(tmp / "files"), pid) as url:
         start = time.time() + args.warmup
         window = (start, start + args.seconds)
         ctx = mp.get_context("spawn")
@@ -410,7 +409,6 @@ def main() -> None:
     parser.add_argument("--task-s", type=float, default=30.0, help="mean task duration")
     parser.add_argument("--lines", type=float, default=3.0, help="log lines/s per running task")
     parser.add_argument("--abort-every", type=float, default=3.0, help="s between aborts per proc")
-    parser.add_argument("--profile", metavar="SCRIPT", help="run the server under this script")
     parser.add_argument("--pg", default=os.environ.get("AGENT_TEST_PG_URL", DEFAULT_PG))
     args = parser.parse_args()
     if not pg_available(args.pg):

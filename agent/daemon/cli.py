@@ -254,7 +254,7 @@ def _make_daemon(
     gpus: str | None,
     cpu_only: bool,
 ) -> Any:
-    from agent.daemon.loop import Daemon
+    from agent.daemon.loop import DEFAULT_CLAIM_TIMEOUT_S, DEFAULT_HEARTBEAT_S, Daemon
     from agent.daemon.runners import RunnerSpec, gpu_env
     from agent.store.factory import get_backend
     from services_mode.host import ServicesHost
@@ -280,8 +280,8 @@ def _make_daemon(
         runner_factory=spec,
         order_fairness=config.get(options["order_fairness"], "order_fairness", _as_bool, False),
         lease_s=lease,
-        heartbeat_s=config.get(None, "heartbeat", float, min(5.0, lease / 3)),
-        claim_timeout_s=config.get(None, "claim_timeout", float, 1.0),
+        heartbeat_s=config.get(None, "heartbeat", float, min(DEFAULT_HEARTBEAT_S, lease / 3)),
+        claim_timeout_s=config.get(None, "claim_timeout", float, DEFAULT_CLAIM_TIMEOUT_S),
     )
     store = get_backend()
     services = config.get(options["services_mode"], "services_mode", int)

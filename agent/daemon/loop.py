@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 #: Status message of a task aborted because its agent was stopped.
 AGENT_STOPPED = "agent stopped"
+#: Seconds between two heartbeats of a daemon (at most a third of its lease).
+DEFAULT_HEARTBEAT_S = 5.0
+#: Seconds one claim of an idle daemon long-polls (also its stop latency when idle).
+DEFAULT_CLAIM_TIMEOUT_S = 1.0
 
 
 class TaskRunnerLike(Protocol):
@@ -157,8 +161,8 @@ class Daemon:
         runner_factory: RunnerFactory | None = None,
         order_fairness: bool = False,
         lease_s: float = DEFAULT_LEASE_S,
-        heartbeat_s: float = 5.0,
-        claim_timeout_s: float = 1.0,
+        heartbeat_s: float = DEFAULT_HEARTBEAT_S,
+        claim_timeout_s: float = DEFAULT_CLAIM_TIMEOUT_S,
         reap_s: float = 30.0,
         abort_grace_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,

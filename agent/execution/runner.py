@@ -41,6 +41,7 @@ from agent.execution.repo import (
     register_secret,
 )
 from agent.execution.requirements import read_requirements_file
+from agent.execution.stop_watch import Watched, stop_watch_for
 from agent.store.base import Backend
 
 logger = logging.getLogger(__name__)
@@ -55,20 +56,30 @@ class EntryPointError(AgentError):
     """The task's script is missing from its code."""
 
 
+#: Seconds between two appends of one task's log at most (the SDK's Logger flushes as
+#: often): a thousand running tasks printing all the time cost their server 2,000 appends
+#: a second, not one per line, and a new line still reaches the UI's console (which polls
+#: every 0.5 s) within a second.
+SHIP_INTERVAL_S = 0.5
+#: Lines that are shipped at once, whatever the interval.
+SHIP_LINES = 1000
+
+
 class TaskLog:
     """The task's log in the store: agent lines and task output, redacted, batched.
 
-    Agent lines are buffered for up to ``flush_interval`` s; task output arrives
-    already batched from the reader thread and is written at once (after any
-    buffered agent lines, so the order holds).
+    A line is shipped at once when the previous append is ``ship_interval`` s old, else
+    with the lines that follow it once it is (:meth:`flush_if_due`, which the runner calls
+    while it watches the task): the first line after a quiet spell shows at once, and a
+    chatty task costs its store one append per interval.
     """
 
-    def __init__(self, store: Backend, task_id: str, flush_interval: float = 0.2):
+    def __init__(self, store: Backend, task_id: str, ship_interval: float = SHIP_INTERVAL_S):
         self.store = store
         self.task_id = task_id
-        self.flush_interval = flush_interval
+        self.ship_interval = ship_interval
         self._buffer: list[str] = []
-        self._due = 0.0
+        self._next_ship = 0.0
         self._lock = threading.Lock()
         #: The task's last output lines, to say why it failed.
         self.tail: collections.deque[str] = collections.deque(maxlen=40)
@@ -77,11 +88,8 @@ class TaskLog:
         """Add one agent line."""
         logger.debug("task %s: %s", self.task_id, redact(line))
         with self._lock:
-            if not self._buffer:
-                self._due = time.monotonic() + self.flush_interval
             self._buffer.append(redact(line))
-            if time.monotonic() >= self._due or len(self._buffer) >= 200:
-                self._flush_locked()
+            self._ship_if_due_locked()
 
     def task_lines(self, lines: Iterable[str]) -> None:
         """Add a batch of the task's output."""
@@ -89,16 +97,26 @@ class TaskLog:
             redacted = [redact(line) for line in lines]
             self.tail.extend(redacted)
             self._buffer.extend(redacted)
-            self._flush_locked()
+            self._ship_if_due_locked()
+
+    def flush_if_due(self) -> None:
+        """Ship what waits, if the interval since the last append has passed."""
+        with self._lock:
+            self._ship_if_due_locked()
 
     def flush(self) -> None:
         with self._lock:
+            self._flush_locked()
+
+    def _ship_if_due_locked(self) -> None:
+        if time.monotonic() >= self._next_ship or len(self._buffer) >= SHIP_LINES:
             self._flush_locked()
 
     def _flush_locked(self) -> None:
         lines, self._buffer = self._buffer, []
         if not lines:
             return
+        self._next_ship = time.monotonic() + self.ship_interval
         try:
             self.store.append_logs(self.task_id, lines)
         except Exception:  # the log is best effort; the run must go on
@@ -126,7 +144,9 @@ class TaskRunner:
         repo_cache: mirrors of task repositories.
         worker_id: exported to tasks as ``AGENT_WORKER_ID``.
         extra_env: added to every task's environment (``CUDA_VISIBLE_DEVICES`` ...).
-        poll_interval: seconds between checks for abort and time limit.
+        poll_interval: seconds between checks for abort and time limit (both answered
+            here: the store tells of aborts through the process's
+            :class:`~agent.execution.stop_watch.StopWatch`).
     """
 
     def __init__(
@@ -137,7 +157,7 @@ class TaskRunner:
         repo_cache: RepoCache,
         worker_id: str | None = None,
         extra_env: Mapping[str, str] | None = None,
-        poll_interval: float = 0.3,
+        poll_interval: float = 0.2,
     ):
         self.store = backend_store
         self.settings = settings
@@ -175,6 +195,7 @@ class TaskRunner:
             log(f"agent internal error: {exc}")
             for line in traceback.format_exc().splitlines():
                 log(line)
+            log.flush()  # the log is complete when the status says the task ended
             return self._finish(task_id, Outcome(TaskStatus.failed, f"agent internal error: {exc}"))
         finally:
             log.flush()
@@ -195,11 +216,13 @@ class TaskRunner:
                 prepared = self.backend.prepare(task, cwd, log)
             except (RepoError, EnvError, EntryPointError) as exc:
                 log(f"error: {exc}")
+                log.flush()
                 return self._finish(task.id, Outcome(TaskStatus.failed, str(exc)))
             try:
                 outcome = self._launch_and_monitor(task, prepared, log, extra_env)
             finally:
                 prepared.release()
+            log.flush()
             return self._finish(task.id, outcome)
         finally:
             log.flush()
@@ -209,7 +232,21 @@ class TaskRunner:
     def _launch_and_monitor(
         self, task: Task, prepared: Prepared, log: TaskLog, extra_env: Mapping[str, str]
     ) -> Outcome:
-        if self._stop_reason(task, time.monotonic()) is not None:
+        watched = stop_watch_for(self.store).watch(task.id)
+        try:
+            return self._launch_watched(task, prepared, log, extra_env, watched)
+        finally:
+            watched.close()
+
+    def _launch_watched(
+        self,
+        task: Task,
+        prepared: Prepared,
+        log: TaskLog,
+        extra_env: Mapping[str, str],
+        watched: Watched,
+    ) -> Outcome:
+        if self._stopped_before_start(task.id):
             log("task was stopped before it started")
             return Outcome(None)
         log(f"starting {' '.join(prepared.argv)} in {prepared.cwd}")
@@ -219,18 +256,26 @@ class TaskRunner:
             log(f"error: cannot start {' '.join(prepared.argv)}: {exc}")
             return Outcome(TaskStatus.failed, f"cannot start the task: {exc}")
         log.flush()
-        outcome = self._monitor(task, handle, log)
+        outcome = self._monitor(task, handle, log, watched)
         handle.kill_tree(self.kill_grace)  # sweep what the task left running
         return outcome
 
-    def _monitor(self, task: Task, handle: TaskHandle, log: TaskLog) -> Outcome:
+    def _stopped_before_start(self, task_id: str) -> bool:
+        try:
+            return bool(self.store.wait_for_stop([task_id]))
+        except Exception:  # a store hiccup must not fail a healthy task
+            logger.warning("task %s: cannot read its status", task_id, exc_info=True)
+            return False
+
+    def _monitor(self, task: Task, handle: TaskHandle, log: TaskLog, watched: Watched) -> Outcome:
         started = time.monotonic()
         while True:
             code = handle.wait(self.poll_interval)
             if code is not None:
                 log(f"task process exited with code {code}")
                 return _exit_outcome(task.id, code, log.tail)
-            stop = self._stop_reason(task, started)
+            log.flush_if_due()
+            stop = self._stop_reason(task, started, watched)
             if stop is not None and stop.finished_itself:
                 code = handle.wait(self.exit_grace)
                 if code is not None:
@@ -244,7 +289,7 @@ class TaskRunner:
                 handle.kill_tree(self.kill_grace)
                 return stop
 
-    def _stop_reason(self, task: Task, started: float) -> Outcome | None:
+    def _stop_reason(self, task: Task, started: float, watched: Watched) -> Outcome | None:
         """Why the task must stop now (aborted, time limit), or None."""
         limit = _time_limit(task)
         if limit is not None and time.monotonic() - started > limit:
@@ -252,13 +297,11 @@ class TaskRunner:
                 TaskStatus.failed,
                 f"time limit of {limit:g} s exceeded (see `agent logs {task.id}`)",
             )
-        try:
-            status = self.store.get_task(task.id).status
-        except Exception:  # a store hiccup must not kill a healthy task
-            logger.warning("task %s: cannot read its status", task.id, exc_info=True)
+        if not watched.stopped.is_set():
             return None
-        if status == IN_PROGRESS:
-            return None
+        status = watched.status
+        if status is None:
+            return Outcome(None, "task was deleted")
         finished = status in (TaskStatus.completed.value, TaskStatus.failed.value)
         return Outcome(None, f"task is now {status}", finished_itself=finished)
 

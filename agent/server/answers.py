@@ -35,6 +35,12 @@ class ClaimAnswer(BaseModel):
     task: Task | None
 
 
+class StoppedTasks(BaseModel):
+    #: The tasks asked about that are no longer in progress, with their status (null:
+    #: no such task); empty when all still ran at the timeout.
+    stopped: dict[str, str | None]
+
+
 class QueueList(BaseModel):
     queues: list[Queue]
 

@@ -23,6 +23,7 @@ so calls run in worker threads, side by side, and a waiting claim holds its thre
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -37,7 +38,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.core.errors import AgentError
-from agent.core.models import Task
+from agent.core.models import Task, Worker
 from agent.server import schemas as s
 from agent.server.errors import (
     UNSTORABLE,
@@ -47,6 +48,7 @@ from agent.server.errors import (
 )
 from agent.server.routes import task_from_body
 from agent.store.sql import SqlBackend
+from agent.store.sql_queues import check_stop_ids
 from agent.store.wakeups import PollBackoff
 
 log = logging.getLogger("agent.server")
@@ -57,6 +59,10 @@ Call = Callable[[], Awaitable[Any]]
 #: Takes the query parameters and the decoded JSON body: the Call, or None to let FastAPI answer.
 Handler = Callable[[dict[str, str], Any], Call | None]
 _INT32 = re.compile(r"-?[0-9]{1,10}")
+#: Pause between two looks at the queues of a claim waiting in the server, which an
+#: enqueue through the server wakes at once: the looks are for enqueues that bypass it
+#: (a thousand idle daemons looking every 5 to 50 ms were over 10,000 queries a second).
+SERVER_POLL_S = 0.5
 
 
 class FastPaths:
@@ -69,6 +75,8 @@ class FastPaths:
         self._paths: dict[str, Handler] = {
             f"{API}/tasks": self._create_task,
             f"{API}/queues/claim": self._claim,
+            f"{API}/tasks/wait-for-stop": self._wait_for_stop,
+            f"{API}/workers/heartbeat": self._heartbeat,
         }
         # POST /tasks/{task_id}/<action> -> handler(task_id, body).
         self._task_actions: dict[str, Callable[[str, Any], Call | None]] = {
@@ -152,16 +160,38 @@ class FastPaths:
         async def claim() -> dict[str, Any]:
             if request.timeout <= 0:
                 task = await self._store(self.backend.claim, queues, worker, 0.0, lease)
-            elif self._inline:
+            else:
                 deadline = time.monotonic() + request.timeout
                 task = await self._wait_and_claim(queues, worker, deadline, lease)
-            else:
-                task = await anyio.to_thread.run_sync(
-                    self.backend.claim, queues, worker, request.timeout, lease
-                )
             return {"task": task_dict(task) if task else None}
 
         return claim
+
+    def _wait_for_stop(self, query: dict[str, str], body: Any) -> Call | None:
+        request = _validate(s.StopWait, body)
+        if query or request is None:
+            return None
+        stops = self.backend.task_stops
+
+        async def wait() -> dict[str, Any]:
+            task_ids = check_stop_ids(request.task_ids)
+            # As SqlBackend.wait_for_stop, waiting as a coroutine (a fleet's waits hold
+            # no thread); only the look at the tasks runs as a store call.
+            with stops.waiting_async(task_ids) as waiter:
+                stopped = await self._store(self.backend.stopped_tasks, task_ids)
+                if not stopped and request.timeout > 0 and task_ids:
+                    await waiter.wait(request.timeout)
+                    stopped = dict(waiter.stopped)
+            return {"stopped": stopped}
+
+        return wait
+
+    def _heartbeat(self, query: dict[str, str], body: Any) -> Call | None:
+        request = _validate(s.HeartbeatRequest, body)
+        if query or request is None:
+            return None
+        beat = self.backend.heartbeat
+        return self._quick(_worker_dict, beat, request.worker_id, request.stats, request.lease_s)
 
     def _enqueue(self, task_id: str, body: Any) -> Call | None:
         request = _validate(s.EnqueueRequest, body)
@@ -203,20 +233,32 @@ class FastPaths:
     async def _wait_and_claim(
         self, queues: list[str], worker: str, deadline: float, lease: float
     ) -> Task | None:
-        """SqlBackend.claim's wait, as a coroutine: each look at the queues runs inline."""
-        backoff = PollBackoff(deadline)
+        """SqlBackend.claim's wait, as a coroutine (a fleet's idle claims hold no thread):
+        only each look at the queues is a store call. Enqueues through this server wake
+        the wait at once, so it looks again on its own only every
+        :data:`SERVER_POLL_S` (for enqueues that bypass the server)."""
+        backoff = PollBackoff(deadline, SERVER_POLL_S, SERVER_POLL_S)
+        look = self.backend.claim_look
         with self.backend.claim_signals.waiting_async(queues) as waiter:
-            while (task := self.backend.claim_step(queues, worker, lease, waiter)) is None:
+            while True:
+                task, unused = await self._store(look, queues, worker, lease, waiter.take())
+                waiter.hand_on(unused)
+                if task is not None:
+                    return task
                 pause = backoff.next_pause()
                 if pause is None:
                     return None
                 await waiter.wait(pause)
-            return task
 
     async def _store(self, method: Callable[..., Any], *args: Any) -> Any:
         if self._inline:
             return method(*args)
         return await anyio.to_thread.run_sync(method, *args)
+
+
+def _worker_dict(worker: Worker) -> dict[str, Any]:
+    # As Worker.to_dict, without its deep copy of the stats (a fleet's every heartbeat).
+    return {f.name: getattr(worker, f.name) for f in dataclasses.fields(worker)}
 
 
 def _last_seq(seq: int) -> dict[str, Any]:

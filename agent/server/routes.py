@@ -152,6 +152,12 @@ def _status_routes(router: APIRouter, backend: SqlBackend) -> None:
         task = backend.set_status(task_id, body.status, body.message, body.expected)
         return task.to_dict()
 
+    @router.post("/tasks/wait-for-stop", tags=["tasks"], **answers(a.StoppedTasks))
+    def wait_for_stop(body: s.StopWait) -> dict[str, Any]:
+        """Long-poll: those of ``task_ids`` no longer in progress, waiting up to ``timeout``
+        seconds for one to leave it (an agent's abort check for all its tasks at once)."""
+        return {"stopped": backend.wait_for_stop(body.task_ids, body.timeout)}
+
     @router.post("/tasks/{task_id}/enqueue", tags=["queues"], **answers(Task, 404, 409))
     def enqueue(task_id: TaskId, body: s.EnqueueRequest) -> dict[str, Any]:
         return backend.enqueue(task_id, body.queue, body.priority).to_dict()

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from agent.core.models import TaskTypes
+from agent.store.stops import MAX_STOP_IDS
 
 #: Longest claim long-poll one request may ask for; clients loop for longer waits.
 MAX_CLAIM_TIMEOUT_S = 60.0
@@ -164,6 +165,11 @@ class ClaimRequest(Body):
     worker_id: NonEmptyName
     timeout: JsonFloat = Field(default=0.0, ge=0, le=MAX_CLAIM_TIMEOUT_S)
     lease_s: Lease = 60.0
+
+
+class StopWait(Body):
+    task_ids: list[Id] = Field(max_length=MAX_STOP_IDS)
+    timeout: JsonFloat = Field(default=0.0, ge=0, le=MAX_CLAIM_TIMEOUT_S)
 
 
 class WorkerIn(Body):

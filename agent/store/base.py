@@ -153,6 +153,17 @@ class Backend(Protocol):
         priority, then FIFO. The task moves to ``in_progress`` with a lease held by
         ``worker_id``. Waits up to ``timeout`` seconds for one to arrive."""
 
+    def wait_for_stop(self, task_ids: Sequence[str], timeout: float = 0.0) -> dict[str, str | None]:
+        """Those of ``task_ids`` that are no longer in progress, by id, with their status
+        (None: no such task); waits up to ``timeout`` seconds for one to leave
+        ``in_progress`` when none has yet ({} if none did).
+
+        What a process running tasks asks, once for all of them, to notice an abort (see
+        :mod:`agent.store.stops`): a change through the same store wakes the wait at once,
+        one from another process within about a quarter of a second. InvalidInput for
+        more than 1,000 ids.
+        """
+
     # -- workers ----------------------------------------------------------
     def register_worker(
         self,

@@ -24,7 +24,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import PurePath
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -303,21 +303,44 @@ class HttpBackend:
     ) -> Task | None:
         """Long-poll the server; waits longer than one poll allows loop until ``timeout``."""
         queues = [queues] if isinstance(queues, str) else list(queues)
+        body = {"queues": queues, "worker_id": worker_id, "lease_s": lease_s}
+        data = self._long_poll("/queues/claim", body, timeout, lambda answer: answer["task"])
+        return None if data["task"] is None else Task.from_dict(data["task"])
+
+    def wait_for_stop(self, task_ids: Sequence[str], timeout: float = 0.0) -> dict[str, str | None]:
+        """Long-poll the server (a read: retried like one); loops as :meth:`claim` does."""
+        if isinstance(task_ids, str):
+            raise InvalidInput("wait_for_stop takes a list of task ids, not one id")
+        if not task_ids:
+            return {}
+        body = {"task_ids": list(task_ids)}
+        data = self._long_poll(
+            "/tasks/wait-for-stop", body, timeout, lambda answer: answer["stopped"], True
+        )
+        return data["stopped"]
+
+    def _long_poll(
+        self,
+        path: str,
+        body: dict[str, Any],
+        timeout: float,
+        answered: Callable[[Any], Any],
+        idempotent: bool = False,
+    ) -> Any:
+        """POST ``body`` with a ``timeout`` of at most :data:`MAX_CLAIM_POLL_S` until the
+        answer is ``answered`` (truthy) or ``timeout`` seconds have passed; the last answer."""
         deadline = time.monotonic() + max(0.0, float(timeout))
         while True:
             wait = min(max(0.0, deadline - time.monotonic()), MAX_CLAIM_POLL_S)
-            body = {"queues": queues, "worker_id": worker_id, "timeout": wait, "lease_s": lease_s}
             data = self._call(
                 "POST",
-                "/queues/claim",
-                body=body,
-                idempotent=False,
+                path,
+                body={**body, "timeout": wait},
+                idempotent=idempotent,
                 read_timeout=wait + CLAIM_READ_MARGIN_S,
             )
-            if data["task"] is not None:
-                return Task.from_dict(data["task"])
-            if time.monotonic() >= deadline:
-                return None
+            if answered(data) or time.monotonic() >= deadline:
+                return data
 
     # -- workers ------------------------------------------------------------
     def register_worker(

@@ -41,6 +41,7 @@ from agent.store.sql_logs import DEFAULT_MAX_LOG_LINES, SqlLogs, _max_log_lines
 from agent.store.sql_queues import REAP_ON_READ_S, SqlQueues
 from agent.store.sql_tasks import SqlTasks
 from agent.store.sql_workers import SqlWorkers
+from agent.store.stops import TaskStops
 from agent.store.tx import SQLITE_PRAGMAS, AlchemyTx, SqlitePool, Tx
 from agent.store.wakeups import ClaimSignals
 
@@ -120,6 +121,8 @@ class SqlBackend(SqlTasks, SqlQueues, SqlWorkers, SqlLogs, ModelRegistry):
         self._statements: dict[str, Any] | None = None
         #: Claims waiting in this process; an enqueue here wakes one (see agent.store.wakeups).
         self.claim_signals = ClaimSignals()
+        #: Waits for running tasks to stop (see agent.store.stops).
+        self.task_stops = TaskStops(self.stopped_tasks, self.listen_for_changes)
         self._known_projects: set[str] = set()
         self._known_queues: dict[str, str] = {}
         self._write_lock: threading.Lock | None = None
@@ -172,6 +175,7 @@ class SqlBackend(SqlTasks, SqlQueues, SqlWorkers, SqlLogs, ModelRegistry):
         if self._engine is not None:
             self._engine.dispose(close=False)
         self.claim_signals = ClaimSignals()
+        self.task_stops = TaskStops(self.stopped_tasks, self.listen_for_changes)
         self._init_lock = threading.Lock()
         if self._write_lock is not None:
             self._write_lock = threading.Lock()

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from agent.core.errors import InvalidInput
+from agent.core.errors import InvalidInput, NotFound
 from agent.core.lazy import LazyModule
 from agent.core.models import Artifact, LogLine, now, scalar_number
 from agent.core.secrets import redact
@@ -30,7 +30,8 @@ class SqlLogs:
         rows = [_log_row(line) for line in lines]
         cap = self.max_log_lines
         with self._tx_write() as tx:
-            self._require(tx, task_id, lock=True)
+            if tx.first("LOCK_TASK", {"task_id": task_id}) is None:
+                raise NotFound(f"no task with id '{task_id}'")
             last = tx.scalar("LAST_LOG_SEQ", {"task_id": task_id}) or 0
             if last + len(rows) < cap:
                 tx.run(

@@ -12,6 +12,7 @@ from agent.core.errors import Conflict, InvalidInput, NotFound
 from agent.core.lazy import LazyModule
 from agent.core.models import Queue, Task, TaskStatus, new_id, now
 from agent.store.base import DEFAULT_LEASE_S, WORKER_LOST
+from agent.store.stops import MAX_STOP_IDS, Stopped
 from agent.store.tx import Tx
 from agent.store.wakeups import ClaimWaiter, PollBackoff
 
@@ -84,6 +85,7 @@ class SqlQueues:
             task = self._with_artifacts(tx, row)
         self._known_queues[queue] = queue_id
         self.claim_signals.notify(queue)
+        self.task_stops.changed({task_id: task.status})
         self._ring()
         return task
 
@@ -180,16 +182,24 @@ class SqlQueues:
         """One look at the queues for a claim waiting with ``waiter``
         (:meth:`ClaimSignals.waiting <agent.store.wakeups.ClaimSignals.waiting>`): the
         task it takes, or None. Between two steps the claim waits for a wake-up."""
-        # A wake-up means a task was enqueued here: claim without the read first.
-        wakeups = waiter.take()
-        if not wakeups and not self._any_waiting(queues):
-            return None
-        task = self._claim_once(queues, worker_id, lease_s)
-        if task is not None:
-            if task.queue in wakeups:
-                wakeups.remove(task.queue)
-            waiter.hand_on(wakeups)  # for tasks on its other queues: other claimers
+        task, unused = self.claim_look(queues, worker_id, lease_s, waiter.take())
+        waiter.hand_on(unused)  # for tasks on its other queues: other claimers
         return task
+
+    def claim_look(
+        self, queues: list[str], worker_id: str, lease_s: float, wakeups: list[str]
+    ) -> tuple[Task | None, list[str]]:
+        """The look of :meth:`claim_step`, given the wake-ups taken from its waiter: the
+        task it takes (or None) and the wake-ups it did not use."""
+        # A wake-up means a task was enqueued here: claim without the read first.
+        if not wakeups and not self._any_waiting(queues):
+            return None, []
+        task = self._claim_once(queues, worker_id, lease_s)
+        if task is None:
+            return None, []  # another claimer took what the wake-ups were for
+        if task.queue in wakeups:
+            wakeups.remove(task.queue)
+        return task, wakeups
 
     def _any_waiting(self, queues: list[str]) -> bool:
         # A cheap read first, so idle claimers polling an empty queue never take
@@ -220,6 +230,30 @@ class SqlQueues:
                 return self._with_artifacts(tx, row)
         return None
 
+    # -- running tasks ------------------------------------------------------
+    def wait_for_stop(self, task_ids: Sequence[str], timeout: float = 0.0) -> Stopped:
+        task_ids = check_stop_ids(task_ids)
+        if timeout <= 0 or not task_ids:
+            return self.stopped_tasks(task_ids)
+        with self.task_stops.waiting(task_ids) as waiter:
+            stopped = self.stopped_tasks(task_ids)
+            if not stopped:
+                waiter.wait(float(timeout))
+                stopped = dict(waiter.stopped)
+        return stopped
+
+    def stopped_tasks(self, task_ids: Sequence[str]) -> Stopped:
+        """Those of ``task_ids`` that are not in progress, with their status (None: no
+        such task), in one query per thousand ids."""
+        statuses: dict[str, str] = {}
+        with self._tx_read() as tx:
+            for start in range(0, len(task_ids), MAX_STOP_IDS):
+                chunk = list(task_ids[start : start + MAX_STOP_IDS])
+                for row in tx.all("TASK_STATUSES", {"task_ids": chunk}):
+                    statuses[row["id"]] = row["status"]
+        running = TaskStatus.in_progress.value
+        return {i: statuses.get(i) for i in task_ids if statuses.get(i) != running}
+
     # -- leases -------------------------------------------------------------
     def reap_expired(self) -> list[str]:
         with self._tx_write() as tx:
@@ -227,6 +261,7 @@ class SqlQueues:
             for row in lapsed:
                 self._set_status(tx, row, TaskStatus.failed.value, WORKER_LOST, None)
         if lapsed:
+            self.task_stops.changed({row["id"]: TaskStatus.failed.value for row in lapsed})
             self._ring()
         return [row["id"] for row in lapsed]
 
@@ -248,6 +283,18 @@ class SqlQueues:
             log.warning("reaping lapsed leases on read failed", exc_info=True)
             return
         log.info("worker lost: failed %d task(s) whose lease lapsed: %s", len(lost), lost)
+
+
+def check_stop_ids(task_ids: Sequence[str]) -> list[str]:
+    """The distinct ids of a ``wait_for_stop``; InvalidInput for too many or a non-id."""
+    if isinstance(task_ids, str):
+        raise InvalidInput("wait_for_stop takes a list of task ids, not one id")
+    ids = list(dict.fromkeys(task_ids))
+    if len(ids) > MAX_STOP_IDS:
+        raise InvalidInput(f"wait_for_stop takes at most {MAX_STOP_IDS} task ids at once")
+    if not all(isinstance(i, str) and 0 < len(i) <= 64 for i in ids):
+        raise InvalidInput("task ids are 1 to 64 characters")
+    return ids
 
 
 def _validate_queue_name(name: str) -> None:

@@ -195,6 +195,9 @@ class SqlTasks:
             row = self._require(tx, task_id, lock=True)
             row = self._set_status(tx, row, status, message, expected)
             task = self._with_artifacts(tx, row)
+        self.task_stops.changed({task_id: task.status})
+        if task.type == TaskTypes.controller.value and task.status in _ENDS_ITS_STEPS:
+            self.task_stops.changed(None)  # its running steps were stopped too
         self._ring()  # a pipeline watching this task, a claim waiting for a requeue
         return task
 
@@ -346,6 +349,7 @@ class SqlTasks:
             ):
                 conn.execute(sa.delete(table).where(table.c.task_id == task_id))
             conn.execute(sa.delete(t.tasks).where(t.tasks.c.id == task_id))
+        self.task_stops.changed({task_id: None})
 
 
 def _is_alchemy_connection(value: Any) -> bool:

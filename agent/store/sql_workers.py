@@ -30,52 +30,40 @@ class SqlWorkers:
         if not worker_id or len(worker_id) > 255:
             raise InvalidInput("worker id must be 1 to 255 characters")
         stamp = now()
-        with self._write() as conn:
-            exists = conn.execute(
-                sa.select(t.workers.c.id).where(t.workers.c.id == worker_id)
-            ).first()
-            values = dict(
-                name=name or worker_id,
-                queues=list(queues),
-                last_heartbeat=stamp,
-                stats=without_non_finite(stats or {}),
-            )
-            if exists:
-                conn.execute(
-                    sa.update(t.workers).where(t.workers.c.id == worker_id).values(**values)
-                )
-            else:
-                conn.execute(sa.insert(t.workers).values(id=worker_id, registered=stamp, **values))
+        values = {
+            "name": name or worker_id,
+            "queues": list(queues),
+            "last_heartbeat": stamp,
+            "stats": without_non_finite(stats or {}),
+        }
+        with self._tx_write() as tx:
+            row = tx.first("UPDATE_WORKER", {**values, "worker_id": worker_id})
+            if row is None:
+                row = {**values, "id": worker_id, "registered": stamp}
+                tx.run("INSERT_WORKER", row)
             if stats:
-                _add_stats_sample(conn, worker_id, stamp, values["stats"])
-        return self._worker(worker_id)
+                _add_stats_sample(tx, worker_id, stamp, values["stats"])
+            running = [r["id"] for r in tx.all("RUNNING_UNDER", {"worker_id": worker_id})]
+        return _worker_of_row(row, running)
 
     def heartbeat(
         self, worker_id: str, stats: dict[str, Any] | None = None, lease_s: float = DEFAULT_LEASE_S
     ) -> Worker:
+        # Named statements on the busy path, and an answer about this worker only: a
+        # fleet's heartbeats must not each read every worker and every running task.
         stamp = now()
-        with self._write() as conn:
-            values: dict[str, Any] = {"last_heartbeat": stamp}
-            if stats is not None:
-                values["stats"] = without_non_finite(stats)
-            result = conn.execute(
-                sa.update(t.workers).where(t.workers.c.id == worker_id).values(**values)
-            )
-            if result.rowcount == 0:
+        params: dict[str, Any] = {"worker_id": worker_id, "last_heartbeat": stamp}
+        if stats is not None:
+            params["stats"] = without_non_finite(stats)
+        with self._tx_write() as tx:
+            row = tx.first("BEAT_WITH_STATS" if stats is not None else "BEAT", params)
+            if row is None:
                 raise NotFound(f"no worker '{worker_id}' (register it first)")
             if stats:
-                _add_stats_sample(conn, worker_id, stamp, values["stats"])
-            conn.execute(
-                sa.update(t.tasks)
-                .where(
-                    sa.and_(
-                        t.tasks.c.worker == worker_id,
-                        t.tasks.c.status == TaskStatus.in_progress.value,
-                    )
-                )
-                .values(lease_expires=stamp + lease_s)
-            )
-        return self._worker(worker_id)
+                _add_stats_sample(tx, worker_id, stamp, params["stats"])
+            renew = {"worker_id": worker_id, "lease_expires": stamp + lease_s}
+            running = [r["id"] for r in tx.all("RENEW_LEASES", renew)]
+        return _worker_of_row(row, running)
 
     def unregister_worker(self, worker_id: str) -> None:
         with self._write() as conn:
@@ -96,10 +84,12 @@ class SqlWorkers:
         return history
 
     def _worker(self, worker_id: str) -> Worker:
-        for worker in self.list_workers():
-            if worker.id == worker_id:
-                return worker
-        raise NotFound(f"no worker '{worker_id}'")
+        with self._tx_read() as tx:
+            row = tx.first("WORKER", {"worker_id": worker_id})
+            if row is None:
+                raise NotFound(f"no worker '{worker_id}'")
+            running = [r["id"] for r in tx.all("RUNNING_UNDER", {"worker_id": worker_id})]
+        return _worker_of_row(row, running)
 
     def list_workers(self, alive_within: float | None = None) -> list[Worker]:
         self._reap_on_read()
@@ -114,32 +104,25 @@ class SqlWorkers:
             for task_id, worker in conn.execute(running):
                 by_worker.setdefault(worker, []).append(task_id)
             return [
-                Worker(
-                    id=r["id"],
-                    name=r["name"],
-                    queues=list(r["queues"]),
-                    last_heartbeat=r["last_heartbeat"],
-                    registered=r["registered"],
-                    stats=dict(r["stats"] or {}),
-                    tasks=by_worker.get(r["id"], []),
-                )
+                _worker_of_row(r, by_worker.get(r["id"], []))
                 for r in conn.execute(query).mappings()
             ]
 
 
-def _add_stats_sample(conn: Any, worker_id: str, stamp: float, stats: dict[str, Any]) -> None:
+def _add_stats_sample(tx: Any, worker_id: str, stamp: float, stats: dict[str, Any]) -> None:
     """Keep ``stats`` as the worker's newest sample, and only the newest
     :data:`WORKER_STATS_KEPT`: one insert and one indexed delete per heartbeat."""
-    samples = t.worker_stats
-    conn.execute(sa.insert(samples).values(worker_id=worker_id, ts=stamp, stats=stats))
-    oldest_kept = (
-        sa.select(samples.c.ts)
-        .where(samples.c.worker_id == worker_id)
-        .order_by(samples.c.ts.desc())
-        .offset(WORKER_STATS_KEPT - 1)
-        .limit(1)
-        .scalar_subquery()
-    )
-    conn.execute(
-        sa.delete(samples).where(samples.c.worker_id == worker_id, samples.c.ts < oldest_kept)
+    tx.run("INSERT_STATS_SAMPLE", {"worker_id": worker_id, "ts": stamp, "stats": stats})
+    tx.run("TRIM_STATS_SAMPLES", {"worker_id": worker_id, "skip": WORKER_STATS_KEPT - 1})
+
+
+def _worker_of_row(row: Any, tasks: list[str]) -> Worker:
+    return Worker(
+        id=row["id"],
+        name=row["name"],
+        queues=list(row["queues"]),
+        last_heartbeat=row["last_heartbeat"],
+        registered=row["registered"],
+        stats=dict(row["stats"] or {}),
+        tasks=tasks,
     )

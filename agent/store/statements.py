@@ -17,7 +17,7 @@ from agent.core.models import TaskStatus
 from agent.store import schema as t
 from agent.store.tx import query_name
 
-_tasks, _entries, _queues = t.tasks, t.queue_entries, t.queues
+_tasks, _entries, _queues, _workers = t.tasks, t.queue_entries, t.queues, t.workers
 
 TASK = select(_tasks).where(_tasks.c.id == bindparam("task_id"))
 #: PostgreSQL: lock the row for a read-modify-write (SQLite's writes are serialized anyway).
@@ -124,7 +124,15 @@ CLAIM_COLUMNS = (
     "lease_expires",
     "status_message",
 )
-_logs, _artifacts = t.logs, t.artifacts
+_logs, _artifacts, _samples = t.logs, t.artifacts, t.worker_stats
+
+#: The in-progress tasks whose lease ``:worker_id`` holds.
+_RUNNING_UNDER = (
+    _tasks.c.worker == bindparam("worker_id"),
+    _tasks.c.status == TaskStatus.in_progress.value,
+)
+#: A heartbeat: the worker's row, answered as it is now (no rowcount, no second read).
+_BEAT = update(_workers).where(_workers.c.id == bindparam("worker_id")).returning(*_workers.c)
 
 
 def named(dialect_name: str) -> dict[str, tuple[Executable, tuple[str, ...]]]:
@@ -140,6 +148,8 @@ def named(dialect_name: str) -> dict[str, tuple[Executable, tuple[str, ...]]]:
         "TASK": (TASK, ("task_id",)),
         "TASK_FOR_UPDATE": (TASK_FOR_UPDATE if pg else TASK, ("task_id",)),
         "TASK_EXISTS": (TASK_EXISTS, ("task_id",)),
+        # A writer of what a task owns (log lines) locks its row without reading it.
+        "LOCK_TASK": (TASK_EXISTS.with_for_update() if pg else TASK_EXISTS, ("task_id",)),
         "INSERT_TASK": (INSERT_TASK, TASK_COLUMNS),
         "UPDATE_TASK": (UPDATE_TASK, (*_TASK_VALUES, "task_id")),
         "CLAIM_TASK": (UPDATE_TASK_RETURNING, (*CLAIM_COLUMNS, "task_id")),
@@ -196,6 +206,42 @@ def named(dialect_name: str) -> dict[str, tuple[Executable, tuple[str, ...]]]:
             ("text", "log_task", "log_seq"),
         ),
         "INSERT_SCALAR": (insert(t.scalars), tuple(c.name for c in t.scalars.c)),
+        "BEAT": (_BEAT, ("last_heartbeat", "worker_id")),
+        "BEAT_WITH_STATS": (_BEAT, ("last_heartbeat", "stats", "worker_id")),
+        "RENEW_LEASES": (
+            update(_tasks).where(*_RUNNING_UNDER).returning(_tasks.c.id),
+            ("lease_expires", "worker_id"),
+        ),
+        "INSERT_WORKER": (
+            insert(_workers),
+            ("id", "name", "queues", "last_heartbeat", "registered", "stats"),
+        ),
+        "UPDATE_WORKER": (
+            update(_workers).where(_workers.c.id == bindparam("worker_id")).returning(*_workers.c),
+            ("name", "queues", "last_heartbeat", "stats", "worker_id"),
+        ),
+        "WORKER": (select(_workers).where(_workers.c.id == bindparam("worker_id")), ("worker_id",)),
+        "INSERT_STATS_SAMPLE": (insert(_samples), ("worker_id", "ts", "stats")),
+        "TRIM_STATS_SAMPLES": (
+            delete(_samples).where(
+                _samples.c.worker_id == bindparam("worker_id"),
+                _samples.c.ts
+                < select(_samples.c.ts)
+                .where(_samples.c.worker_id == bindparam("worker_id"))
+                .order_by(_samples.c.ts.desc())
+                .offset(bindparam("skip"))
+                .limit(1)
+                .scalar_subquery(),
+            ),
+            ("worker_id", "skip"),
+        ),
+        "RUNNING_UNDER": (select(_tasks.c.id).where(*_RUNNING_UNDER), ("worker_id",)),
+        "TASK_STATUSES": (
+            select(_tasks.c.id, _tasks.c.status).where(
+                _tasks.c.id.in_(bindparam("task_ids", expanding=True))
+            ),
+            ("task_ids",),
+        ),
     }
     if pg:
         statements["TAKE_HEAD_BELOW_LOCKED"] = (take_head(dialect_name, True), ("queue",))

@@ -23,18 +23,20 @@ POLL_MIN_S, POLL_MAX_S = 0.005, 0.05
 
 
 class PollBackoff:
-    """Pauses of a waiting claim: 5 ms doubling up to 50 ms, never past the deadline."""
+    """Pauses of a waiting claim: ``first`` (5 ms) doubling up to ``longest`` (50 ms),
+    never past the deadline."""
 
-    def __init__(self, deadline: float):
+    def __init__(self, deadline: float, first: float = POLL_MIN_S, longest: float = POLL_MAX_S):
         self.deadline = deadline  # time.monotonic()
-        self._pause = POLL_MIN_S
+        self.longest = longest
+        self._pause = first
 
     def next_pause(self) -> float | None:
         """How long to wait before the next look; None once the deadline has passed."""
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             return None
-        pause, self._pause = min(self._pause, remaining), min(self._pause * 2, POLL_MAX_S)
+        pause, self._pause = min(self._pause, remaining), min(self._pause * 2, self.longest)
         return pause
 
 

@@ -26,10 +26,11 @@ class PollBackoff:
     """Pauses of a waiting claim: ``first`` (5 ms) doubling up to ``longest`` (50 ms),
     never past the deadline."""
 
-    def __init__(self, deadline: float, first: float = POLL_MIN_S, longest: float = POLL_MAX_S):
+    def __init__(self, deadline: float, first: float | None = None, longest: float | None = None):
         self.deadline = deadline  # time.monotonic()
-        self.longest = longest
-        self._pause = first
+        # The module's values as they are now (read at each wait, not at import).
+        self.longest = POLL_MAX_S if longest is None else longest
+        self._pause = POLL_MIN_S if first is None else first
 
     def next_pause(self) -> float | None:
         """How long to wait before the next look; None once the deadline has passed."""

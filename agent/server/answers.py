@@ -99,6 +99,8 @@ class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     version: str | None = None
     database: str | None = None
+    #: The server process that answered (one of several with ``--workers N``).
+    pid: int | None = None
 
 
 class ServerConfig(BaseModel):

@@ -152,13 +152,9 @@ class FastPaths:
         async def claim() -> dict[str, Any]:
             if request.timeout <= 0:
                 task = await self._store(self.backend.claim, queues, worker, 0.0, lease)
-            elif self._inline:
+            else:
                 deadline = time.monotonic() + request.timeout
                 task = await self._wait_and_claim(queues, worker, deadline, lease)
-            else:
-                task = await anyio.to_thread.run_sync(
-                    self.backend.claim, queues, worker, request.timeout, lease
-                )
             return {"task": task_dict(task) if task else None}
 
         return claim
@@ -203,10 +199,11 @@ class FastPaths:
     async def _wait_and_claim(
         self, queues: list[str], worker: str, deadline: float, lease: float
     ) -> Task | None:
-        """SqlBackend.claim's wait, as a coroutine: each look at the queues runs inline."""
-        backoff = PollBackoff(deadline)
+        """SqlBackend.claim's wait, as a coroutine: no thread is held while it waits."""
+        backoff = PollBackoff(deadline, self.backend.hears_enqueues())
+        step = self.backend.claim_step
         with self.backend.claim_signals.waiting_async(queues) as waiter:
-            while (task := self.backend.claim_step(queues, worker, lease, waiter)) is None:
+            while (task := await self._store(step, queues, worker, lease, waiter)) is None:
                 pause = backoff.next_pause()
                 if pause is None:
                     return None

@@ -80,7 +80,7 @@ class PgTx:
             if not _lost(self.conn):
                 raise
             # The first statement: nothing ran, so it may run again on a new connection.
-            self.conn.close()
+            self._pool.close_connection(self.conn)
             self._pool.discard_idle()
             self.conn = self._pool.connect()
             return self.conn.execute(sql, values)
@@ -150,6 +150,10 @@ class PgPool:
         self._idle: list[tuple[psycopg.Connection, float]] = []
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        #: The server processes (backend pids) of this pool's open connections: an
+        #: enqueue notification from one of them was made here (agent.store.pg_notify).
+        self.backend_pids: set[int] = set()
+        self._pid_of: dict[int, int] = {}  # id(connection) -> its backend pid
         call_in_forked_children(self, "forget")
 
     @contextmanager
@@ -175,11 +179,18 @@ class PgPool:
             else:
                 self._give_back(conn)
                 return
-        conn.close()
+        self.close_connection(conn)
         self.discard_idle()
 
     def connect(self) -> psycopg.Connection:
-        return psycopg.connect(self.conninfo, autocommit=False)
+        conn = psycopg.connect(self.conninfo, autocommit=False)
+        self._pid_of[id(conn)] = pid = conn.info.backend_pid
+        self.backend_pids.add(pid)
+        return conn
+
+    def close_connection(self, conn: psycopg.Connection) -> None:
+        self.backend_pids.discard(self._pid_of.pop(id(conn), -1))
+        conn.close()
 
     def _take(self) -> psycopg.Connection:
         stale = time.monotonic() - PING_AFTER_IDLE_S
@@ -189,6 +200,7 @@ class PgPool:
                     break
                 conn, used = self._idle.pop()
             if conn.closed:
+                self.close_connection(conn)
                 continue
             if used > stale:
                 return conn
@@ -196,7 +208,7 @@ class PgPool:
                 conn.execute("SELECT 1")  # opens the transaction the caller goes on with
                 return conn
             except psycopg.Error:
-                conn.close()
+                self.close_connection(conn)
         return self.connect()
 
     def _give_back(self, conn: psycopg.Connection) -> None:
@@ -208,7 +220,7 @@ class PgPool:
         with self._lock:
             idle, self._idle = self._idle, []
         for conn, _ in idle:
-            conn.close()
+            self.close_connection(conn)
 
     def close(self) -> None:
         self.discard_idle()
@@ -219,3 +231,5 @@ class PgPool:
         self._idle = []
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.backend_pids = set()
+        self._pid_of = {}

@@ -101,6 +101,9 @@ class Health(BaseModel):
     database: str | None = None
     #: The server process that answered (one of several with ``--workers N``).
     pid: int | None = None
+    #: PostgreSQL: whether enqueues by other processes wake this one's waiting claims
+    #: (LISTEN/NOTIFY); while not, they poll.
+    enqueues_heard: bool | None = None
 
 
 class ServerConfig(BaseModel):

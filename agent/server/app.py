@@ -249,7 +249,10 @@ def _add_service_routes(
         except Exception as exc:
             log.warning("health check: database unreachable: %s", exc)
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
-        return JSONResponse({"status": "ok", "version": app.version, "pid": os.getpid()})
+        answer = {"status": "ok", "version": app.version, "pid": os.getpid()}
+        if not backend.is_sqlite:
+            answer["enqueues_heard"] = backend.enqueues_heard
+        return JSONResponse(answer)
 
     @app.get(
         "/api/v1/config",

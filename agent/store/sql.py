@@ -260,6 +260,17 @@ class SqlBackend(SqlTasks, SqlQueues, SqlWorkers, SqlLogs, ModelRegistry):
             yield tx
 
     @contextmanager
+    def _tx_claim(self) -> Iterator[Tx]:
+        """A claim's statements: on PostgreSQL each commits by itself (each takes a head
+        and claims its task whole, see PgPool.autocommit); a write transaction on SQLite."""
+        if self.is_sqlite:
+            with self._tx_write() as tx:
+                yield tx
+            return
+        with self._pg_pool().autocommit() as tx:
+            yield tx
+
+    @contextmanager
     def _tx_read(self) -> Iterator[Tx]:
         if not self.is_sqlite:
             with self._pg_pool().transaction() as tx:
@@ -323,9 +334,14 @@ class SqlBackend(SqlTasks, SqlQueues, SqlWorkers, SqlLogs, ModelRegistry):
         self._listener_running = True
         return listener.serve()
 
+    @property
+    def enqueues_heard(self) -> bool:
+        """Whether other processes' enqueues wake this process's claims now."""
+        return self._enqueue_listener is not None and self._enqueue_listener.listening
+
     def hears_enqueues(self) -> bool:
-        """Whether other processes' enqueues wake this process's claims now; a waiting
-        claim (PostgreSQL) starts the listener's thread when nobody runs it yet."""
+        """:attr:`enqueues_heard`, for a claim about to wait: on PostgreSQL it starts the
+        listener's thread when nobody runs the listener yet."""
         listener = self.enqueue_listener()
         if listener is None:
             return False

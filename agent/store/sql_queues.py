@@ -201,7 +201,7 @@ class SqlQueues:
             return tx.first("ANY_ENTRY", {"queues": queues}) is not None
 
     def _claim_once(self, queues: list[str], worker_id: str, lease_s: float) -> Task | None:
-        with self._tx_write() as tx:
+        with self._tx_claim() as tx:
             stamp = now()
             values = dict(
                 status=TaskStatus.in_progress.value,

@@ -6,7 +6,11 @@ SqlBackend on PostgreSQL (when reachable), and HttpBackend against a real
 ``agent server`` subprocess on each of them.
 
     python bench/control_plane.py [--tasks 2000] [--latency-samples 200] [--pg URL]
+    python bench/control_plane.py --only http+postgresql --workers 1,2   # agent server --workers N
     python bench/control_plane.py --memory   # the server's RSS under log shippers and big posts
+
+``--workers 1,2`` measures each http row once per server process count (``agent server
+--workers N``); a row of N > 1 workers is named ``http+postgresql w2``.
 
 ``--memory`` measures an ``agent server`` on SQLite: its peak RSS and the p99 of a log post
 while 50 clients ship logs for 20 s, and its peak RSS while four clients post 100 MB at
@@ -120,14 +124,14 @@ def claim_latency(url: str, samples: int) -> tuple[float, float]:
 
 
 @contextmanager
-def server(db_url: str, files: str, pid: list[int] | None = None):
+def server(db_url: str, files: str, pid: list[int] | None = None, workers: int = 1):
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cmd = [sys.executable, "-m", "agent.cli.main", "server", "--port", str(port)]
-    cmd += ["--db", db_url, "--files", files]
+    cmd += ["--db", db_url, "--files", files, "--workers", str(workers)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if pid is not None:
         pid.append(proc.pid)
@@ -273,6 +277,9 @@ def main() -> None:
     parser.add_argument("--pg", default=os.environ.get("AGENT_TEST_PG_URL", DEFAULT_PG))
     parser.add_argument("--only", default="", help="comma list: sqlite,postgresql,http+sqlite,...")
     parser.add_argument("--memory", action="store_true", help="only the server's memory figures")
+    parser.add_argument(
+        "--workers", default="1", help="comma list of server process counts for the http rows"
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-cp-"))
     if args.memory:
@@ -289,9 +296,11 @@ def main() -> None:
         if not wanted or name in wanted:
             _report(name, db, args)
         if not wanted or f"http+{name}" in wanted:
-            server_db = db if name != "sqlite" else f"sqlite:///{tmp}/server.db"
-            with server(server_db, str(tmp / "files")) as url:
-                _report(f"http+{name}", url, args)
+            for workers in map(int, args.workers.split(",")):
+                server_db = db if name != "sqlite" else f"sqlite:///{tmp}/server-{workers}.db"
+                row = f"http+{name}" + (f" w{workers}" if workers > 1 else "")
+                with server(server_db, str(tmp / "files"), workers=workers) as url:
+                    _report(row, url, args)
 
 
 def _report(name: str, url: str, args) -> None:

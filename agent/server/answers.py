@@ -114,6 +114,11 @@ class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     version: str | None = None
     database: str | None = None
+    #: The server process that answered (one of several with ``--workers N``).
+    pid: int | None = None
+    #: PostgreSQL: whether enqueues by other processes wake this one's waiting claims
+    #: (LISTEN/NOTIFY); while not, they poll.
+    enqueues_heard: bool | None = None
 
 
 class ServerConfig(BaseModel):

@@ -8,14 +8,21 @@
   unexpected exception is a logged 500 ``InternalError``.
 - Auth: with a token, every request but ``GET /api/v1/health`` needs
   ``Authorization: Bearer <token>`` (401 otherwise).
-- A reaper thread fails, each second, the tasks whose worker's lease lapsed.
+- A reaper thread fails, each second, the tasks whose worker's lease lapsed (with
+  ``--workers N`` each worker has one: a lapsed task is failed once, by whichever
+  locks it first).
+- On PostgreSQL, an enqueue listener on the event loop wakes waiting claims for tasks
+  that other processes enqueued (:mod:`agent.store.pg_notify`).
 - ``/api/v1/files/...``: blobs under ``files_root``, when the server hosts them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -209,9 +216,18 @@ def _lifespan(backend: SqlBackend):
         anyio.to_thread.current_default_thread_limiter().total_tokens = THREAD_LIMIT
         reaper = LeaseReaper(backend, REAP_INTERVAL_S)
         reaper.start()
+        # PostgreSQL: other processes' enqueues (other workers, daemons on the database)
+        # wake this one's waiting claims, heard on this loop (agent.store.pg_notify).
+        listening = None
+        if not backend.is_sqlite:
+            listening = asyncio.get_running_loop().create_task(backend.serve_enqueue_listener())
         try:
             yield
         finally:
+            if listening is not None:
+                listening.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listening
             reaper.stop()
 
     return lifespan
@@ -268,7 +284,10 @@ def _add_service_routes(
         except Exception as exc:
             log.warning("health check: database unreachable: %s", exc)
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
-        return JSONResponse({"status": "ok", "version": app.version})
+        answer = {"status": "ok", "version": app.version, "pid": os.getpid()}
+        if not backend.is_sqlite:
+            answer["enqueues_heard"] = backend.enqueues_heard
+        return JSONResponse(answer)
 
     @app.get(
         "/api/v1/config",

@@ -50,6 +50,17 @@ from agent.server.main import run_server
     help="Lines a task's log keeps; the last one then says how many were dropped "
     "[default: 1000000].",
 )
+@click.option(
+    "--workers",
+    envvar="AGENT_SERVER_WORKERS",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Server processes sharing the port, each with its own event loop and database "
+    "connections: more requests a second on PostgreSQL (a claim is taken once whichever "
+    "process serves it, an enqueue wakes claims waiting in every process). PostgreSQL only: "
+    "SQLite writes one at a time.",
+)
 def server_command(
     host: str,
     port: int,
@@ -59,6 +70,7 @@ def server_command(
     insecure: bool,
     max_body_mb: float,
     max_log_lines: int | None,
+    workers: int,
 ) -> None:
     """Serve the control plane over HTTP (FastAPI + uvicorn).
 
@@ -66,5 +78,5 @@ def server_command(
     """
     run_server(
         host=host, port=port, db_url=db_url, files=files, token=token, insecure=insecure,
-        max_body_mb=max_body_mb, max_log_lines=max_log_lines,
+        max_body_mb=max_body_mb, max_log_lines=max_log_lines, workers=workers,
     )  # fmt: skip

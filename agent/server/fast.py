@@ -47,6 +47,7 @@ from agent.server.errors import (
     unstorable_response,
 )
 from agent.server.routes import task_from_body
+from agent.store import wakeups
 from agent.store.sql import SqlBackend
 from agent.store.sql_queues import check_stop_ids
 from agent.store.wakeups import PollBackoff
@@ -235,9 +236,12 @@ class FastPaths:
     ) -> Task | None:
         """SqlBackend.claim's wait, as a coroutine (a fleet's idle claims hold no thread):
         only each look at the queues is a store call. Enqueues through this server wake
-        the wait at once, so it looks again on its own only every
-        :data:`SERVER_POLL_S` (for enqueues that bypass the server)."""
-        backoff = PollBackoff(deadline, SERVER_POLL_S, SERVER_POLL_S)
+        the wait at once, and so do other server processes' through PostgreSQL's
+        LISTEN/NOTIFY, so it looks again on its own only every :data:`SERVER_POLL_S`
+        (for enqueues that bypass the server), or :data:`LISTENING_POLL_S` while it hears
+        the other processes."""
+        poll = wakeups.LISTENING_POLL_S if self.backend.hears_enqueues() else SERVER_POLL_S
+        backoff = PollBackoff(deadline, poll, poll)
         look = self.backend.claim_look
         with self.backend.claim_signals.waiting_async(queues) as waiter:
             while True:

@@ -7,13 +7,17 @@ module does not know it. ``python -m agent.server --port 8008 ...`` (see
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 import uvicorn
 from sqlalchemy.engine import make_url
+from starlette.types import ASGIApp
 
 from agent.config import load_settings
 from agent.core.secrets import setup_redacted_logging
@@ -38,6 +42,7 @@ def run_server(
     insecure: bool = False,
     max_body_mb: float = DEFAULT_MAX_BODY_MB,
     max_log_lines: int | None = None,
+    workers: int = 1,
 ) -> None:
     """Serve the API until interrupted.
 
@@ -52,43 +57,103 @@ def run_server(
         insecure: allow a non-loopback bind without a token.
         max_body_mb: the largest request body in MiB (file uploads aside): 413 past it.
         max_log_lines: lines a task's log keeps; None = ``AGENT_MAX_LOG_LINES`` or 1,000,000.
+        workers: server processes sharing the port (uvicorn's workers), each with its own
+            connections, event loop, enqueue listener and lease reaper; PostgreSQL only.
 
     Raises:
-        SystemExit: with status 2 when the bind is refused (the reason on stderr).
+        SystemExit: with status 2 when the options are refused (the reason on stderr).
     """
     settings = load_settings()
     token = token or settings.api_token or None
-    problem = bind_problem(host, token, insecure)
+    db_url = db_url or settings.db_url
+    problem = bind_problem(host, token, insecure) or workers_problem(workers, db_url)
     if problem:
         print(f"agent server: {problem}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
-    db_url = db_url or settings.db_url
     # Not settings.default_files_url: that falls back to AGENT_API_URL, the server itself.
     files = files or settings.files_url or str(settings.home / "files")
     files_root, files_url = files_target(files)
+    config = AppConfig(
+        db_url=db_url, token=token, files_root=str(files_root) if files_root else None,
+        files_url=files_url, max_body_bytes=int(max_body_mb * 2**20),
+        max_log_lines=max_log_lines,
+    )  # fmt: skip
     setup_redacted_logging(logging.INFO)
-    backend = SqlBackend(db_url)
-    if max_log_lines is not None:
-        backend.max_log_lines = max(2, int(max_log_lines))
+    serving = dict(
+        host=host, port=port, log_level="info", access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )  # fmt: skip
+    log.info(
+        "agent server on http://%s:%d (store %s, files %s, auth %s, %d worker%s)",
+        host, port, _redacted(db_url), files, "token" if token else "none",
+        workers, "" if workers == 1 else "s",
+    )  # fmt: skip
+    if workers > 1:
+        SqlBackend(db_url).close()  # the schema made or upgraded once, before the workers
+        os.environ[WORKER_CONFIG_ENV] = json.dumps(dataclasses.asdict(config))
+        uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, **serving)
+        return
+    app, backend = build_app(config)
     try:
-        app = create_app(
-            backend, token=token, files_root=files_root, files_url=files_url,
-            max_body_bytes=int(max_body_mb * 2**20),
-        )  # fmt: skip
-        log.info(
-            "agent server on http://%s:%d (store %s, files %s, auth %s)",
-            host, port, _redacted(db_url), files, "token" if token else "none",
-        )  # fmt: skip
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            log_level="info",
-            access_log=False,
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        )
+        uvicorn.run(app, **serving)
     finally:
         backend.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class AppConfig:
+    """What the app of ``agent server`` is made from (see :func:`run_server`)."""
+
+    db_url: str
+    token: str | None
+    files_root: str | None
+    files_url: str | None
+    max_body_bytes: int
+    max_log_lines: int | None
+
+
+#: Where the parent of ``--workers N`` leaves the AppConfig (JSON) for its workers: the
+#: environment of one's own processes, as the token's AGENT_API_TOKEN is.
+WORKER_CONFIG_ENV = "AGENT_SERVER_WORKER_CONFIG"
+
+
+def build_app(config: AppConfig) -> tuple[ASGIApp, SqlBackend]:
+    """The app and the store it serves (the caller closes the store)."""
+    backend = SqlBackend(config.db_url)
+    if config.max_log_lines is not None:
+        backend.max_log_lines = max(2, int(config.max_log_lines))
+    try:
+        app = create_app(
+            backend, token=config.token,
+            files_root=Path(config.files_root) if config.files_root else None,
+            files_url=config.files_url, max_body_bytes=config.max_body_bytes,
+        )  # fmt: skip
+    except BaseException:
+        backend.close()
+        raise
+    return app, backend
+
+
+def worker_app() -> ASGIApp:
+    """The app of one process of ``agent server --workers N``: uvicorn calls this in each
+    worker it spawns, with the parent's AppConfig in ``AGENT_SERVER_WORKER_CONFIG``. The
+    store closes when the process ends."""
+    setup_redacted_logging(logging.INFO)
+    app, _backend = build_app(AppConfig(**json.loads(os.environ[WORKER_CONFIG_ENV])))
+    return app
+
+
+def workers_problem(workers: int, db_url: str) -> str | None:
+    """Why ``workers`` server processes cannot share the store ``db_url``, or None."""
+    if workers < 1:
+        return f"--workers must be at least 1, not {workers}"
+    if workers > 1 and db_url.startswith("sqlite"):
+        return (
+            f"--workers {workers} needs PostgreSQL (--db postgresql://...): SQLite writes one "
+            "at a time, so more server processes only wait on each other (and an in-memory "
+            "database would be one per process); on SQLite serve with one"
+        )
+    return None
 
 
 def bind_problem(host: str, token: str | None, insecure: bool) -> str | None:

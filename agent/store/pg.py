@@ -63,9 +63,10 @@ def _compile(stmt: Any, keys: Sequence[str]) -> _Compiled:
 class PgTx:
     """:class:`~agent.store.tx.Tx` on a psycopg connection inside its transaction."""
 
-    def __init__(self, conn: psycopg.Connection, pool: PgPool):
+    def __init__(self, conn: psycopg.Connection, pool: PgPool, autocommit: bool = False):
         self.conn = conn
         self._pool = pool
+        self._autocommit = autocommit
         self._statements = pool.statements
         self._started = False
 
@@ -80,9 +81,10 @@ class PgTx:
             if not _lost(self.conn):
                 raise
             # The first statement: nothing ran, so it may run again on a new connection.
-            self.conn.close()
+            self._pool.close_connection(self.conn)
             self._pool.discard_idle()
             self.conn = self._pool.connect()
+            self.conn.autocommit = self._autocommit
             return self.conn.execute(sql, values)
 
     def first(self, name: str, params: Params) -> Row | None:
@@ -150,6 +152,10 @@ class PgPool:
         self._idle: list[tuple[psycopg.Connection, float]] = []
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        #: The server processes (backend pids) of this pool's open connections: an
+        #: enqueue notification from one of them was made here (agent.store.pg_notify).
+        self.backend_pids: set[int] = set()
+        self._pid_of: dict[int, int] = {}  # id(connection) -> its backend pid
         call_in_forked_children(self, "forget")
 
     @contextmanager
@@ -165,6 +171,30 @@ class PgPool:
                 raise
             self._give_back(tx.conn)
 
+    @contextmanager
+    def autocommit(self) -> Iterator[PgTx]:
+        """Statements each committed by itself (autocommit), for work whose statements
+        each stand alone, as a claim's (it takes a head and claims its task in one): no
+        BEGIN and no COMMIT, two round trips fewer."""
+        with self._slots:
+            conn = self._take()
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.commit()  # the ping of an idle connection opened one
+            conn.autocommit = True
+            tx = PgTx(conn, self, autocommit=True)
+            try:
+                yield tx
+            except BaseException:
+                if _lost(tx.conn):
+                    self.close_connection(tx.conn)
+                    self.discard_idle()
+                    raise
+                tx.conn.autocommit = False
+                self._give_back(tx.conn)
+                raise
+            tx.conn.autocommit = False
+            self._give_back(tx.conn)
+
     def _end_failed(self, conn: psycopg.Connection) -> None:
         """Roll back and keep the connection, or close it (and the idle ones) if lost."""
         if not _lost(conn):
@@ -175,11 +205,18 @@ class PgPool:
             else:
                 self._give_back(conn)
                 return
-        conn.close()
+        self.close_connection(conn)
         self.discard_idle()
 
     def connect(self) -> psycopg.Connection:
-        return psycopg.connect(self.conninfo, autocommit=False)
+        conn = psycopg.connect(self.conninfo, autocommit=False)
+        self._pid_of[id(conn)] = pid = conn.info.backend_pid
+        self.backend_pids.add(pid)
+        return conn
+
+    def close_connection(self, conn: psycopg.Connection) -> None:
+        self.backend_pids.discard(self._pid_of.pop(id(conn), -1))
+        conn.close()
 
     def _take(self) -> psycopg.Connection:
         stale = time.monotonic() - PING_AFTER_IDLE_S
@@ -189,6 +226,7 @@ class PgPool:
                     break
                 conn, used = self._idle.pop()
             if conn.closed:
+                self.close_connection(conn)
                 continue
             if used > stale:
                 return conn
@@ -196,7 +234,7 @@ class PgPool:
                 conn.execute("SELECT 1")  # opens the transaction the caller goes on with
                 return conn
             except psycopg.Error:
-                conn.close()
+                self.close_connection(conn)
         return self.connect()
 
     def _give_back(self, conn: psycopg.Connection) -> None:
@@ -208,7 +246,7 @@ class PgPool:
         with self._lock:
             idle, self._idle = self._idle, []
         for conn, _ in idle:
-            conn.close()
+            self.close_connection(conn)
 
     def close(self) -> None:
         self.discard_idle()
@@ -219,3 +257,5 @@ class PgPool:
         self._idle = []
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.backend_pids = set()
+        self._pid_of = {}

@@ -57,6 +57,9 @@ sa = LazyModule("sqlalchemy")
 t = LazyModule("agent.store.schema")
 q = LazyModule("agent.store.statements")
 
+#: Enqueue listeners a forked child inherited: never used, never closed there.
+_INHERITED_LISTENERS: list[Any] = []
+
 #: Connections a file-backed SQLite store keeps open: enough for a server's concurrent
 #: requests, so none is opened (and set up with PRAGMAs) per request.
 _SQLITE_POOL_SIZE = 20
@@ -131,6 +134,9 @@ class SqlBackend(SqlTasks, SqlQueues, SqlWorkers, SqlLogs, ModelRegistry):
         self._raw: SqlitePool | None = None
         #: Raw psycopg connections for the busy paths on PostgreSQL (see agent.store.pg).
         self._pg: Any = None
+        #: PostgreSQL: other processes' enqueues, heard (see agent.store.pg_notify).
+        self._enqueue_listener: Any = None
+        self._listener_running = False
         self._bell: Bell | None = None
         #: Lines a task's log keeps (see :meth:`append_logs`).
         self.max_log_lines = _max_log_lines()
@@ -183,6 +189,9 @@ class SqlBackend(SqlTasks, SqlQueues, SqlWorkers, SqlLogs, ModelRegistry):
             self._raw.forget()
         if self._pg is not None:
             self._pg.forget()
+        if self._enqueue_listener is not None:
+            _INHERITED_LISTENERS.append(self._enqueue_listener)  # its socket is the parent's
+            self._enqueue_listener, self._listener_running = None, False
 
     def _create_schema(self) -> None:
         if self._raw is not None:
@@ -211,6 +220,10 @@ class SqlBackend(SqlTasks, SqlQueues, SqlWorkers, SqlLogs, ModelRegistry):
         if any(c["name"] == "value" and not c["nullable"] for c in columns):
             with self.engine.begin() as conn:
                 conn.execute(sa.text("ALTER TABLE scalars ALTER COLUMN value DROP NOT NULL"))
+        from agent.store.pg_notify import install_trigger
+
+        with self.engine.begin() as conn:
+            install_trigger(conn.connection.driver_connection)
 
     # -- plumbing -----------------------------------------------------------
     @contextmanager
@@ -251,6 +264,17 @@ class SqlBackend(SqlTasks, SqlQueues, SqlWorkers, SqlLogs, ModelRegistry):
             yield tx
 
     @contextmanager
+    def _tx_claim(self) -> Iterator[Tx]:
+        """A claim's statements: on PostgreSQL each commits by itself (each takes a head
+        and claims its task whole, see PgPool.autocommit); a write transaction on SQLite."""
+        if self.is_sqlite:
+            with self._tx_write() as tx:
+                yield tx
+            return
+        with self._pg_pool().autocommit() as tx:
+            yield tx
+
+    @contextmanager
     def _tx_read(self) -> Iterator[Tx]:
         if not self.is_sqlite:
             with self._pg_pool().transaction() as tx:
@@ -266,11 +290,15 @@ class SqlBackend(SqlTasks, SqlQueues, SqlWorkers, SqlLogs, ModelRegistry):
     def _pg_pool(self) -> Any:
         if self._pg is None:
             with self._init_lock:  # threads' first calls must not make a pool each
-                if self._pg is None:
-                    from agent.store.pg import PgPool
+                self._pg_pool_locked()
+        return self._pg
 
-                    url = sa.engine.make_url(self._url).set(drivername="postgresql")
-                    self._pg = PgPool(url.render_as_string(hide_password=False))
+    def _pg_pool_locked(self) -> Any:
+        if self._pg is None:
+            from agent.store.pg import PgPool
+
+            url = sa.engine.make_url(self._url).set(drivername="postgresql")
+            self._pg = PgPool(url.render_as_string(hide_password=False))
         return self._pg
 
     def _alchemy_tx(self, conn: Connection) -> AlchemyTx:
@@ -279,7 +307,54 @@ class SqlBackend(SqlTasks, SqlQueues, SqlWorkers, SqlLogs, ModelRegistry):
         return AlchemyTx(conn, self._statements)
 
     def close(self) -> None:
+        if self._enqueue_listener is not None:
+            self._enqueue_listener.close()
+            self._enqueue_listener, self._listener_running = None, False
         self.release_connections()
+
+    # -- PostgreSQL: other processes' enqueues wake this one's claims ---------
+    def enqueue_listener(self) -> Any:
+        """This process's :class:`~agent.store.pg_notify.EnqueueListener`, made on first
+        use and not started; None on SQLite (whose bell does the same)."""
+        if self.is_sqlite:
+            return None
+        with self._init_lock:
+            if self._enqueue_listener is None:
+                from agent.store.pg_notify import EnqueueListener
+
+                pool = self._pg_pool_locked()
+                self._enqueue_listener = EnqueueListener(
+                    pool.conninfo,
+                    on_enqueue=lambda queue: self.claim_signals.notify(queue),
+                    on_connect=lambda: self.claim_signals.wake_all(),
+                    own_pids=pool.backend_pids,
+                )
+            return self._enqueue_listener
+
+    def serve_enqueue_listener(self) -> Any:
+        """The coroutine that runs the listener on the running event loop (the server's),
+        instead of the thread a waiting claim would start."""
+        listener = self.enqueue_listener()
+        self._listener_running = True
+        return listener.serve()
+
+    @property
+    def enqueues_heard(self) -> bool:
+        """Whether other processes' enqueues wake this process's claims now."""
+        return self._enqueue_listener is not None and self._enqueue_listener.listening
+
+    def hears_enqueues(self) -> bool:
+        """:attr:`enqueues_heard`, for a claim about to wait: on PostgreSQL it starts the
+        listener's thread when nobody runs the listener yet."""
+        listener = self.enqueue_listener()
+        if listener is None:
+            return False
+        if not self._listener_running:
+            with self._init_lock:
+                if not self._listener_running:
+                    self._listener_running = True
+                    listener.start_thread()
+        return listener.listening
 
     # -- the bell: other processes' waiting claims and watchers -------------
     def _ring(self) -> None:

@@ -164,7 +164,7 @@ class SqlQueues:
     def _wait_and_claim(
         self, queues: list[str], worker_id: str, deadline: float, lease_s: float
     ) -> Task | None:
-        backoff = PollBackoff(deadline)
+        backoff = PollBackoff(deadline, listening=self.hears_enqueues())
         with (
             self.listen_for_changes() as listener,
             self.claim_signals.waiting(queues, listener) as waiter,
@@ -202,32 +202,30 @@ class SqlQueues:
         return task, wakeups
 
     def _any_waiting(self, queues: list[str]) -> bool:
-        # A cheap read first, so idle claimers polling an empty queue never take
-        # SQLite's write lock.
+        """Whether a claim should look: a cheap read first on SQLite, so idle claimers
+        polling an empty queue never take its write lock. PostgreSQL's claim takes no
+        lock when there is nothing to take, so it looks at once (one round trip less)."""
+        if not self.is_sqlite:
+            return True
         with self._tx_read() as tx:
             return tx.first("ANY_ENTRY", {"queues": queues}) is not None
 
     def _claim_once(self, queues: list[str], worker_id: str, lease_s: float) -> Task | None:
-        with self._tx_write() as tx:
+        with self._tx_claim() as tx:
+            stamp = now()
+            values = dict(
+                status=TaskStatus.in_progress.value,
+                worker=worker_id,
+                started=stamp,
+                completed=None,
+                last_update=stamp,
+                lease_expires=stamp + lease_s,
+                status_message="",
+            )
             for name in queues:
-                task_id = tx.scalar("TAKE_HEAD", {"queue": name})
-                if task_id is None and not self.is_sqlite:
-                    task_id = tx.scalar("TAKE_HEAD_BELOW_LOCKED", {"queue": name})
-                if task_id is None:
-                    continue
-                stamp = now()
-                values = dict(
-                    status=TaskStatus.in_progress.value,
-                    worker=worker_id,
-                    started=stamp,
-                    completed=None,
-                    last_update=stamp,
-                    lease_expires=stamp + lease_s,
-                    status_message="",
-                )
-                row = tx.first("CLAIM_TASK", {"task_id": task_id, **values})
-                assert row is not None, task_id  # the entry's task: the foreign key holds it
-                return self._with_artifacts(tx, row)
+                row = self._claim_head(tx, name, values)
+                if row is not None:
+                    return self._with_artifacts(tx, row)
         return None
 
     # -- running tasks ------------------------------------------------------
@@ -253,6 +251,18 @@ class SqlQueues:
                     statuses[row["id"]] = row["status"]
         running = TaskStatus.in_progress.value
         return {i: statuses.get(i) for i in task_ids if statuses.get(i) != running}
+
+    def _claim_head(self, tx: Tx, queue: str, values: dict) -> dict | None:
+        """Take the head of ``queue`` and claim its task: the task's row, or None."""
+        if not self.is_sqlite:  # one statement; past a top priority all locked if need be
+            params = {"queue": queue, **values}
+            return tx.first("CLAIM_HEAD", params) or tx.first("CLAIM_HEAD_BELOW_LOCKED", params)
+        task_id = tx.scalar("TAKE_HEAD", {"queue": queue})
+        if task_id is None:
+            return None
+        row = tx.first("CLAIM_TASK", {"task_id": task_id, **values})
+        assert row is not None, task_id  # the entry's task: the foreign key holds it
+        return row
 
     # -- leases -------------------------------------------------------------
     def reap_expired(self) -> list[str]:

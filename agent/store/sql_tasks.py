@@ -118,9 +118,10 @@ class SqlTasks:
         return self._with_artifacts(tx, self._require(tx, task_id))
 
     def _with_artifacts(self, tx: Tx, row: dict[str, Any]) -> Task:
-        """The task of a row just read or written, with its artifacts."""
+        """The task of a row just read or written, with its artifacts (none to read where
+        the row says it has none: PostgreSQL's locking read and claim tell)."""
         task = _row_to_task(row)
-        task.artifacts = self._artifacts(tx, task.id)
+        task.artifacts = self._artifacts(tx, task.id) if row.get("has_artifacts", True) else {}
         return task
 
     def _require(self, tx: Tx | Connection, task_id: str, lock: bool = False) -> dict[str, Any]:
@@ -424,8 +425,12 @@ def _task_to_row(task: Task, only: Iterable[str] | None = None) -> dict[str, Any
     return row
 
 
+#: What a task's row may hold besides the Task's fields.
+_NOT_TASK_FIELDS = frozenset({"lease_expires", "has_artifacts"})
+
+
 def _row_to_task(row: Any) -> Task:
-    data = {k: row[k] for k in row.keys() if k != "lease_expires"}
+    data = {k: row[k] for k in row.keys() if k not in _NOT_TASK_FIELDS}
     data["script"] = _script(data["script"])
     return Task.from_dict(data)
 

@@ -9,9 +9,9 @@ keys of the parameters (``conn.execute(UPDATE_TASK, {"task_id": id, "status": s}
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql import Delete, Executable, Insert
+from sqlalchemy.sql import Delete, Executable, Insert, Update
 
 from agent.core.models import TaskStatus
 from agent.store import schema as t
@@ -22,6 +22,8 @@ _tasks, _entries, _queues, _workers = t.tasks, t.queue_entries, t.queues, t.work
 TASK = select(_tasks).where(_tasks.c.id == bindparam("task_id"))
 #: PostgreSQL: lock the row for a read-modify-write (SQLite's writes are serialized anyway).
 TASK_FOR_UPDATE = TASK.with_for_update()
+#: PostgreSQL: whether the task has artifacts, read with its row (no read of none).
+HAS_ARTIFACTS = exists().where(t.artifacts.c.task_id == _tasks.c.id).label("has_artifacts")
 TASK_EXISTS = select(_tasks.c.id).where(_tasks.c.id == bindparam("task_id"))
 ARTIFACTS = (
     select(t.artifacts)
@@ -103,6 +105,14 @@ def take_head(dialect_name: str, skip_top: bool = False) -> Delete:
     )
 
 
+def claim_head(dialect_name: str, skip_top: bool = False) -> Update:
+    """PostgreSQL: take the head entry of queue ``:queue`` (:func:`take_head`) and claim
+    its task (the columns of ``CLAIM_COLUMNS``) in one statement, answering the task's
+    row and whether it has artifacts: one round trip for what took three."""
+    taken = take_head(dialect_name, skip_top).cte("taken")
+    return update(_tasks).where(_tasks.c.id == taken.c.task_id).returning(*_tasks.c, HAS_ARTIFACTS)
+
+
 def insert_ignoring_duplicates(dialect_name: str, table, key: str) -> Insert:
     """``INSERT ... ON CONFLICT (key) DO NOTHING``: two writers creating the same project
     or queue at once both succeed (PostgreSQL runs them concurrently)."""
@@ -146,7 +156,10 @@ def named(dialect_name: str) -> dict[str, tuple[Executable, tuple[str, ...]]]:
     pg = dialect_name != "sqlite"
     statements = {
         "TASK": (TASK, ("task_id",)),
-        "TASK_FOR_UPDATE": (TASK_FOR_UPDATE if pg else TASK, ("task_id",)),
+        "TASK_FOR_UPDATE": (
+            TASK_FOR_UPDATE.add_columns(HAS_ARTIFACTS) if pg else TASK,
+            ("task_id",),
+        ),
         "TASK_EXISTS": (TASK_EXISTS, ("task_id",)),
         # A writer of what a task owns (log lines) locks its row without reading it.
         "LOCK_TASK": (TASK_EXISTS.with_for_update() if pg else TASK_EXISTS, ("task_id",)),
@@ -244,7 +257,8 @@ def named(dialect_name: str) -> dict[str, tuple[Executable, tuple[str, ...]]]:
         ),
     }
     if pg:
-        statements["TAKE_HEAD_BELOW_LOCKED"] = (take_head(dialect_name, True), ("queue",))
+        for name, skip_top in (("CLAIM_HEAD", False), ("CLAIM_HEAD_BELOW_LOCKED", True)):
+            statements[name] = (claim_head(dialect_name, skip_top), CLAIM_COLUMNS)
     if not pg:  # the catalog's; on PostgreSQL SqlBackend builds a query per call
         for shape in QUERY_SHAPES:
             statements[query_name(shape)] = (tasks_query(shape, "sqlite"), _query_keys(shape))

@@ -3,7 +3,9 @@
 An enqueue wakes exactly one claimer waiting on that task's queue, not every waiting
 claimer: with eight idle daemons, one new task must not send eight of them to the
 database. Claimers still poll on a backoff (:class:`PollBackoff`), which covers enqueues
-made by other processes and a wake-up whose task another claimer took first.
+made by other processes and a wake-up whose task another claimer took first. On
+PostgreSQL, other processes' enqueues come as wake-ups too (:mod:`agent.store.pg_notify`),
+and while they do claims poll only every :data:`LISTENING_POLL_S`.
 
 A claimer waits in a thread (:meth:`ClaimSignals.waiting`) or as a coroutine on an event
 loop (:meth:`ClaimSignals.waiting_async`, the server's claims on SQLite); an enqueue
@@ -12,6 +14,7 @@ wakes either kind, from any thread.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,17 +23,31 @@ from typing import Any, TypeVar
 
 #: Pauses between two looks at the queues of a waiting claim (seconds).
 POLL_MIN_S, POLL_MAX_S = 0.005, 0.05
+#: The longest pause while other processes' enqueues wake claims (PostgreSQL's
+#: LISTEN/NOTIFY): polling then only covers what a notification could miss.
+#: ``AGENT_LISTENING_POLL_S`` sets it (seconds).
+LISTENING_POLL_S = float(os.environ.get("AGENT_LISTENING_POLL_S") or 2.0)
 
 
 class PollBackoff:
     """Pauses of a waiting claim: ``first`` (5 ms) doubling up to ``longest`` (50 ms),
-    never past the deadline."""
+    never past the deadline; while other processes' enqueues wake the claim
+    (``listening``), :data:`LISTENING_POLL_S` each."""
 
-    def __init__(self, deadline: float, first: float | None = None, longest: float | None = None):
+    def __init__(
+        self,
+        deadline: float,
+        first: float | None = None,
+        longest: float | None = None,
+        listening: bool = False,
+    ):
         self.deadline = deadline  # time.monotonic()
         # The module's values as they are now (read at each wait, not at import).
-        self.longest = POLL_MAX_S if longest is None else longest
-        self._pause = POLL_MIN_S if first is None else first
+        default_first, default_longest = (
+            (LISTENING_POLL_S, LISTENING_POLL_S) if listening else (POLL_MIN_S, POLL_MAX_S)
+        )
+        self._pause = default_first if first is None else first
+        self.longest = default_longest if longest is None else longest
 
     def next_pause(self) -> float | None:
         """How long to wait before the next look; None once the deadline has passed."""
@@ -150,6 +167,15 @@ class ClaimSignals:
         """A task was enqueued on ``queue``: wake one claimer waiting on it, if any."""
         with self._lock:
             self._wake_one(queue)
+
+    def wake_all(self) -> None:
+        """Wake every waiting claimer, to look at all its queues (enqueues may have gone
+        unheard: a listener that just connected)."""
+        with self._lock:
+            for waiter in {id(w): w for ws in self._waiting.values() for w in ws}.values():
+                for name in waiter.queues:
+                    if name not in waiter._wakeups:
+                        waiter._give(name)
 
     @contextmanager
     def _registered(self, waiter: W) -> Iterator[W]:

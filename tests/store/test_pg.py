@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,6 +18,7 @@ import pytest
 from agent.core.models import Task
 from agent.store import pg as pg_module
 from agent.store import statements as q
+from agent.store import wakeups
 from agent.store.sql import SqlBackend
 from agent.store.tx import AlchemyTx
 from tests.services import drop_pg_database, fresh_pg_database, postgres_url, require
@@ -130,3 +132,38 @@ def test_a_forked_child_opens_its_own_connections(backend) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     assert backend.get_task(task.id).name == "a"
     assert _idle_backend_pids(backend) == parent_pids
+
+
+def test_an_enqueue_by_another_process_wakes_a_waiting_claim(backend, monkeypatch) -> None:
+    """Another store object has connections of its own (other backend pids): its enqueue
+    reaches this one's claim as a notification, not by polling (slowed to an hour)."""
+    monkeypatch.setattr(wakeups, "LISTENING_POLL_S", 3600.0)
+    other = SqlBackend(backend.url)
+    backend.hears_enqueues()  # starts the listener
+    while not backend.hears_enqueues():
+        time.sleep(0.01)
+    got: list[Task | None] = []
+    claimer = threading.Thread(target=lambda: got.append(backend.claim(["notified"], "w", 30)))
+    claimer.start()
+    time.sleep(0.3)  # let the claim wait (the test holds either way)
+    task = other.create_task(Task(name="n", project="p"), queue="notified")
+    claimer.join(timeout=40)
+    assert got and got[0] is not None and got[0].id == task.id
+    other.close()
+
+
+def test_own_enqueues_are_not_heard_twice(backend) -> None:
+    heard: list[str] = []
+    listener = backend.enqueue_listener()
+    listener.on_enqueue = heard.append
+    listener.connect()
+    other = SqlBackend(backend.url)
+    backend.create_task(Task(name="mine", project="p"), queue="own")  # woke its claims already
+    other.create_task(Task(name="theirs", project="p"), queue="theirs")
+    for _ in range(1000):  # notifications come in commit order: "mine" first, if at all
+        listener.read()
+        if heard:
+            break
+        time.sleep(0.01)
+    assert heard == ["theirs"]
+    other.close()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
-from agent.store.wakeups import ClaimSignals
+from agent.store import wakeups
+from agent.store.wakeups import ClaimSignals, PollBackoff
 
 
 def test_an_enqueue_wakes_one_waiter_of_its_queue() -> None:
@@ -70,3 +72,21 @@ def test_a_waiting_coroutine_is_woken_from_its_loop_or_another_thread() -> None:
             assert waiter.take() == []
 
     asyncio.run(scenario())
+
+
+def test_wake_all_sends_every_waiter_to_each_of_its_queues() -> None:
+    signals = ClaimSignals()
+    with signals.waiting(["a", "b"]) as both, signals.waiting(["b"]) as one:
+        signals.notify("a")  # already has a wake-up for "a": not given twice
+        signals.wake_all()  # a listener that just connected: enqueues may have gone unheard
+        assert sorted(both.take()) == ["a", "b"]
+        assert one.take() == ["b"]
+        assert one.wait(0) is False  # nothing left
+
+
+def test_a_listening_claim_polls_at_the_slow_pace(monkeypatch) -> None:
+    monkeypatch.setattr(wakeups, "LISTENING_POLL_S", 7.0)
+    deadline = time.monotonic() + 60
+    assert [PollBackoff(deadline, listening=True).next_pause() for _ in range(2)] == [7.0, 7.0]
+    polling = PollBackoff(deadline)
+    assert [polling.next_pause() for _ in range(5)] == [0.005, 0.01, 0.02, 0.04, 0.05]

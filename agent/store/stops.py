@@ -26,6 +26,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from agent.core.models import TaskStatus
+from agent.store.wakeups import add_waiter, drop_waiter
 
 log = logging.getLogger("agent.store")
 
@@ -134,8 +135,7 @@ class TaskStops:
     @contextmanager
     def _registered(self, waiter: StopWaiter) -> Iterator[StopWaiter]:
         with self._lock:
-            for task_id in waiter.task_ids:
-                self._waiting.setdefault(task_id, []).append(waiter)
+            add_waiter(self._waiting, waiter.task_ids, waiter)
             if self._poller is None:
                 self._poller = threading.Thread(target=self._poll, name="task-stops", daemon=True)
                 self._poller.start()
@@ -143,11 +143,7 @@ class TaskStops:
             yield waiter
         finally:
             with self._lock:
-                for task_id in waiter.task_ids:
-                    waiters = self._waiting[task_id]
-                    waiters.remove(waiter)
-                    if not waiters:
-                        del self._waiting[task_id]
+                drop_waiter(self._waiting, waiter.task_ids, waiter)
 
     def _poll(self) -> None:
         """The poller: one query for every task waited for, until no wait is left."""

@@ -29,6 +29,21 @@ POLL_MIN_S, POLL_MAX_S = 0.005, 0.05
 LISTENING_POLL_S = float(os.environ.get("AGENT_LISTENING_POLL_S") or 2.0)
 
 
+def add_waiter(waiting: dict[str, list[Any]], keys: Sequence[str], waiter: Any) -> None:
+    """List ``waiter`` under each of ``keys`` in ``waiting`` (its registry's lock held)."""
+    for key in keys:
+        waiting.setdefault(key, []).append(waiter)
+
+
+def drop_waiter(waiting: dict[str, list[Any]], keys: Sequence[str], waiter: Any) -> None:
+    """Undo :func:`add_waiter`, leaving no key without waiters."""
+    for key in keys:
+        waiters = waiting[key]
+        waiters.remove(waiter)
+        if not waiters:
+            del waiting[key]
+
+
 class PollBackoff:
     """Pauses of a waiting claim: ``first`` (5 ms) doubling up to ``longest`` (50 ms),
     never past the deadline; while other processes' enqueues wake the claim
@@ -180,17 +195,12 @@ class ClaimSignals:
     @contextmanager
     def _registered(self, waiter: W) -> Iterator[W]:
         with self._lock:
-            for name in waiter.queues:
-                self._waiting.setdefault(name, []).append(waiter)
+            add_waiter(self._waiting, waiter.queues, waiter)
         try:
             yield waiter
         finally:
             with self._lock:
-                for name in waiter.queues:
-                    waiters = self._waiting[name]
-                    waiters.remove(waiter)
-                    if not waiters:
-                        del self._waiting[name]
+                drop_waiter(self._waiting, waiter.queues, waiter)
                 unused, waiter._wakeups = waiter._wakeups, []
                 for name in unused:
                     self._wake_one(name)

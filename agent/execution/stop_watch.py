@@ -22,6 +22,7 @@ import weakref
 from typing import Any
 
 from agent.core.errors import NotFound
+from agent.core.models import TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class StopWatch:
                 statuses[task_id] = self.store.get_task(task_id).status
             except NotFound:
                 statuses[task_id] = None
-        return {i: s for i, s in statuses.items() if s != "in_progress"}
+        return {i: s for i, s in statuses.items() if s != TaskStatus.in_progress.value}
 
     def _deliver(self, stopped: dict[str, str | None]) -> None:
         with self._lock:

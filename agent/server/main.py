@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from sqlalchemy.engine import make_url
@@ -81,7 +82,7 @@ def run_server(
     setup_redacted_logging(logging.INFO)
     serving = dict(
         host=host, port=port, log_level="info", access_log=False,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, http=_http_protocol(),
     )  # fmt: skip
     log.info(
         "agent server on http://%s:%d (store %s, files %s, auth %s, %d worker%s)",
@@ -98,6 +99,16 @@ def run_server(
         uvicorn.run(app, **serving)
     finally:
         backend.close()
+
+
+def _http_protocol() -> Any:
+    """uvicorn's httptools protocol sending each small answer in one piece
+    (:mod:`agent.server.one_send`), or uvicorn's choice where httptools is missing."""
+    try:
+        from agent.server.one_send import OneSendProtocol
+    except ImportError:
+        return "auto"
+    return OneSendProtocol
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,16 +11,19 @@ finish the running tasks, cold: abort them). ``services_mode``'s host is such a 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Protocol
 
 from agent.core.errors import Conflict, NotFound
-from agent.core.models import TaskStatus
+from agent.core.models import Task, TaskStatus
 from agent.daemon.kill import TreeKill, tree_of
 from agent.daemon.signals import StopSignals
 from agent.daemon.stats import MachineStats
@@ -32,8 +35,12 @@ log = logging.getLogger(__name__)
 AGENT_STOPPED = "agent stopped"
 #: Seconds between two heartbeats of a daemon (at most a third of its lease).
 DEFAULT_HEARTBEAT_S = 5.0
-#: Seconds one claim of an idle daemon long-polls (also its stop latency when idle).
-DEFAULT_CLAIM_TIMEOUT_S = 1.0
+#: Seconds one claim of an idle daemon long-polls. An enqueue ends the wait at once and
+#: a stop interrupts it (Backend.interrupt_claims), so this only sets how often an idle
+#: daemon asks again: a thousand idle daemons make 33 requests a second, not 1,000.
+DEFAULT_CLAIM_TIMEOUT_S = 30.0
+#: Seconds between two looks at the stop signals while a claim long-polls.
+STOP_CHECK_S = 0.1
 
 
 class TaskRunnerLike(Protocol):
@@ -145,7 +152,7 @@ class Daemon:
         order_fairness: round robin: after a claim, the queue it came from goes last.
         lease_s: lease of a claimed task; heartbeats renew it.
         heartbeat_s: seconds between heartbeats.
-        claim_timeout_s: long-poll of one claim (also the stop latency when idle).
+        claim_timeout_s: long-poll of one claim (a stop interrupts it).
         reap_s: seconds between sweeps that fail tasks of vanished workers.
         abort_grace_s: on a cold stop, seconds between SIGTERM and SIGKILL of the task.
         clock: monotonic clock (inject one in tests).
@@ -191,6 +198,8 @@ class Daemon:
             store, self.worker_id, self.queues, heartbeat_s, lease_s, stats, clock
         )
         self._claim_order = list(self.queues)
+        #: Runs the long-polling claims, so that the loop's thread can watch the signals.
+        self._claimer = ThreadPoolExecutor(1, thread_name_prefix="claim")
         self._last_reap: float | None = None
         self._noted_warm = self._noted_cold = False
         self.tasks_run = 0
@@ -220,9 +229,7 @@ class Daemon:
         """Claim the next task (long-polling up to ``timeout``); rotate queues if fair."""
         timeout = self.claim_timeout_s if timeout is None else timeout
         try:
-            task = self.store.claim(
-                list(self._claim_order), self.worker_id, timeout=timeout, lease_s=self.lease_s
-            )
+            task = self._claim(timeout)
         except Exception:  # loop boundary: a store hiccup must not end the daemon
             log.exception("claim from %s failed", self._claim_order)
             return None
@@ -232,6 +239,25 @@ class Daemon:
         if self.order_fairness:
             self._rotate(task.queue)
         return task.id
+
+    def _claim(self, timeout: float) -> Task | None:
+        """The store's claim; a long poll runs in the claimer thread while this one
+        watches the stop signals, and a stop interrupts it (a task it took meanwhile
+        is returned, and runs: a warm stop finishes it)."""
+        claim = functools.partial(
+            self.store.claim, list(self._claim_order), self.worker_id, timeout, self.lease_s
+        )
+        if timeout <= 0:
+            return claim()
+        future = self._claimer.submit(claim)
+        interrupted = False
+        while True:
+            try:
+                return future.result(STOP_CHECK_S)
+            except FutureTimeout:
+                if self.signals.stopping and not interrupted:
+                    self.store.interrupt_claims()
+                    interrupted = True
 
     def _rotate(self, queue: str | None) -> None:
         order = self._claim_order
@@ -339,6 +365,7 @@ class Daemon:
         close = getattr(self.runner_factory, "close", None)
         if close is not None:
             close()  # its warm-start zygotes, ...
+        self._claimer.shutdown(wait=False)
         self.heartbeat.stop_thread()
         self.heartbeat.unregister()
         log.info("worker %s stopped after %d task(s)", self.worker_id, self.tasks_run)

@@ -56,8 +56,9 @@ from agent.store.wakeups import PollBackoff
 log = logging.getLogger("agent.server")
 API = "/api/v1"
 _TASK_PATH = f"{API}/tasks/"
-#: Runs the store call of a request; returns what to answer as JSON.
-Call = Callable[[], Awaitable[Any]]
+#: Runs the store call of a request, given the request's ``receive`` (a long poll hears
+#: the client leave through it); returns what to answer as JSON.
+Call = Callable[[Receive], Awaitable[Any]]
 #: Takes the query parameters and the decoded JSON body: the Call, or None to let FastAPI answer.
 Handler = Callable[[dict[str, str], Any], Call | None]
 _INT32 = re.compile(r"-?[0-9]{1,10}")
@@ -104,7 +105,7 @@ class FastPaths:
             await self.app(scope, _replay(messages, receive), send)
             return
         try:
-            content = await call()
+            content = await call(receive)
         except AgentError as exc:
             response = agent_error_response(exc)
         except UNSTORABLE as exc:
@@ -165,12 +166,12 @@ class FastPaths:
             return None
         queues, worker, lease = request.queues, request.worker_id, request.lease_s
 
-        async def claim() -> dict[str, Any]:
+        async def claim(receive: Receive) -> dict[str, Any]:
             if request.timeout <= 0:
                 task = await self._store(self.backend.claim, queues, worker, 0.0, lease)
             else:
                 deadline = time.monotonic() + request.timeout
-                task = await self._wait_and_claim(queues, worker, deadline, lease)
+                task = await self._wait_and_claim(queues, worker, deadline, lease, receive)
             return {"task": task_dict(task) if task else None}
 
         return claim
@@ -181,7 +182,7 @@ class FastPaths:
             return None
         stops = self.backend.task_stops
 
-        async def wait() -> dict[str, Any]:
+        async def wait(_receive: Receive) -> dict[str, Any]:
             task_ids = check_stop_ids(request.task_ids)
             # As SqlBackend.wait_for_stop, waiting as a coroutine (a fleet's waits hold
             # no thread); only the look at the tasks runs as a store call.
@@ -233,33 +234,41 @@ class FastPaths:
     def _quick(self, answer: Callable[[Any], Any], method: Callable[..., Any], *args: Any) -> Call:
         """The Call of a store call that never waits: ``answer(method(*args))``."""
 
-        async def call() -> Any:
+        async def call(_receive: Receive) -> Any:
             return answer(await self._store(method, *args))
 
         return call
 
     async def _wait_and_claim(
-        self, queues: list[str], worker: str, deadline: float, lease: float
+        self, queues: list[str], worker: str, deadline: float, lease: float, receive: Receive
     ) -> Task | None:
         """SqlBackend.claim's wait, as a coroutine (a fleet's idle claims hold no thread):
         only each look at the queues is a store call. Enqueues through this server wake
         the wait at once, and so do other server processes' through PostgreSQL's
         LISTEN/NOTIFY, so it looks again on its own only every :data:`SERVER_POLL_S`
         (for enqueues that bypass the server), or :data:`LISTENING_POLL_S` while it hears
-        the other processes."""
+        the other processes.
+
+        A client that leaves (a daemon stopping, or killed, while it long-polls) ends the
+        wait: no task is taken for a claim nobody reads."""
         poll = wakeups.LISTENING_POLL_S if self.backend.hears_enqueues() else SERVER_POLL_S
         backoff = PollBackoff(deadline, poll, poll)
         look = self.backend.claim_look
-        with self.backend.claim_signals.waiting_async(queues) as waiter:
-            while True:
-                task, unused = await self._store(look, queues, worker, lease, waiter.take())
-                waiter.hand_on(unused)
-                if task is not None:
-                    return task
-                pause = backoff.next_pause()
-                if pause is None:
-                    return None
-                await waiter.wait(pause)
+        left = asyncio.ensure_future(_client_left(receive))
+        try:
+            with self.backend.claim_signals.waiting_async(queues) as waiter:
+                while not left.done():
+                    task, unused = await self._store(look, queues, worker, lease, waiter.take())
+                    waiter.hand_on(unused)
+                    if task is not None:
+                        return task
+                    pause = backoff.next_pause()
+                    if pause is None:
+                        return None
+                    await waiter.wait(pause, left)
+                return None
+        finally:
+            left.cancel()
 
     async def _store(self, method: Callable[..., Any], *args: Any) -> Any:
         if self._threads is None:
@@ -323,6 +332,12 @@ async def _read_request(receive: Receive) -> list[Message]:
         messages.append(message)
         if message["type"] != "http.request" or not message.get("more_body", False):
             return messages
+
+
+async def _client_left(receive: Receive) -> None:
+    """Returns when the client has gone (its request body was read already)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

@@ -153,6 +153,11 @@ class Backend(Protocol):
         priority, then FIFO. The task moves to ``in_progress`` with a lease held by
         ``worker_id``. Waits up to ``timeout`` seconds for one to arrive."""
 
+    def interrupt_claims(self) -> None:
+        """End the claims waiting through this backend object now, from any thread: they
+        return None at once (the daemon's stop, while it long-polls an empty queue). A
+        claim that is already taking a task returns it."""
+
     def wait_for_stop(self, task_ids: Sequence[str], timeout: float = 0.0) -> dict[str, str | None]:
         """Those of ``task_ids`` that are no longer in progress, by id, with their status
         (None: no such task); waits up to ``timeout`` seconds for one to leave

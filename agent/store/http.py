@@ -128,16 +128,21 @@ class HttpBackend:
         params: dict[str, Any] | None = None,
         idempotent: bool,
         read_timeout: float | None = None,
+        interrupts: int | None = None,
     ) -> Any:
-        """Send one request (with retries); the decoded JSON answer, or None for 204."""
+        """Send one request (with retries); the decoded JSON answer, or None for 204.
+        ``interrupts``: see JsonTransport.request (an interrupted request raises
+        _Interrupted, and is not retried)."""
         data = None if body is None else json.dumps(body, default=_jsonable).encode()
         if params:
             path = f"{path}?{urlencode(params, doseq=True)}"
         timeout = read_timeout or self.timeout
         try:
             try:  # the first attempt outside tenacity: it costs more than a local request
-                answer = self._send(method, path, data, timeout)
+                answer = self._send(method, path, data, timeout, interrupts)
             except (TransportError, _RetryableStatus) as exc:
+                if isinstance(exc, TransportError) and exc.interrupted:
+                    raise _Interrupted() from exc
                 if self.retries == 1 or not _worth_retry(exc, idempotent):
                     raise
                 answer = self._retry(method, path, data, timeout, idempotent)
@@ -173,8 +178,15 @@ class HttpBackend:
                 answer = self._send(method, path, data, timeout)
         return answer
 
-    def _send(self, method: str, path: str, data: bytes | None, timeout: float) -> Answer:
-        answer = self._transport.request(method, self._base + path, data, timeout)
+    def _send(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None,
+        timeout: float,
+        interrupts: int | None = None,
+    ) -> Answer:
+        answer = self._transport.request(method, self._base + path, data, timeout, interrupts)
         if answer.status in RETRY_STATUSES:
             raise _RetryableStatus(answer)
         return answer
@@ -304,8 +316,19 @@ class HttpBackend:
         """Long-poll the server; waits longer than one poll allows loop until ``timeout``."""
         queues = [queues] if isinstance(queues, str) else list(queues)
         body = {"queues": queues, "worker_id": worker_id, "lease_s": lease_s}
-        data = self._long_poll("/queues/claim", body, timeout, lambda answer: answer["task"])
+        data = self._long_poll(
+            "/queues/claim",
+            body,
+            timeout,
+            lambda answer: answer["task"],
+            interrupted={"task": None},
+        )
         return None if data["task"] is None else Task.from_dict(data["task"])
+
+    def interrupt_claims(self) -> None:
+        """End this backend's waiting claims: their connections are shut down, so the
+        server stops waiting for them (and takes no task for them) as well."""
+        self._transport.interrupt()
 
     def wait_for_stop(self, task_ids: Sequence[str], timeout: float = 0.0) -> dict[str, str | None]:
         """Long-poll the server (a read: retried like one); loops as :meth:`claim` does."""
@@ -326,19 +349,26 @@ class HttpBackend:
         timeout: float,
         answered: Callable[[Any], Any],
         idempotent: bool = False,
+        interrupted: Any = None,
     ) -> Any:
         """POST ``body`` with a ``timeout`` of at most :data:`MAX_CLAIM_POLL_S` until the
-        answer is ``answered`` (truthy) or ``timeout`` seconds have passed; the last answer."""
+        answer is ``answered`` (truthy) or ``timeout`` seconds have passed; the last answer.
+        With ``interrupted`` (an answer), the transport's ``interrupt`` ends the wait with it."""
         deadline = time.monotonic() + max(0.0, float(timeout))
+        interrupts = None if interrupted is None else self._transport.interrupts
         while True:
             wait = min(max(0.0, deadline - time.monotonic()), MAX_CLAIM_POLL_S)
-            data = self._call(
-                "POST",
-                path,
-                body={**body, "timeout": wait},
-                idempotent=idempotent,
-                read_timeout=wait + CLAIM_READ_MARGIN_S,
-            )
+            try:
+                data = self._call(
+                    "POST",
+                    path,
+                    body={**body, "timeout": wait},
+                    idempotent=idempotent,
+                    read_timeout=wait + CLAIM_READ_MARGIN_S,
+                    interrupts=interrupts if wait > 0 else None,
+                )
+            except _Interrupted:
+                return interrupted
             if answered(data) or time.monotonic() >= deadline:
                 return data
 
@@ -504,6 +534,10 @@ class HttpBackend:
 # -- helpers ---------------------------------------------------------------------------
 def _model_path(model_id: str) -> str:
     return f"/models/{quote(str(model_id), safe='')}"
+
+
+class _Interrupted(Exception):
+    """A long poll ended by JsonTransport.interrupt (see HttpBackend.interrupt_claims)."""
 
 
 def _transport(url: str, token: str | None, connect_timeout: float) -> JsonTransport:

@@ -124,6 +124,8 @@ class SqlBackend(SqlTasks, SqlQueues, SqlWorkers, SqlLogs, ModelRegistry):
         self._statements: dict[str, Any] | None = None
         #: Claims waiting in this process; an enqueue here wakes one (see agent.store.wakeups).
         self.claim_signals = ClaimSignals()
+        #: Counts interrupt_claims calls: a waiting claim that sees it change gives up.
+        self.claims_interrupted = 0
         #: Waits for running tasks to stop (see agent.store.stops).
         self.task_stops = TaskStops(self.stopped_tasks, self.listen_for_changes)
         self._known_projects: set[str] = set()

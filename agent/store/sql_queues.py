@@ -165,16 +165,26 @@ class SqlQueues:
         self, queues: list[str], worker_id: str, deadline: float, lease_s: float
     ) -> Task | None:
         backoff = PollBackoff(deadline, listening=self.hears_enqueues())
+        interrupts = self.claims_interrupted
         with (
             self.listen_for_changes() as listener,
             self.claim_signals.waiting(queues, listener) as waiter,
         ):
             while (task := self.claim_step(queues, worker_id, lease_s, waiter)) is None:
                 pause = backoff.next_pause()
-                if pause is None:
+                if pause is None or self.claims_interrupted != interrupts:
                     return None
                 waiter.wait(pause)
+                if self.claims_interrupted != interrupts:
+                    return None
             return task
+
+    def interrupt_claims(self) -> None:
+        """End the claims waiting through this backend now: they return None (a daemon
+        that is asked to stop while it long-polls). A claim already taking a task still
+        returns it."""
+        self.claims_interrupted += 1
+        self.claim_signals.wake_all()
 
     def claim_step(
         self, queues: list[str], worker_id: str, lease_s: float, waiter: ClaimWaiter

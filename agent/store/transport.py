@@ -26,6 +26,7 @@ What the pool must get right, and does:
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -65,13 +66,15 @@ class Answer(NamedTuple):
 
 class TransportError(Exception):
     """No answer came. ``sent`` is False when the request cannot have reached the
-    server (the connection was never made) and True when it may have been applied."""
+    server (the connection was never made) and True when it may have been applied;
+    ``interrupted`` when :meth:`JsonTransport.interrupt` ended it."""
 
-    def __init__(self, reason: str, sent: bool, timed_out: bool = False):
+    def __init__(self, reason: str, sent: bool, timed_out: bool = False, interrupted: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.sent = sent
         self.timed_out = timed_out
+        self.interrupted = interrupted
 
 
 class JsonTransport:
@@ -110,30 +113,68 @@ class JsonTransport:
             self.headers.update(_proxy_auth(self._proxy))
         #: Idle connections, each with when it was last used.
         self._idle: list[tuple[http.client.HTTPConnection, float]] = []
+        #: Connections of interruptible requests waiting for their answers, and how
+        #: many times :meth:`interrupt` was called.
+        self._polling: set[http.client.HTTPConnection] = set()
+        self.interrupts = 0
         self._lock = threading.Lock()
         call_in_forked_children(self, "_forget")
 
-    def request(self, method: str, path: str, body: bytes | None, read_timeout: float) -> Answer:
-        """Send one request on a pooled connection and read the whole answer."""
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        read_timeout: float,
+        interrupts: int | None = None,
+    ) -> Answer:
+        """Send one request on a pooled connection and read the whole answer.
+
+        ``interrupts``: for a long poll, the value of :attr:`interrupts` its caller saw
+        when it chose to wait. An :meth:`interrupt` since then ends the request with a
+        TransportError (``interrupted``): before it is sent, or by shutting its
+        connection down, which the server hears as the client leaving."""
         conn = self._take()
         try:
             if conn.sock is None:
                 self._connect(conn)
             conn.sock.settimeout(read_timeout)
-            conn.request(method, self._prefix + path, body=body, headers=self.headers)
-            response = conn.getresponse()
-            data = response.read()
+            if interrupts is not None:
+                with self._lock:
+                    if interrupts != self.interrupts:
+                        self._give_back_locked(conn)
+                        raise TransportError("interrupted", sent=False, interrupted=True)
+                    self._polling.add(conn)
+            try:
+                conn.request(method, self._prefix + path, body=body, headers=self.headers)
+                response = conn.getresponse()
+                data = response.read()
+            finally:
+                if interrupts is not None:
+                    with self._lock:
+                        self._polling.discard(conn)
         except TimeoutError as exc:
             conn.close()
             raise TransportError("no answer in time", sent=True, timed_out=True) from exc
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise TransportError(f"connection lost ({exc.__class__.__name__})", sent=True) from exc
+            interrupted = interrupts is not None and interrupts != self.interrupts
+            reason = "interrupted" if interrupted else f"connection lost ({exc.__class__.__name__})"
+            raise TransportError(reason, sent=True, interrupted=interrupted) from exc
         if response.will_close:
             conn.close()
         else:
             self._give_back(conn)
         return Answer(response.status, data, response.reason or "")
+
+    def interrupt(self) -> None:
+        """End the interruptible requests waiting for their answers now (any thread)."""
+        with self._lock:
+            self.interrupts += 1
+            polling = list(self._polling)
+        for conn in polling:
+            with contextlib.suppress(OSError, AttributeError):  # it may close meanwhile
+                conn.sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         with self._lock:
@@ -146,6 +187,7 @@ class JsonTransport:
         the lock may have been held by a thread that is not here."""
         _INHERITED.extend(conn for conn, _ in self._idle)
         self._idle = []
+        self._polling = set()
         self._lock = threading.Lock()
 
     # -- the pool ---------------------------------------------------------------------
@@ -161,9 +203,12 @@ class JsonTransport:
 
     def _give_back(self, conn: http.client.HTTPConnection) -> None:
         with self._lock:
-            if len(self._idle) < POOL_SIZE:
-                self._idle.append((conn, time.monotonic()))
-                return
+            self._give_back_locked(conn)
+
+    def _give_back_locked(self, conn: http.client.HTTPConnection) -> None:
+        if len(self._idle) < POOL_SIZE:
+            self._idle.append((conn, time.monotonic()))
+            return
         conn.close()
 
     def _new(self) -> http.client.HTTPConnection:

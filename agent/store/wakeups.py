@@ -134,12 +134,21 @@ class AsyncClaimWaiter(ClaimWaiter):
         self._loop_thread = threading.get_ident()
         super().__init__(queues, lock, self._set)
 
-    async def wait(self, timeout: float) -> None:
-        """Sleep until a wake-up comes or ``timeout`` seconds pass."""
+    async def wait(self, timeout: float, until: Any = None) -> None:
+        """Sleep until a wake-up comes, ``timeout`` seconds pass or the future ``until``
+        (when given) is done."""
+        asyncio = _asyncio()
+        if until is None:
+            try:
+                await asyncio.wait_for(self._event.wait(), timeout)
+            except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+                pass
+            return
+        woken = asyncio.ensure_future(self._event.wait())
         try:
-            await _asyncio().wait_for(self._event.wait(), timeout)
-        except _asyncio().TimeoutError:  # not the builtin TimeoutError before Python 3.11
-            pass
+            await asyncio.wait((woken, until), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
 
     def _set(self) -> None:
         if threading.get_ident() == self._loop_thread:

@@ -594,6 +594,34 @@ def test_long_poll_claim_gets_a_task_enqueued_meanwhile(backend: Backend, uid: s
     assert got and got[0] is not None and got[0].id == task.id
 
 
+def test_interrupt_claims_ends_a_waiting_claim_and_takes_nothing(target, uid: str) -> None:
+    queue = f"intr-{uid}"
+    store, other = target.open(), target.open()
+    try:
+        store.create_queue(queue)
+        got: list[Task | None] = []
+        claimer = threading.Thread(target=lambda: got.append(store.claim([queue], uid, timeout=30)))
+        claimer.start()
+        time.sleep(0.3)  # let the claim start waiting (the test holds either way)
+        began = time.monotonic()
+        store.interrupt_claims()
+        claimer.join(timeout=40)
+        assert got == [None] and time.monotonic() - began < 5
+        task = make_task(other, uid)
+        other.enqueue(task.id, queue)
+        time.sleep(0.3)  # a claim the server still held for the interrupted one would take it
+        assert other.get_task(task.id).status == "queued"
+        taken = other.claim([queue], f"other-{uid}", timeout=5)
+        assert taken is not None and taken.id == task.id
+        # A claim that starts after the interrupt waits as usual.
+        began = time.monotonic()
+        assert store.claim([queue], uid, timeout=0.5) is None
+        assert time.monotonic() - began >= 0.4
+    finally:
+        store.close()
+        other.close()
+
+
 def test_every_waiting_claimer_gets_one_task(backend: Backend, uid: str) -> None:
     queue, other = f"herd-{uid}", f"herd-other-{uid}"
     backend.create_queue(queue)

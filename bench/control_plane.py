@@ -139,14 +139,15 @@ def server(db_url: str, files: str, pid: list[int] | None = None, workers: int =
     try:
         import requests
 
-        for _ in range(200):
+        deadline = time.monotonic() + 60  # --workers N imports N times: slow on a busy machine
+        while True:
             try:
                 if requests.get(url + "/api/v1/health", timeout=1).ok:
                     break
             except requests.ConnectionError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("agent server did not start") from None
                 time.sleep(0.05)
-        else:
-            raise RuntimeError("agent server did not start")
         yield url
     finally:
         proc.terminate()

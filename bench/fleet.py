@@ -1,6 +1,6 @@
 """Fleet benchmark: one ``agent server`` on PostgreSQL, N simulated agents.
 
-    python bench/fleet.py [--agents 100,300,1000] [--seconds 60] [--procs 3] [--pg URL]
+    python bench/fleet.py [--agents 100,300,1000] [--seconds 60] [--procs 3] [--workers 1] [--pg URL]
 
 Each simulated agent is an asyncio client with its own worker id, doing what a daemon
 does (agent/daemon/loop.py, agent/execution/runner.py), at the daemon's own intervals:
@@ -8,8 +8,8 @@ register; heartbeat every ``DEFAULT_HEARTBEAT_S`` with machine stats; claim with
 ``DEFAULT_CLAIM_TIMEOUT_S`` long-poll; while a task "runs" (``--task-s``, uniform
 between half and 1.5 times it): watch it with one ``wait_for_stop`` long-poll
 (``LONG_POLL_S``), ship ``--lines`` log lines a second in appends at most
-``SHIP_INTERVAL_S`` apart (the runner's TaskLog), then complete it. A producer keeps
-the queues fed; an aborter stops a running task every ``--abort-every`` s and times how
+``SHIP_INTERVAL_S`` apart, longer after a slow one (the runner's TaskLog), then complete
+it. A producer keeps the queues fed; an aborter stops a running task every ``--abort-every`` s and times how
 long its agent takes to hear of it (abort call -> the agent's wait answers).
 
 Agents are spread over ``--procs`` load processes (uvloop, raw HTTP/1.1 keep-alive, two
@@ -40,7 +40,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from control_plane import DEFAULT_PG, fresh_pg, pg_available, server  # noqa: E402
 
 from agent.daemon.loop import DEFAULT_CLAIM_TIMEOUT_S, DEFAULT_HEARTBEAT_S  # noqa: E402
-from agent.execution.runner import SHIP_INTERVAL_S  # noqa: E402
+from agent.execution.runner import (  # noqa: E402
+    MAX_SHIP_INTERVAL_S,
+    SHIP_BACKOFF,
+    SHIP_INTERVAL_S,
+)
 from agent.execution.stop_watch import LONG_POLL_S  # noqa: E402
 
 API = "/api/v1"
@@ -187,15 +191,19 @@ class Agent:
         end = time.monotonic() + self.args.task_s * random.uniform(0.5, 1.5)
         pending: list[str] = []
         next_line = time.monotonic()
+        interval = SHIP_INTERVAL_S
         while time.monotonic() < end and not watch.done():
-            await asyncio.wait([watch], timeout=SHIP_INTERVAL_S)
+            await asyncio.wait([watch], timeout=interval)
             now = time.monotonic()
             while next_line <= now:
                 pending.append(f"{time.time():.3f} epoch 3 step {len(pending)}: loss=0.4127")
                 next_line += 1.0 / self.args.lines
             if pending and not watch.done():
                 body = {"lines": pending}
+                began = time.monotonic()
                 await self.short_call("log append", "POST", f"{API}/tasks/{task_id}/logs", body)
+                took = time.monotonic() - began  # as TaskLog: a slow append, a longer wait
+                interval = max(SHIP_INTERVAL_S, min(SHIP_BACKOFF * took, MAX_SHIP_INTERVAL_S))
                 pending = []
         self.running = None
         if watch.done():
@@ -304,6 +312,19 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
     return seconds
 
 
+def rss_of(pids: list[int]) -> int:
+    """The RSS of these processes together (the server and its workers), in bytes."""
+    import psutil
+
+    total = 0
+    for pid in pids:
+        try:
+            total += psutil.Process(pid).memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
 def used(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(after[p] - before.get(p, 0.0) for p in after)
 
@@ -315,7 +336,7 @@ def one_fleet(agents: int, db: str, args) -> dict:
     pid: list[int] = []
     dsn = db.replace("postgresql+psycopg", "postgresql")
     database = dsn.rsplit("/", 1)[1]
-    with server(db, str(tmp / "files"), pid) as url:
+    with server(db, str(tmp / "files"), pid, workers=args.workers) as url:
         start = time.time() + args.warmup
         window = (start, start + args.seconds)
         ctx = mp.get_context("spawn")
@@ -330,14 +351,15 @@ def one_fleet(agents: int, db: str, args) -> dict:
         time.sleep(max(0.0, start - time.time()))
         loadgen = [p.pid for p in procs]
         pg_pids = pg_backends(dsn, database)
-        before = (cpu_seconds(pid), cpu_seconds(loadgen), cpu_seconds(pg_pids), time.time())
-        rss = [psutil.Process(pid[0]).memory_info().rss]
+        servers = [pid[0], *(c.pid for c in psutil.Process(pid[0]).children(recursive=True))]
+        before = (cpu_seconds(servers), cpu_seconds(loadgen), cpu_seconds(pg_pids), time.time())
+        rss = [rss_of(servers)]
         connections = []
         while time.time() < window[1] - 0.5:
             time.sleep(min(5.0, window[1] - 0.5 - time.time()))
-            rss.append(psutil.Process(pid[0]).memory_info().rss)
+            rss.append(rss_of(servers))
             connections.append(len(pg_backends(dsn, database)))
-        after = (cpu_seconds(pid), cpu_seconds(loadgen), cpu_seconds(pg_pids), time.time())
+        after = (cpu_seconds(servers), cpu_seconds(loadgen), cpu_seconds(pg_pids), time.time())
         gathered = [results.get(timeout=120) for _ in procs]
         for proc in procs:
             proc.join(30)
@@ -365,6 +387,7 @@ def one_fleet(agents: int, db: str, args) -> dict:
         "loadgen_cpu": 100 * used(before[1], after[1]) / wall,
         "pg_cpu": 100 * used(before[2], after[2]) / wall,
         "server_rss_mb": max(rss) / 2**20,
+        "workers": args.workers,
         "pg_connections": max(connections or [0]),
     }
 
@@ -394,7 +417,7 @@ def report(r: dict) -> None:
             f"{statistics.median(r['aborts']):.1f} ms, max {max(r['aborts']):.1f} ms"
         )
     print(
-        f"server CPU {r['server_cpu']:.0f}% (of one core), RSS {r['server_rss_mb']:.0f} MB; "
+        f"server CPU {r['server_cpu']:.0f}% (of one core; {r['workers']} process(es)), RSS {r['server_rss_mb']:.0f} MB; "
         f"PostgreSQL {r['pg_connections']} connections, its backends' CPU {r['pg_cpu']:.0f}%; "
         f"load generator CPU {r['loadgen_cpu']:.0f}% (same {os.cpu_count()} cores)"
     )
@@ -406,6 +429,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="measured window per N")
     parser.add_argument("--warmup", type=float, default=15.0)
     parser.add_argument("--procs", type=int, default=3, help="load generator processes")
+    parser.add_argument("--workers", type=int, default=1, help="agent server --workers N")
     parser.add_argument("--task-s", type=float, default=30.0, help="mean task duration")
     parser.add_argument("--lines", type=float, default=3.0, help="log lines/s per running task")
     parser.add_argument("--abort-every", type=float, default=3.0, help="s between aborts per proc")

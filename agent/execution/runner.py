@@ -63,6 +63,11 @@ class EntryPointError(AgentError):
 SHIP_INTERVAL_S = 0.5
 #: Lines that are shipped at once, whatever the interval.
 SHIP_LINES = 1000
+#: A slow append stretches the interval to this many times its duration, up to
+#: :data:`MAX_SHIP_INTERVAL_S`: a fleet whose server falls behind sends it fewer, bigger
+#: batches instead of queueing more requests than it can answer.
+SHIP_BACKOFF = 20
+MAX_SHIP_INTERVAL_S = 5.0
 
 
 class TaskLog:
@@ -71,7 +76,9 @@ class TaskLog:
     A line is shipped at once when the previous append is ``ship_interval`` s old, else
     with the lines that follow it once it is (:meth:`flush_if_due`, which the runner calls
     while it watches the task): the first line after a quiet spell shows at once, and a
-    chatty task costs its store one append per interval.
+    chatty task costs its store one append per interval. An append that took long (a
+    busy server) makes the next interval :data:`SHIP_BACKOFF` times as long as it took,
+    up to :data:`MAX_SHIP_INTERVAL_S`.
     """
 
     def __init__(self, store: Backend, task_id: str, ship_interval: float = SHIP_INTERVAL_S):
@@ -116,11 +123,14 @@ class TaskLog:
         lines, self._buffer = self._buffer, []
         if not lines:
             return
-        self._next_ship = time.monotonic() + self.ship_interval
+        began = time.monotonic()
         try:
             self.store.append_logs(self.task_id, lines)
         except Exception:  # the log is best effort; the run must go on
             logger.exception("cannot store %d log line(s) of task %s", len(lines), self.task_id)
+        took = time.monotonic() - began
+        backoff = min(SHIP_BACKOFF * took, MAX_SHIP_INTERVAL_S)
+        self._next_ship = began + max(self.ship_interval, backoff)
 
 
 @dataclasses.dataclass

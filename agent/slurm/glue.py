@@ -3,9 +3,10 @@
 The glue is a worker like a daemon: it claims a task (the lease is its own, renewed by its
 heartbeat for as long as the job lives), submits a job whose script runs
 ``agent execute --id TASK --adopt`` on the node Slurm picks, and mirrors the job's state
-into the task every few seconds: pending with Slurm's reason, running with the node, and an
-end the task's own runner could not record (time limit, node failure, a cancel from
-outside) as the task's final status. A task stopped in the store (``agent abort``) has its
+into the task every few seconds: pending with Slurm's reason, running with the node as the
+task's shown worker (``slurm:<node>`` in ``runtime.runs_on``; the lease stays the glue's),
+and an end the task's own runner could not record (time limit, node failure, a cancel
+from outside) as the task's final status. A task stopped in the store (``agent abort``) has its
 job cancelled. Signal handlers only set a flag; the loop acts on it.
 """
 
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from agent.core.errors import Conflict, NotFound
-from agent.core.models import Task, TaskStatus
+from agent.core.models import RUNS_ON_KEY, Task, TaskStatus
 from agent.slurm.commands import SlurmCommands, SlurmError, SlurmJob
 from agent.slurm.jobs import IMPOSED_ENDS, end_of_job, progress_message, vanished_message
 from agent.slurm.script import DEFAULT_TEMPLATE, render_script
@@ -202,7 +203,9 @@ class SlurmGlue:
             self._finish(task.id, TaskStatus.failed, f"cannot submit to Slurm: {exc}")
             return
         message = f"slurm job {job_id}: submitted"
-        self.store.merge_runtime(task.id, {"slurm_job_id": job_id, "slurm_glue": self.worker_id})
+        # A node of an earlier run (the task was enqueued again) is no longer where it runs.
+        runtime = {"slurm_job_id": job_id, "slurm_glue": self.worker_id, "slurm_node": None}
+        self.store.merge_runtime(task.id, {**runtime, RUNS_ON_KEY: None})
         self.store.update_task(task.id, status_message=message)
         self.jobs[task.id] = MirroredJob(task.id, job_id, message)
         self.log(f"task {task.id}: {message}")
@@ -262,7 +265,10 @@ class SlurmGlue:
         message = progress_message(job)
         if job.node and job.node != mirrored.node and job.state != "PENDING":
             mirrored.node = job.node
-            self.store.merge_runtime(mirrored.task_id, {"slurm_node": job.node})
+            runs_on = {"worker": self.worker_id, "node": f"slurm:{job.node}"}
+            self.store.merge_runtime(
+                mirrored.task_id, {"slurm_node": job.node, RUNS_ON_KEY: runs_on}
+            )
         if message != mirrored.message:
             mirrored.message = message
             self.store.update_task(mirrored.task_id, status_message=message)

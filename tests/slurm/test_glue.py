@@ -144,7 +144,11 @@ def test_an_aborted_running_task_ends_its_job(store: Any, tmp_path: Path) -> Non
     assert running
     node = store.get_task(task.id).runtime["slurm_node"]
     assert re.search(rf"slurm job \d+: running on {node}", store.get_task(task.id).status_message)
+    glue.poll_s = 3600.0
+    glue.loop()  # the next read of Slurm's jobs is due in an hour
     abort_task(store, store.get_task(task.id))
+    glue.loop()
+    assert task.id not in glue.jobs, "the round after the abort cancelled the job"
     job_id = store.get_task(task.id).runtime["slurm_job_id"]
     job = run_until(glue, lambda: _ended_job(job_id))
     assert job.state in ("CANCELLED", "FAILED")

@@ -45,7 +45,7 @@ def abort_task(backend: Backend, task: Task, attempts: int = 3) -> tuple[Task, s
             continue
         if status == TaskStatus.queued.value:
             return stopped, f"removed from queue '{task.queue}' and stopped"
-        where = f" on worker {task.worker}" if task.worker else ""
+        where = f" on worker {task.shown_worker}" if task.worker else ""
         return stopped, f"stopped; the agent running it{where} kills its process"
     raise Conflict(f"task {short_id(task.id)} keeps changing status; try again")
 

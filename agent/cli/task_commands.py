@@ -77,14 +77,14 @@ def tasks_command(
     for header in ("id", "name", "project", "type", "status", "queue/worker", "updated"):
         table.add_column(header, no_wrap=header in ("id", "status"))
     for task in found:
-        where = task.worker if task.status == "in_progress" else task.queue
+        where = task.shown_worker if task.status == "in_progress" else task.queue
         table.add_row(
             short_id(task.id),
             task.name,
             task.project,
             task.type,
             status_text(task.status),
-            where or task.worker or "",
+            where or task.shown_worker or "",
             format_age(task.last_update),
         )
     make_console().print(table)

@@ -68,7 +68,7 @@ def _fields(task: Task, now: float | None) -> Table:
         ("type", task.type),
         ("status", status_text(task.status)),
         ("queue", task.queue),
-        ("worker", task.worker),
+        ("worker", task.worker_label),
         ("parent", task.parent),
         ("tags", ", ".join(task.tags)),
         ("comment", task.comment),

@@ -191,6 +191,14 @@ def _container() -> dict[str, Any]:
     return {"image": "", "arguments": "", "setup_script": ""}
 
 
+#: ``runtime`` key of where a task runs when that is not the worker holding its lease:
+#: ``{"worker": <the lease holder>, "node": <what to show as the worker>}``. The Slurm
+#: glue holds the lease (its heartbeat renews it) while a batch job runs the task on the
+#: node Slurm picked, ``slurm:<node>``. A node recorded under another worker (the task was
+#: enqueued again and claimed elsewhere since) is stale and not shown.
+RUNS_ON_KEY = "runs_on"
+
+
 @dataclass
 class Task:
     """One unit of work: a script or function step, a pipeline controller, ..."""
@@ -252,6 +260,21 @@ class Task:
     @property
     def task_status(self) -> TaskStatus:
         return TaskStatus(self.status)
+
+    @property
+    def shown_worker(self) -> str | None:
+        """The worker people see: the node that runs (ran) the task for the worker holding
+        its lease (see :data:`RUNS_ON_KEY`), else that worker."""
+        runs_on = self.runtime.get(RUNS_ON_KEY)
+        node = runs_on.get("node") if isinstance(runs_on, dict) else None
+        return str(node) if node and runs_on.get("worker") == self.worker else self.worker
+
+    @property
+    def worker_label(self) -> str | None:
+        """:attr:`shown_worker`, naming the lease holder when that is another worker:
+        ``slurm:node1 (via slurm:login:gpu)``."""
+        shown = self.shown_worker
+        return f"{shown} (via {self.worker})" if shown != self.worker else shown
 
 
 def _from_dict(cls: type, data: dict[str, Any]) -> Any:

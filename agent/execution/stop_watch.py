@@ -22,7 +22,7 @@ import weakref
 from typing import Any
 
 from agent.core.errors import NotFound
-from agent.core.models import TaskStatus
+from agent.store.stops import stops_read_one_by_one
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +106,7 @@ class StopWatch:
                 log.warning("the store has no wait_for_stop: polling each running task")
                 self._legacy = True
         threading.Event().wait(LEGACY_POLL_S)
-        statuses = {}
-        for task_id in task_ids:
-            try:
-                statuses[task_id] = self.store.get_task(task_id).status
-            except NotFound:
-                statuses[task_id] = None
-        return {i: s for i, s in statuses.items() if s != TaskStatus.in_progress.value}
+        return stops_read_one_by_one(self.store, task_ids)
 
     def _deliver(self, stopped: dict[str, str | None]) -> None:
         with self._lock:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -23,6 +24,7 @@ from botocore.exceptions import (
     EndpointConnectionError,
     NoCredentialsError,
 )
+from botocore.loaders import Loader
 
 from agent.core.errors import AgentError, InvalidInput, NotFound
 from agent.files.base import (
@@ -77,7 +79,38 @@ def make_s3_client(endpoint: str | None = None) -> Any:
         connect_timeout=10,
         read_timeout=60,
     )
-    return boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
+    # A session of its own per client (sessions are not thread-safe and cache their
+    # credentials), all reading botocore's service models through the process's loader.
+    session = botocore.session.Session()
+    session.register_component("data_loader", shared_loader(session))
+    return boto3.session.Session(botocore_session=session).client(
+        "s3", endpoint_url=endpoint, config=config
+    )
+
+
+class _SearchPaths(list[str]):
+    """A loader's search paths, each once: every boto3 Session appends its data path."""
+
+    def append(self, path: str) -> None:
+        if path not in self:
+            super().append(path)
+
+
+_loader: Loader | None = None
+_loader_lock = threading.Lock()
+
+
+def shared_loader(session: botocore.session.Session) -> Loader:
+    """The process's botocore loader, made on first use with ``session``'s data path
+    (``AWS_DATA_PATH``). It reads botocore's JSON service and endpoint models once and
+    keeps them: a loader of each client's own reads them again, ~0.2 s a client."""
+    global _loader
+    with _loader_lock:
+        if _loader is None:
+            data_path = session.get_config_variable("data_path") or ""
+            paths = [os.path.expanduser(os.path.expandvars(p)) for p in data_path.split(os.pathsep)]
+            _loader = Loader(extra_search_paths=_SearchPaths(p for p in paths if p))
+        return _loader
 
 
 #: Environment that decides who a client is; a change gets a fresh shared client.
@@ -96,11 +129,12 @@ _shared_clients_lock = threading.Lock()
 
 
 def _forget_clients_after_fork() -> None:
-    # A forked child must not share the parent's pooled connections, nor inherit its lock
-    # in whatever state another thread left it.
-    global _shared_clients_lock
+    # A forked child must not share the parent's pooled connections, nor inherit its locks
+    # in whatever state another thread left them. The loader holds only read models: kept.
+    global _shared_clients_lock, _loader_lock
     _shared_clients.clear()
     _shared_clients_lock = threading.Lock()
+    _loader_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

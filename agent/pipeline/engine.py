@@ -28,6 +28,7 @@ from typing import Any
 from agent.core.models import Task, TaskStatus, now
 from agent.pipeline import cache as step_cache
 from agent.pipeline.dag import Dag, Node, NodeState
+from agent.pipeline.errors import log_hint
 from agent.pipeline.launchers import Launcher, StepHandle
 from agent.pipeline.report import DagReporter, copy_artifacts, copy_metrics, copy_models
 from agent.pipeline.values import ArtifactIndex
@@ -343,7 +344,7 @@ class PipelineRun:
             self._changed.notify_all()
         self.reporter.mark_dirty()
         if failed and not (self.stopped_by_user and state == NodeState.stopped):
-            where = f" (see `agent logs {node.task_id}`)" if node.task_id else ""
+            where = log_hint(message, node.task_id)
             logger.warning("pipeline step '%s' %s: %s%s", node.name, state.value, message, where)
         else:
             self._completed_callback(node)

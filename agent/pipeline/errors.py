@@ -5,6 +5,12 @@ from __future__ import annotations
 from agent.core.errors import AgentError, InvalidInput
 
 
+def log_hint(message: str, task_id: str | None) -> str:
+    """`` (see `agent logs TASK`)`` to follow ``message``, or "" where it names a log
+    already (a step's status message often does) or there is no task."""
+    return f" (see `agent logs {task_id}`)" if task_id and "agent logs" not in message else ""
+
+
 class PipelineError(AgentError):
     """A pipeline cannot be built or run as written."""
 
@@ -26,8 +32,6 @@ class StepFailedError(PipelineError):
         self.step = step
         self.status = status
         self.task_id = task_id
-        where = ""
-        if task_id and status == "failed" and "agent logs" not in reason:
-            where = f" (see `agent logs {task_id}`)"
+        where = log_hint(reason, task_id) if status == "failed" else ""
         why = f": {reason}" if reason else ""
         super().__init__(f"pipeline step '{step}' {status}{why}{where}")

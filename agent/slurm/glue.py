@@ -3,9 +3,10 @@
 The glue is a worker like a daemon: it claims a task (the lease is its own, renewed by its
 heartbeat for as long as the job lives), submits a job whose script runs
 ``agent execute --id TASK --adopt`` on the node Slurm picks, and mirrors the job's state
-into the task every few seconds: pending with Slurm's reason, running with the node, and an
-end the task's own runner could not record (time limit, node failure, a cancel from
-outside) as the task's final status. A task stopped in the store (``agent abort``) has its
+into the task every few seconds: pending with Slurm's reason, running with the node as the
+task's shown worker (``slurm:<node>`` in ``runtime.runs_on``; the lease stays the glue's),
+and an end the task's own runner could not record (time limit, node failure, a cancel
+from outside) as the task's final status. A task stopped in the store (``agent abort``) has its
 job cancelled. Signal handlers only set a flag; the loop acts on it.
 """
 
@@ -19,11 +20,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from agent.core.errors import Conflict, NotFound
-from agent.core.models import Task, TaskStatus
+from agent.core.models import RUNS_ON_KEY, Task, TaskStatus
 from agent.slurm.commands import SlurmCommands, SlurmError, SlurmJob
 from agent.slurm.jobs import IMPOSED_ENDS, end_of_job, progress_message, vanished_message
 from agent.slurm.script import DEFAULT_TEMPLATE, render_script
 from agent.store.base import DEFAULT_LEASE_S, Backend
+from agent.store.stops import MAX_STOP_IDS, Stopped, stops_read_one_by_one
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +96,8 @@ class MirroredJob:
     job_id: str
     message: str = ""
     node: str = ""
+    #: The task's status as last seen (None: the task was deleted).
+    status: str | None = IN_PROGRESS
 
 
 class SlurmGlue:
@@ -164,12 +168,13 @@ class SlurmGlue:
             self.store.unregister_worker(self.worker_id)
 
     def loop(self, now: float | None = None) -> None:
-        """One round: heartbeat when due, mirror the jobs when due, claim what fits."""
+        """One round: heartbeat when due, mirror the jobs when due or when a task was
+        stopped (its job is cancelled this round), claim what fits."""
         now = time.monotonic() if now is None else now
         if now >= self._next_heartbeat:
             self._heartbeat()
             self._next_heartbeat = now + self.lease_s / 3
-        if now >= self._next_poll:
+        if now >= self._next_poll or self.look_for_stops():
             self._next_poll = now + self.poll_s
             self.mirror()
         self.claim_and_submit()
@@ -202,12 +207,32 @@ class SlurmGlue:
             self._finish(task.id, TaskStatus.failed, f"cannot submit to Slurm: {exc}")
             return
         message = f"slurm job {job_id}: submitted"
-        self.store.merge_runtime(task.id, {"slurm_job_id": job_id, "slurm_glue": self.worker_id})
+        # A node of an earlier run (the task was enqueued again) is no longer where it runs.
+        runtime = {"slurm_job_id": job_id, "slurm_glue": self.worker_id, "slurm_node": None}
+        self.store.merge_runtime(task.id, {**runtime, RUNS_ON_KEY: None})
         self.store.update_task(task.id, status_message=message)
         self.jobs[task.id] = MirroredJob(task.id, job_id, message)
         self.log(f"task {task.id}: {message}")
 
     # -- mirroring --------------------------------------------------------
+
+    def look_for_stops(self) -> bool:
+        """Ask the store once which of the jobs' tasks left ``in_progress`` (an abort, the
+        runner's end); True when one was stopped or deleted, so its job must be cancelled."""
+        running = [m for m in self.jobs.values() if m.status == IN_PROGRESS]
+        urgent = False
+        for start in range(0, len(running), MAX_STOP_IDS):
+            chunk = {m.task_id: m for m in running[start : start + MAX_STOP_IDS]}
+            for task_id, status in self._stops_among(list(chunk)).items():
+                chunk[task_id].status = status
+                urgent = urgent or status in (TaskStatus.stopped.value, None)
+        return urgent
+
+    def _stops_among(self, task_ids: list[str]) -> Stopped:
+        try:
+            return self.store.wait_for_stop(task_ids, 0)
+        except NotFound:  # an agent server from before wait_for_stop: no such endpoint
+            return stops_read_one_by_one(self.store, task_ids)
 
     def mirror(self) -> None:
         """Read every job's state once and carry it into its task."""
@@ -218,6 +243,7 @@ class SlurmGlue:
         except SlurmError as exc:  # slurmctld down for a moment: try again next round
             self.log(f"cannot read Slurm's jobs: {exc}")
             return
+        self.look_for_stops()  # after Slurm's answer: a stop meanwhile is seen, not overwritten
         for mirrored in list(self.jobs.values()):
             try:
                 self._mirror_one(mirrored, known.get(mirrored.job_id))
@@ -229,40 +255,40 @@ class SlurmGlue:
     def _mirror_one(self, mirrored: MirroredJob, job: SlurmJob | None) -> None:
         if job is None:
             job = self.slurm.finished_job(mirrored.job_id)
-        try:
-            task = self.store.get_task(mirrored.task_id)
-        except NotFound:
+        if mirrored.status is None:
             self._cancel(mirrored, job, "its task was deleted")
-            return
-        if task.status != IN_PROGRESS:
-            self._after_task_ended(mirrored, task, job)
+        elif mirrored.status != IN_PROGRESS:
+            self._after_task_ended(mirrored, mirrored.status, job)
         elif job is None:
             self._drop(mirrored)
-            self._finish(task.id, TaskStatus.failed, vanished_message(mirrored.job_id))
+            self._finish(mirrored.task_id, TaskStatus.failed, vanished_message(mirrored.job_id))
         elif job.active:
             self._show_progress(mirrored, job)
         else:
             self._drop(mirrored)
             status, message = end_of_job(job)
-            self._finish(task.id, status, message)
+            self._finish(mirrored.task_id, status, message)
 
-    def _after_task_ended(self, mirrored: MirroredJob, task: Task, job: SlurmJob | None) -> None:
+    def _after_task_ended(self, mirrored: MirroredJob, status: str, job: SlurmJob | None) -> None:
         """The task ended in the store: cancel its job if it was stopped, else let it exit."""
-        if task.status == TaskStatus.stopped.value:
-            self._cancel(mirrored, job, f"its task is {task.status}")
+        if status == TaskStatus.stopped.value:
+            self._cancel(mirrored, job, f"its task is {status}")
             return
         if job is not None and job.active:
             return  # `agent execute` recorded the end and is exiting: let it
         self._drop(mirrored)
-        if job is not None and job.state in IMPOSED_ENDS and task.status == "failed":
+        if job is not None and job.state in IMPOSED_ENDS and status == TaskStatus.failed.value:
             # The runner saw only a signal; Slurm knows why it came.
-            self.store.update_task(task.id, status_message=end_of_job(job)[1])
+            self.store.update_task(mirrored.task_id, status_message=end_of_job(job)[1])
 
     def _show_progress(self, mirrored: MirroredJob, job: SlurmJob) -> None:
         message = progress_message(job)
         if job.node and job.node != mirrored.node and job.state != "PENDING":
             mirrored.node = job.node
-            self.store.merge_runtime(mirrored.task_id, {"slurm_node": job.node})
+            runs_on = {"worker": self.worker_id, "node": f"slurm:{job.node}"}
+            self.store.merge_runtime(
+                mirrored.task_id, {"slurm_node": job.node, RUNS_ON_KEY: runs_on}
+            )
         if message != mirrored.message:
             mirrored.message = message
             self.store.update_task(mirrored.task_id, status_message=message)

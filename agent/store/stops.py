@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+from agent.core.errors import NotFound
 from agent.core.models import TaskStatus
 from agent.store.wakeups import add_waiter, drop_waiter
 
@@ -172,3 +173,15 @@ class TaskStops:
             return
         if stopped:
             self.changed(stopped)
+
+
+def stops_read_one_by_one(store: Any, task_ids: Sequence[str]) -> Stopped:
+    """What ``store.wait_for_stop(task_ids, 0)`` answers, from one ``get_task`` per id: for
+    an ``agent server`` from before ``wait_for_stop``."""
+    statuses: Stopped = {}
+    for task_id in task_ids:
+        try:
+            statuses[task_id] = store.get_task(task_id).status
+        except NotFound:
+            statuses[task_id] = None
+    return {i: s for i, s in statuses.items() if s != _RUNNING}

@@ -10,6 +10,7 @@ import pytest
 from agent.core.errors import ERRORS_BY_NAME, Conflict, IllegalTransition
 from agent.core.models import (
     ALLOWED_TRANSITIONS,
+    RUNS_ON_KEY,
     SUCCESS_STATES,
     TERMINAL_STATES,
     Artifact,
@@ -111,3 +112,12 @@ def test_new_ids_are_unique_hex() -> None:
     ids = {new_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def test_the_shown_worker_is_the_node_recorded_by_the_lease_holder() -> None:
+    runs_on = {RUNS_ON_KEY: {"worker": "glue", "node": "slurm:n1"}}
+    task = Task(worker="glue", runtime=runs_on)
+    assert (task.shown_worker, task.worker_label) == ("slurm:n1", "slurm:n1 (via glue)")
+    claimed_since = Task(worker="daemon-2", runtime=runs_on)  # enqueued again: stale
+    assert (claimed_since.shown_worker, claimed_since.worker_label) == ("daemon-2", "daemon-2")
+    assert Task(worker="daemon-2").worker_label == "daemon-2"

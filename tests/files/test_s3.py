@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import botocore.session
 import pytest
+from botocore.loaders import JSONFileLoader
 
 from agent.core.errors import NotFound
 from agent.files.base import StorageError
-from agent.files.s3 import S3FileStore, endpoint_url
+from agent.files.s3 import S3FileStore, endpoint_url, make_s3_client, shared_loader
 
 from .conftest import free_port
 
@@ -70,3 +73,29 @@ def test_missing_credentials_say_what_to_set(
 def test_constructor_contacts_nothing() -> None:
     store = S3FileStore("s3://bucket")
     assert store._client is None
+
+
+def test_clients_read_botocores_models_once_per_process(
+    s3_store: S3FileStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "x.txt"
+    source.write_text("x")
+    S3FileStore(s3_store.url, client=make_s3_client()).put_file(source, "first")
+    reads: list[str] = []
+    read = JSONFileLoader.load_file
+
+    def counted(self: JSONFileLoader, path: str, *args: object) -> object:
+        reads.append(path)
+        return read(self, path, *args)
+
+    monkeypatch.setattr(JSONFileLoader, "load_file", counted)
+
+    def upload(n: int) -> str:  # a client per thread, made in threads at once
+        return S3FileStore(s3_store.url, client=make_s3_client()).put_file(source, f"k{n}")
+
+    with ThreadPoolExecutor(4) as pool:
+        uris = list(pool.map(upload, range(8)))
+    assert all(s3_store.exists(uri) for uri in uris)
+    assert reads == [], "a new client read botocore's JSON again"
+    paths = shared_loader(botocore.session.Session()).search_paths
+    assert len(paths) == len(set(paths))

@@ -3,6 +3,7 @@ a failed step, and retries with a delay."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -37,10 +38,13 @@ def test_continue_on_fail_skips_descendants_and_the_pipeline_completes(home, sto
     assert artifact_value(store, pipe.id, "good") == 2
 
 
-def test_without_abort_unrelated_branches_run_and_the_pipeline_fails(home, store):
+def test_without_abort_unrelated_branches_run_and_the_pipeline_fails(home, store, caplog):
     PipelineDecorator.run_locally()
-    flows.keep_going()
+    with caplog.at_level(logging.WARNING, logger="agent.pipeline"):
+        flows.keep_going()
     pipe = pipeline_tasks(store, "keep_going")[0]
+    warning = next(r.getMessage() for r in caplog.records if "step 'fail' failed" in r.getMessage())
+    assert warning.count("agent logs") == 1, warning
     assert pipe.status == "failed"
     assert "fail" in pipe.status_message
     assert _statuses(store, pipe.id) == {

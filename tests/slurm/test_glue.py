@@ -104,6 +104,37 @@ def test_a_failing_task_fails_with_its_exit_code(store: Any, tmp_path: Path) -> 
     assert "exit code 3" in done.status_message
 
 
+def test_a_running_task_shows_its_node_as_worker(store: Any, tmp_path: Path) -> None:
+    """The node Slurm picked is the worker `agent tasks`/`agent show` name; the lease stays
+    the glue's (its heartbeat renews it), and the node stays shown once the task ended."""
+    go = tmp_path / "go"
+    code = f"import pathlib, time\nwhile not pathlib.Path({str(go)!r}).exists():\n    time.sleep(0.1)\n"
+    task = enqueue(store, code)
+    glue = make_glue(store, tmp_path)
+    run_until(glue, lambda: "running on" in store.get_task(task.id).status_message)
+    running = store.get_task(task.id)
+    node = f"slurm:{running.runtime['slurm_node']}"
+    assert (running.worker, running.shown_worker) == (glue.worker_id, node)
+    assert task.id in store.heartbeat(glue.worker_id).tasks, "the glue's heartbeat renews it"
+    assert node in _cli("tasks")
+    assert f"{node} (via {glue.worker_id})" in _cli("show", task.id)
+    go.touch()
+    done = run_until(glue, ended(store, task.id))
+    run_until(glue, lambda: not glue.jobs)
+    assert done.status == "completed", done.status_message
+    assert store.get_task(task.id).shown_worker == node
+
+
+def _cli(*args: str) -> str:
+    from click.testing import CliRunner
+
+    from agent.cli.main import cli
+
+    result = CliRunner().invoke(cli, list(args), env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 def test_an_aborted_running_task_ends_its_job(store: Any, tmp_path: Path) -> None:
     """The job's runner sees the stop first (or the glue's scancel does it): either way the
     job ends and the task stays stopped. A pending job is cancelled by scancel alone (below)."""
@@ -113,7 +144,11 @@ def test_an_aborted_running_task_ends_its_job(store: Any, tmp_path: Path) -> Non
     assert running
     node = store.get_task(task.id).runtime["slurm_node"]
     assert re.search(rf"slurm job \d+: running on {node}", store.get_task(task.id).status_message)
+    glue.poll_s = 3600.0
+    glue.loop()  # the next read of Slurm's jobs is due in an hour
     abort_task(store, store.get_task(task.id))
+    glue.loop()
+    assert task.id not in glue.jobs, "the round after the abort cancelled the job"
     job_id = store.get_task(task.id).runtime["slurm_job_id"]
     job = run_until(glue, lambda: _ended_job(job_id))
     assert job.state in ("CANCELLED", "FAILED")

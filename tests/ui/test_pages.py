@@ -8,7 +8,7 @@ import uuid
 
 import requests
 
-from agent.core.models import Artifact, Task
+from agent.core.models import RUNS_ON_KEY, Artifact, Task
 from agent.files.local import LocalFileStore
 from tests.ui.conftest import csrf_of, make_pipeline_run, step
 
@@ -247,6 +247,14 @@ def test_a_post_without_the_csrf_token_is_refused(live_ui, store, browser_sessio
     header = {"X-CSRF-Token": csrf_of(browser_session)}
     assert browser_session.post(f"{live_ui.url}/tasks/{task.id}/abort", headers=header).ok
     assert store.get_task(task.id).status == "stopped"
+
+
+def test_task_info_names_the_node_a_glue_runs_the_task_on(live_ui, store):
+    queue = f"q-{uuid.uuid4().hex[:6]}"
+    task = store.create_task(Task(name="on-node", project=project_name()), queue=queue)
+    assert store.claim([queue], "glue-1").id == task.id
+    store.merge_runtime(task.id, {RUNS_ON_KEY: {"worker": "glue-1", "node": "slurm:n1"}})
+    assert "<dd>slurm:n1 (via glue-1)</dd>" in get(live_ui, f"/tasks/{task.id}").text
 
 
 def test_queues_and_workers_pages(live_ui, store):

@@ -40,6 +40,10 @@ SERVER_PORT = 8008
 MOTO_PORT = 5000
 #: Short leases: a killed agent's tasks are lost within seconds.
 LEASE_S = "3"
+MAKE_BUCKET = """
+import sys, boto3
+boto3.client("s3", endpoint_url=sys.argv[1]).create_bucket(Bucket=sys.argv[2])
+"""
 AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -75,7 +79,8 @@ def fleet_homes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The hosts' AGENT_HOMEs, kept for the module: their venvs stay warm between tests."""
     why = netns_support()
     require(f"network namespaces ({why})", why is None)
-    require("moto[server]", bool(importlib.util.find_spec("moto") and importlib.util.find_spec("flask")))
+    moto = importlib.util.find_spec("moto") and importlib.util.find_spec("flask")
+    require("moto[server] (pip install 'moto[server]')", bool(moto))
     bare_python()  # built once, before any clock runs
     return tmp_path_factory.mktemp("fleet")
 
@@ -119,11 +124,10 @@ def _start_moto(host: Host, home: Path) -> Path:
     log = home / "moto.log"
     host.start(argv, agent_env(home), log)
     host.wait_http(f"http://{host.address}:{MOTO_PORT}/moto-api/")
-    make_bucket = (
-        "import boto3, sys; boto3.client('s3', endpoint_url=sys.argv[1]).create_bucket(Bucket=sys.argv[2])"
+    endpoint = f"http://{host.address}:{MOTO_PORT}"
+    made = host.run(
+        [sys.executable, "-c", MAKE_BUCKET, endpoint, BUCKET], env=agent_env(home, **AWS)
     )
-    made = host.run([sys.executable, "-c", make_bucket, f"http://{host.address}:{MOTO_PORT}", BUCKET],
-                    env=agent_env(home, **AWS))  # fmt: skip
     assert made.returncode == 0, made.stderr
     return log
 
@@ -149,7 +153,8 @@ def fleet(
     else:
         env["AGENT_FILES_URL"] = api_url
         files = str(homes / "server" / "files")
-    relay = UnixSocketRelay(homes / "pg-relay", (make_url(fleet_db).host, make_url(fleet_db).port or 5432)).start()
+    pg = make_url(fleet_db)
+    relay = UnixSocketRelay(homes / "pg-relay", (pg.host, pg.port or 5432)).start()
     try:
         logs.append(_start_server(server, homes / "server", _relayed(fleet_db, relay), files, env))
         daemons = {

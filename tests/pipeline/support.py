@@ -74,9 +74,7 @@ def run_script(
     return proc
 
 
-def launch_remote(
-    script: Path, env: dict[str, str], *args: str, prefix: Sequence[str] = ()
-) -> str:
+def launch_remote(script: Path, env: dict[str, str], *args: str, prefix: Sequence[str] = ()) -> str:
     """Run a pipeline script in remote mode (it enqueues its controller and exits); the id
     of the controller task it printed. ``prefix`` runs it elsewhere (``ip netns exec NS``)."""
     proc = subprocess.run(

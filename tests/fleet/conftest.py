@@ -26,13 +26,7 @@ from agent.store.factory import backend_for_url
 from tests.bare_node import bare_python
 from tests.fleet.netns import Host, Network, UnixSocketRelay, netns_support
 from tests.pipeline.support import Daemon, wait_for
-from tests.services import (
-    agent_env,
-    drop_pg_database,
-    fresh_pg_database,
-    postgres_url,
-    require,
-)
+from tests.services import agent_env, pg_database_while, require
 
 TOKEN = "fleet-token"
 BUCKET = "fleet"
@@ -97,11 +91,8 @@ def network() -> Iterator[Network]:
 @pytest.fixture
 def fleet_db() -> Iterator[str]:
     """A fresh PostgreSQL database for this test."""
-    base = postgres_url()
-    require("PostgreSQL", base is not None)
-    url = fresh_pg_database(base)
-    yield url
-    drop_pg_database(url)
+    with pg_database_while() as url:
+        yield url
 
 
 def _relayed(db_url: str, relay: UnixSocketRelay) -> str:

@@ -2,7 +2,8 @@
 # Start the services the test suite needs on a fresh Debian 12 machine: PostgreSQL 15 on
 # 127.0.0.1:5432 (user/password postgres/postgres) and a Docker engine with a local base image
 # `pipeline-agent-base:latest` (debootstrap'd bookworm: no registry is reachable from CI).
-# S3 needs nothing here: the tests start moto's server themselves. Debian's Chromium is
+# S3 needs nothing here: the tests start moto's server themselves. iproute2 (`ip netns`)
+# for the fleet tests, which make their hosts as network namespaces (as root). Debian's Chromium is
 # installed for the web UI's browser tests (Playwright drives it; it downloads no browser).
 #
 # Slurm: a single-node cluster on localhost (munged, slurmctld, slurmd from Debian's slurm-wlm),
@@ -266,6 +267,15 @@ setup_systemd_analyze() {
     fi
 }
 
+setup_iproute2() {
+    say "== iproute2 (network namespaces: tests/fleet's hosts) =="
+    if command -v ip >/dev/null 2>&1; then
+        say "ip present"
+    else
+        apt_install iproute2
+    fi
+}
+
 setup_compose_cli() {
     say "== docker compose (compose file check) =="
     if docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; then
@@ -376,6 +386,7 @@ main() {
     if [ "${SKIP_POSTGRES:-0}" != 1 ]; then setup_postgres; fi
     if [ "${SKIP_DOCKER:-0}" != 1 ]; then setup_docker; fi
     setup_systemd_analyze
+    setup_iproute2
     if [ "${SKIP_DOCKER:-0}" != 1 ]; then setup_compose_cli; fi
     if [ "${SKIP_CHROMIUM:-0}" != 1 ]; then setup_chromium; fi
     if [ "${SKIP_SLURM:-0}" != 1 ]; then start_slurm; fi

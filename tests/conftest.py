@@ -67,10 +67,7 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 @pytest.fixture(scope="module")
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this module (fails under CI=true when missing)."""
-    from tests.services import drop_pg_database, fresh_pg_database, postgres_url, require
+    from tests.services import pg_database_while
 
-    base = postgres_url()
-    require("PostgreSQL", base is not None)
-    url = fresh_pg_database(base)
-    yield url
-    drop_pg_database(url)
+    with pg_database_while() as url:
+        yield url

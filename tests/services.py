@@ -20,6 +20,7 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -27,7 +28,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,18 @@ def fresh_pg_database(base_url: str) -> str:
     with _connect(base, autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
     return base.set(database=name).render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def pg_database_while() -> Iterator[str]:
+    """A fresh database (failing under CI=true where PostgreSQL is missing), dropped after."""
+    base = postgres_url()
+    require("PostgreSQL", base is not None)
+    url = fresh_pg_database(base)
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)
 
 
 def drop_pg_database(url: str) -> None:

@@ -32,6 +32,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -113,6 +114,13 @@ def python_version(python: str) -> str:
     code = "import sys; print(sys.implementation.name + '-' + '.'.join(map(str, sys.version_info[:3])))"
     out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
     return out.stdout.strip()
+
+
+# Filled here, once, before any runner thread: up to Python 3.12, sysconfig fills its config
+# vars without a lock, and a thread that asks while another fills them reads a half-made
+# dict (uv's find_uv_bin then fails: "can only concatenate str (not NoneType)", seen with
+# two slots starting their first tasks at once).
+sysconfig.get_config_vars()
 
 
 def find_uv() -> list[str] | None:

@@ -381,6 +381,8 @@ class PipelineDecorator(PipelineController):
             for key, value in bound.arguments.items()
         }
         options = dict(component.options)
+        if options.get("retry") is None:  # the pipeline's retry_on_failure, as in ClearML
+            options["retry"] = self._retry_policy(None, None, None)
         for parent in options.pop("parents", []):
             if parent in run.dag and parent not in parents:
                 parents.append(parent)

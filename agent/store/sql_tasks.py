@@ -5,6 +5,7 @@ move through their statuses, clone, query and delete tasks; and a task's row <->
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 import sqlite3
@@ -181,7 +182,7 @@ class SqlTasks:
     ) -> None:
         if not new:
             tx.run("DELETE_PROPS_OF_TASK", {"task_id": task_id})
-        rows = [{"task_id": task_id, "key": str(k), "value": _canon(v)} for k, v in runtime.items()]
+        rows = [{"task_id": task_id, "key": str(k), "value": _prop(v)} for k, v in runtime.items()]
         if rows:
             tx.run("INSERT_PROPS", rows)
 
@@ -326,7 +327,7 @@ class SqlTasks:
             params["text_like"] = "%" + _like_prefix(text.lower())
         for n, (key, value) in enumerate((runtime or {}).items()):
             filters.append("runtime")
-            params[f"prop_key_{n}"], params[f"prop_value_{n}"] = str(key), _canon(value)
+            params[f"prop_key_{n}"], params[f"prop_value_{n}"] = str(key), _prop(value)
         shape = tuple(filters)
         statement = query_name(shape)
         if self._raw is not None and statement in CATALOG:
@@ -385,6 +386,22 @@ def _is_integrity_error(exc: BaseException) -> bool:
 # -- row <-> record -------------------------------------------------------------------
 def _canon(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+#: Longest runtime value (canonical JSON, ASCII) that ``task_props`` holds as it is; a
+#: longer one is held as its digest. PostgreSQL's btree index takes rows up to ~2.7 kB only:
+#: a pipeline's report of a few hundred steps is past that.
+PROP_INLINE_MAX = 1024
+
+
+def _prop(value: Any) -> str:
+    """``value`` as its ``task_props`` row holds it, for an indexed ``runtime=`` lookup: its
+    canonical JSON, or ``sha256:HEX`` of that past :data:`PROP_INLINE_MAX` (no JSON text
+    starts so: the two never meet)."""
+    canonical = _canon(value)
+    if len(canonical) <= PROP_INLINE_MAX:
+        return canonical
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _json_default(value: Any) -> Any:

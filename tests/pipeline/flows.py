@@ -91,3 +91,22 @@ def flaky(path: str):
 @PipelineDecorator.pipeline(name="retries", project="flows", version="1", return_value="attempts")
 def retries(path: str = "/nonexistent"):
     return flaky(path)
+
+
+@PipelineDecorator.component(return_values=["value"])
+def flaky_unless_retried(path: str):
+    import pathlib
+
+    marks = pathlib.Path(path)
+    marks.write_text(marks.read_text() + "x" if marks.exists() else "x")
+    if len(marks.read_text()) < 3:  # fails twice: runs again only as the pipeline says
+        raise RuntimeError("not yet")
+    return len(marks.read_text())
+
+
+@PipelineDecorator.pipeline(
+    name="retries_by_default", project="flows", version="1", return_value="attempts",
+    retry_on_failure=2,
+)  # fmt: skip
+def retries_by_default(path: str = "/nonexistent"):
+    return flaky_unless_retried(path)

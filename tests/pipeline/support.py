@@ -8,7 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,11 +74,11 @@ def run_script(
     return proc
 
 
-def launch_remote(script: Path, env: dict[str, str], *args: str) -> str:
+def launch_remote(script: Path, env: dict[str, str], *args: str, prefix: Sequence[str] = ()) -> str:
     """Run a pipeline script in remote mode (it enqueues its controller and exits); the id
-    of the controller task it printed."""
+    of the controller task it printed. ``prefix`` runs it elsewhere (``ip netns exec NS``)."""
     proc = subprocess.run(
-        [sys.executable, str(script), *args],
+        [*prefix, sys.executable, str(script), *args],
         cwd=script.parent,
         env=env,
         capture_output=True,
@@ -118,10 +118,18 @@ def artifact_value(store: Backend, task_id: str, name: str) -> Any:
 
 class Daemon:
     """``agent daemon ARGS`` on the bare node (see :mod:`tests.bare_node`), its output in a
-    log file; ``env`` is added to its environment (``AGENT_API_URL`` of a server)."""
+    log file; ``env`` is added to its environment (``AGENT_API_URL`` of a server);
+    ``prefix`` runs it elsewhere (``ip netns exec NS``: on another host)."""
 
-    def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        home: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
+    ):
         self.home = home
+        self.prefix = list(prefix)
         self.args = list(args)
         self.env = dict(env or {})
         self.log_path = home / f"daemon-{'-'.join(a.strip('-') for a in args)}.log"
@@ -130,7 +138,7 @@ class Daemon:
     def start(self) -> Daemon:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [str(bare_python()), "-m", "agent.cli.main", "daemon", *self.args],
+                [*self.prefix, str(bare_python()), "-m", "agent.cli.main", "daemon", *self.args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=node_env(self.home, **self.env),

@@ -86,3 +86,12 @@ def test_retry_on_failure_reruns_the_step_after_a_delay(home, store, tmp_path, m
     assert step.status == "completed"
     assert step.runtime["retries"] == 2
     assert artifact_value(store, pipe.id, "attempts") == 3
+
+
+@pytest.mark.parametrize("mode", ["debug", "local"])
+def test_the_pipelines_retry_on_failure_is_its_components_default(home, store, tmp_path, mode):
+    getattr(PipelineDecorator, "debug_pipeline" if mode == "debug" else "run_locally")()
+    flows.retries_by_default(str(tmp_path / "attempts"))
+    pipe = pipeline_tasks(store, "retries_by_default")[0]
+    assert pipe.status == "completed", pipe.status_message
+    assert steps_of(store, pipe.id)["flaky_unless_retried"].runtime["retries"] == 2

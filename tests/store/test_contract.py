@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
+import os
 import threading
 import time
+import uuid
 from collections import deque
 
 import pytest
@@ -217,6 +219,19 @@ def test_merge_runtime_merges(backend: Backend, uid: str) -> None:
     merged = backend.merge_runtime(task.id, {"b": 3, "c": {"deep": True}})
     assert merged.runtime == {"a": 1, "b": 3, "c": {"deep": True}}
     assert backend.query_tasks(runtime={"c": {"deep": True}, "a": 1})[0].id == task.id
+
+
+def test_a_runtime_value_of_any_size_is_stored_and_found(backend: Backend, uid: str) -> None:
+    # PostgreSQL indexes rows of a few kB at most (compressed): a pipeline's report of 200
+    # steps, each with its task's id, is more
+    report = {f"step_{i}": {"status": "completed", "task": uuid.uuid4().hex} for i in range(200)}
+    task = make_task(backend, uid, runtime={"report": report})
+    noise = os.urandom(8_000).hex()
+    merged = backend.merge_runtime(task.id, {"report": {**report, "step_0": noise}})
+    assert merged.runtime["report"]["step_0"] == noise
+    found = backend.query_tasks(runtime={"report": merged.runtime["report"]})
+    assert [t.id for t in found] == [task.id]
+    assert backend.query_tasks(runtime={"report": report}) == []
 
 
 def test_clone_copies_the_definition_not_the_results(backend: Backend, uid: str) -> None:

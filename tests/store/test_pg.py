@@ -70,9 +70,13 @@ def test_a_connection_dropped_just_after_use_is_replaced_unnoticed(backend) -> N
 def test_other_database_errors_keep_the_connection(backend) -> None:
     task = backend.create_task(Task(name="a", project="p"))
     pids = _idle_backend_pids(backend)
-    too_big = os.urandom(4000).hex()  # over the runtime-property index's entry limit
-    with pytest.raises(psycopg.OperationalError):
-        backend.update_task(task.id, runtime={"k": too_big})
+    for conn, _ in backend._pg._idle:  # wait a moment for a row lock, then fail
+        conn.execute("SET lock_timeout = '100ms'")
+        conn.commit()
+    with psycopg.connect(backend._pg.conninfo) as holder:
+        holder.execute("SELECT 1 FROM tasks WHERE id = %s FOR UPDATE", (task.id,))
+        with pytest.raises(psycopg.errors.LockNotAvailable):  # an OperationalError
+            backend.update_task(task.id, runtime={"k": 1})
     assert _idle_backend_pids(backend) == pids
     assert backend.get_task(task.id).runtime == {}  # rolled back
 

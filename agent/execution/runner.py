@@ -67,7 +67,7 @@ SHIP_LINES = 1000
 #: :data:`MAX_SHIP_INTERVAL_S`: a fleet whose server falls behind sends it fewer, bigger
 #: batches instead of queueing more requests than it can answer.
 SHIP_BACKOFF = 20
-MAX_SHIP_INTERVAL_S = 5.0
+MAX_SHIP_INTERVAL_S = 2.0
 
 
 class TaskLog:

@@ -57,8 +57,12 @@ def _finished(fleet: Fleet, pipeline_id: str, timeout: float = 420) -> list[Task
         (s.name, s.status_message, s.worker, s.runtime) for s in steps if s.status == "failed"
     ]
     assert pipe.status == "completed", f"{pipe.status_message}\n{failed}\n{fleet.log_tails()}"
-    logs = "\n".join(line.text for line in fleet.store.get_logs(pipeline_id))
-    assert f"total={TOTAL}" in logs
+    # The controller marks itself completed (Task.close) before it exits; its agent ships
+    # the last lines of its output once it has.
+    wait_for(
+        lambda: any(f"total={TOTAL}" in line.text for line in fleet.store.get_logs(pipeline_id)),
+        30, "the controller's last lines in its log",
+    )  # fmt: skip
     assert len(steps) == STEPS
     assert {s.status for s in steps} == {"completed"}
     return steps

@@ -138,15 +138,10 @@ class AsyncClaimWaiter(ClaimWaiter):
         """Sleep until a wake-up comes, ``timeout`` seconds pass or the future ``until``
         (when given) is done."""
         asyncio = _asyncio()
-        if until is None:
-            try:
-                await asyncio.wait_for(self._event.wait(), timeout)
-            except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
-                pass
-            return
         woken = asyncio.ensure_future(self._event.wait())
+        ends = (woken,) if until is None else (woken, until)
         try:
-            await asyncio.wait((woken, until), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(ends, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             woken.cancel()
 

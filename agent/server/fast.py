@@ -18,7 +18,8 @@ and on a busy machine every handoff can stall the loop (a write by another proce
 same database file makes the loop wait its turn, as any writer waits). A claim that has to wait for a
 task waits as a coroutine, woken by the enqueue (:mod:`agent.store.wakeups`), so a
 thousand idle daemons hold no thread. On PostgreSQL a call mostly waits on the network,
-so calls run in worker threads, side by side, and a waiting claim holds its thread.
+so calls run side by side in a few worker threads (:data:`STORE_THREADS`); a waiting
+claim waits as a coroutine there too, and only its looks at the queues use a thread.
 """
 
 from __future__ import annotations

@@ -90,11 +90,21 @@ class PgTx:
     def first(self, name: str, params: Params) -> Row | None:
         cursor = self._execute(name, params)
         row = cursor.fetchone()
-        return None if row is None else _row(cursor, row)
+        return None if row is None else dict(zip(self._names(name, cursor), row, strict=True))
 
     def all(self, name: str, params: Params) -> list[Row]:
         cursor = self._execute(name, params)
-        return [_row(cursor, row) for row in cursor.fetchall()]
+        names = self._names(name, cursor)
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def _names(self, name: str, cursor: psycopg.Cursor) -> tuple[str, ...]:
+        """The column names of statement ``name``'s rows, read once per pool: psycopg
+        makes a Column object per column each time ``description`` is read (a task row
+        has 22)."""
+        names = self._pool.row_names.get(name)
+        if names is None:
+            names = self._pool.row_names[name] = tuple(d.name for d in cursor.description)
+        return names
 
     def scalar(self, name: str, params: Params) -> Any:
         row = self._execute(name, params).fetchone()
@@ -128,10 +138,6 @@ def _bind(c: _Compiled, params: Params) -> tuple[str, Params]:
     return sql, values
 
 
-def _row(cursor: psycopg.Cursor, row: tuple) -> Row:
-    return {d.name: value for d, value in zip(cursor.description, row, strict=True)}
-
-
 def _lost(conn: psycopg.Connection) -> bool:
     """True when the connection is gone (not merely in a failed transaction)."""
     return conn.closed or conn.info.transaction_status == psycopg.pq.TransactionStatus.UNKNOWN
@@ -149,6 +155,8 @@ class PgPool:
         self.statements = {
             name: _compile(stmt, keys) for name, (stmt, keys) in q.named("postgresql").items()
         }
+        #: The column names of each statement's rows (see PgTx._names).
+        self.row_names: dict[str, tuple[str, ...]] = {}
         self._idle: list[tuple[psycopg.Connection, float]] = []
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)

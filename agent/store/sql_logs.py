@@ -29,6 +29,10 @@ class SqlLogs:
     def append_logs(self, task_id: str, lines: Iterable[str | tuple[float, str, str]]) -> int:
         rows = [_log_row(line) for line in lines]
         cap = self.max_log_lines
+        if rows and not self.is_sqlite:
+            last = self._append_in_one(task_id, rows, cap)
+            if last is not None:
+                return last
         with self._tx_write() as tx:
             if tx.first("LOCK_TASK", {"task_id": task_id}) is None:
                 raise NotFound(f"no task with id '{task_id}'")
@@ -40,6 +44,28 @@ class SqlLogs:
                 )
                 return last + len(rows)
             return self._append_past_cap(tx, task_id, rows, last, cap)
+
+    def _append_in_one(self, task_id: str, rows: list[dict[str, Any]], cap: int) -> int | None:
+        """PostgreSQL: the lines in one statement (``statements.APPEND_LOGS``); the last
+        seq, or None for the general path (no such task, a log at its cap, or another
+        append of this task at the same moment)."""
+        params = {
+            "task_id": task_id,
+            "ts": [row["ts"] for row in rows],
+            "levels": [row["level"] for row in rows],
+            "texts": [row["text"] for row in rows],
+            "cap": cap,
+        }
+        try:
+            with self._pg_pool().autocommit() as tx:
+                seqs = [row["seq"] for row in tx.all("APPEND_LOGS", params)]
+        except Exception as exc:
+            from psycopg.errors import UniqueViolation  # PostgreSQL's path: psycopg is loaded
+
+            if not isinstance(exc, UniqueViolation):
+                raise
+            return None
+        return max(seqs) if seqs else None
 
     def _append_past_cap(
         self, tx: Tx, task_id: str, rows: list[dict[str, Any]], last: int, cap: int

@@ -265,8 +265,7 @@ class SqlQueues:
     def _claim_head(self, tx: Tx, queue: str, values: dict) -> dict | None:
         """Take the head of ``queue`` and claim its task: the task's row, or None."""
         if not self.is_sqlite:  # one statement; past a top priority all locked if need be
-            params = {"queue": queue, **values}
-            return tx.first("CLAIM_HEAD", params) or tx.first("CLAIM_HEAD_BELOW_LOCKED", params)
+            return tx.first("CLAIM_HEAD", {"queue": queue, **values})
         task_id = tx.scalar("TAKE_HEAD", {"queue": queue})
         if task_id is None:
             return None

@@ -15,13 +15,21 @@ from typing import TYPE_CHECKING, Any
 
 from agent.core.errors import Conflict, InvalidInput, NotFound
 from agent.core.lazy import LazyModule
-from agent.core.models import Script, Task, TaskStatus, TaskTypes, now, transition
+from agent.core.models import (
+    ALLOWED_TRANSITIONS,
+    Script,
+    Task,
+    TaskStatus,
+    TaskTypes,
+    now,
+    transition,
+)  # fmt: skip
 from agent.core.secrets import redact, strip_url_credentials
 from agent.core.values import check_json, check_text
 from agent.store.base import UPDATABLE_FIELDS
 from agent.store.sql_queues import _validate_queue_name
 from agent.store.sqlite_catalog import STATEMENTS as CATALOG
-from agent.store.tx import Tx, query_name
+from agent.store.tx import NEW, Tx, query_name
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -84,14 +92,8 @@ class SqlTasks:
         if queue is not None:
             row.update(status=TaskStatus.queued.value, queue=queue, status_message="")
         try:
-            with self._tx_write() as tx:
-                self._ensure_project(tx, task.project)
-                tx.run("INSERT_TASK", row)
-                self._write_tags(tx, task.id, row["tags"], new=True)
-                self._write_props(tx, task.id, row["runtime"], new=True)
-                if queue is not None:
-                    queue_id = self._ensure_queue(tx, queue)
-                    self._insert_entry(tx, queue_id, task.id, priority)
+            if not self._create_in_one(row, queue, priority):
+                self._create_in_transaction(row, queue, priority)
         except Exception as exc:
             if not _is_integrity_error(exc):
                 raise
@@ -100,11 +102,46 @@ class SqlTasks:
             raise
         self._known_projects.add(task.project)
         if queue is not None:
-            self._known_queues[queue] = queue_id
             self.claim_signals.notify(queue)
             self._ring()
         # The row as stored, read back as get_task would (a new task has no artifacts).
         return _row_to_task(row)
+
+    def _create_in_one(self, row: dict[str, Any], queue: str | None, priority: int) -> bool:
+        """PostgreSQL, once the project and the queue are known: the task with its tags,
+        properties and queue entry in one statement (see ``statements.CREATE_TASK``).
+        False when this takes the transaction instead."""
+        if self.is_sqlite or (row["project"] and row["project"] not in self._known_projects):
+            return False
+        if queue is not None and queue not in self._known_queues:
+            return False
+        params = {NEW + k: v for k, v in row.items()}
+        params["tags"] = sorted({str(tag) for tag in row["tags"]})
+        props = [(str(k), _prop(v)) for k, v in row["runtime"].items()]
+        params["prop_keys"] = [k for k, _ in props]
+        params["prop_values"] = [v for _, v in props]
+        name = "CREATE_TASK"
+        if queue is not None:
+            name = "CREATE_QUEUED_TASK"
+            params.update(
+                queue_id=self._known_queues[queue], priority=int(priority), enqueued=now()
+            )
+        with self._pg_pool().autocommit() as tx:
+            tx.run(name, params)
+        return True
+
+    def _create_in_transaction(self, row: dict[str, Any], queue: str | None, priority: int) -> None:
+        task_id = row["id"]
+        with self._tx_write() as tx:
+            self._ensure_project(tx, row["project"])
+            tx.run("INSERT_TASK", row)
+            self._write_tags(tx, task_id, row["tags"], new=True)
+            self._write_props(tx, task_id, row["runtime"], new=True)
+            if queue is not None:
+                queue_id = self._ensure_queue(tx, queue)
+                self._insert_entry(tx, queue_id, task_id, priority)
+        if queue is not None:
+            self._known_queues[queue] = queue_id
 
     def _task_exists(self, task_id: str) -> bool:
         with self._tx_read() as tx:
@@ -193,15 +230,38 @@ class SqlTasks:
         message: str | None = None,
         expected: Sequence[str] | None = None,
     ) -> Task:
-        with self._tx_write() as tx:
-            row = self._require(tx, task_id, lock=True)
-            row = self._set_status(tx, row, status, message, expected)
-            task = self._with_artifacts(tx, row)
+        task = self._finish_running(task_id, status, message, expected)
+        if task is None:
+            with self._tx_write() as tx:
+                row = self._require(tx, task_id, lock=True)
+                row = self._set_status(tx, row, status, message, expected)
+                task = self._with_artifacts(tx, row)
         self.task_stops.changed({task_id: task.status})
         if task.type == TaskTypes.controller.value and task.status in _ENDS_ITS_STEPS:
             self.task_stops.changed(None)  # its running steps were stopped too
         self._ring()  # a pipeline watching this task, a claim waiting for a requeue
         return task
+
+    def _finish_running(
+        self, task_id: str, status: str, message: str | None, expected: Sequence[str] | None
+    ) -> Task | None:
+        """PostgreSQL: a running task's end (completed, failed, stopped) in one statement
+        (``statements.FINISH_RUNNING``), as :meth:`_set_status` would make it; None when
+        the task is not running, is a controller, or this is not such an end: the caller
+        then takes the general path, which also says what is wrong."""
+        if self.is_sqlite or status not in FINISHES:
+            return None
+        if expected is not None and TaskStatus.in_progress.value not in {str(s) for s in expected}:
+            return None
+        params = {
+            "task_id": task_id,
+            "end_status": str(status),
+            "stamp": now(),
+            "message": None if message is None else redact(message),
+        }
+        with self._pg_pool().autocommit() as tx:
+            row = tx.first("FINISH_RUNNING", params)
+            return None if row is None else self._with_artifacts(tx, row)
 
     def _set_status(
         self,
@@ -454,6 +514,10 @@ def _row_to_task(row: Any) -> Task:
 
 #: A controller moving to one of these stops its queued and running steps.
 _ENDS_ITS_STEPS = frozenset({TaskStatus.failed, TaskStatus.stopped})
+#: The statuses a running task ends in: PostgreSQL moves it there in one statement.
+FINISHES = frozenset(
+    s.value for s in ALLOWED_TRANSITIONS[TaskStatus.in_progress] if s.is_terminal
+)  # fmt: skip
 
 #: The columns of a task row that hold JSON, and those that hold text.
 _JSON_COLUMNS = ("tags", "script", "hyperparams", "configuration", "container", "runtime")

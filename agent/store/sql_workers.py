@@ -55,6 +55,8 @@ class SqlWorkers:
         params: dict[str, Any] = {"worker_id": worker_id, "last_heartbeat": stamp}
         if stats is not None:
             params["stats"] = without_non_finite(stats)
+        if not self.is_sqlite:
+            return self._heartbeat_in_one(params, stamp + lease_s)
         with self._tx_write() as tx:
             row = tx.first("BEAT_WITH_STATS" if stats is not None else "BEAT", params)
             if row is None:
@@ -64,6 +66,26 @@ class SqlWorkers:
             renew = {"worker_id": worker_id, "lease_expires": stamp + lease_s}
             running = [r["id"] for r in tx.all("RENEW_LEASES", renew)]
         return _worker_of_row(row, running)
+
+    def _heartbeat_in_one(self, params: dict[str, Any], lease_expires: float) -> Worker:
+        """PostgreSQL: the heartbeat, its stats sample and the lease renewals in one
+        statement (``statements.HEARTBEAT``)."""
+        one = {
+            "worker_id": params["worker_id"],
+            "beat_at": params["last_heartbeat"],
+            "lease_expires": lease_expires,
+        }
+        name = "HEARTBEAT"
+        if "stats" in params:
+            name = "HEARTBEAT_WITH_STATS"
+            # The statement's trim sees the samples before this one: keep one fewer.
+            one.update(new_stats=params["stats"], sample=bool(params["stats"]))
+            one["skip"] = WORKER_STATS_KEPT - 2
+        with self._pg_pool().autocommit() as tx:
+            row = tx.first(name, one)
+        if row is None:
+            raise NotFound(f"no worker '{params['worker_id']}' (register it first)")
+        return _worker_of_row(row, sorted(row["running"] or ()))
 
     def unregister_worker(self, worker_id: str) -> None:
         with self._write() as conn:

@@ -54,6 +54,11 @@ SQLITE_PRAGMAS = (
 )
 
 
+#: The parameter prefix of a new task's columns in PostgreSQL's one-statement create
+#: (``statements.CREATE_TASK``: SQLAlchemy keeps the column names for the VALUES clause).
+NEW = "new_"
+
+
 #: The filters of SqlBackend.query_tasks, in the order a query's name lists them.
 QUERY_FILTERS = (
     "id_prefix", "project", "name", "status", "tag", "type", "parent", "runtime", "text",

@@ -171,3 +171,107 @@ def test_own_enqueues_are_not_heard_twice(backend) -> None:
         time.sleep(0.01)
     assert heard == ["theirs"]
     other.close()
+
+
+# -- the one-statement writes (statements.CREATE_TASK, FINISH_RUNNING, HEARTBEAT,
+# APPEND_LOGS, CLAIM_HEAD) -------------------------------------------------------------------
+def _statements_run(store: SqlBackend, monkeypatch) -> list[str]:
+    """The names of the statements ``store`` runs from now on, in order."""
+    names: list[str] = []
+    original = pg_module.PgTx._execute
+
+    def execute(self, name, params):
+        names.append(name)
+        return original(self, name, params)
+
+    monkeypatch.setattr(pg_module.PgTx, "_execute", execute)
+    return names
+
+
+def _lease(store: SqlBackend, task_id: str) -> float | None:
+    with psycopg.connect(store._pg_pool().conninfo) as conn:
+        return conn.execute("SELECT lease_expires FROM tasks WHERE id = %s", (task_id,)).fetchone()[
+            0
+        ]
+
+
+def test_busy_writes_are_one_statement_each(backend, monkeypatch) -> None:
+    backend.create_task(Task(name="first", project="p"), queue="one")  # project, queue known
+    backend.register_worker("w", ["one"])
+    names = _statements_run(backend, monkeypatch)
+    task = Task(name="t", project="p", tags=["b", "a"], runtime={"cache_key": "k1", "n": 2})
+    backend.create_task(task, queue="one")
+    assert names == ["CREATE_QUEUED_TASK"]
+    names.clear()
+    backend.claim(["one"], "w")  # the first task
+    claimed = backend.claim(["one"], "w")
+    assert claimed is not None and claimed.id == task.id and claimed.tags == ["b", "a"]
+    backend.heartbeat("w", {"cpu_pct": 5.0})
+    backend.append_logs(task.id, ["one", "two"])
+    done = backend.set_status(task.id, "completed", "all good")
+    assert names == [
+        "CLAIM_HEAD",
+        "CLAIM_HEAD",
+        "HEARTBEAT_WITH_STATS",
+        "APPEND_LOGS",
+        "FINISH_RUNNING",
+    ]
+    assert (done.status, done.status_message) == ("completed", "all good")
+    assert _lease(backend, task.id) is None
+    assert done.completed is not None and done.completed >= done.started
+    # What the one statement wrote reads back as the transaction's would.
+    assert [t.id for t in backend.query_tasks(tag="a")] == [task.id]
+    assert [t.id for t in backend.query_tasks(runtime={"cache_key": "k1"})] == [task.id]
+    assert [line.text for line in backend.get_logs(task.id)] == ["one", "two"]
+    assert backend.get_task(task.id).to_dict() == done.to_dict()
+
+
+def test_the_end_of_a_task_not_running_says_why(backend) -> None:
+    task = backend.create_task(Task(name="t", project="p"))
+    with pytest.raises(Exception, match="created"):
+        backend.set_status(task.id, "completed")
+    with pytest.raises(Exception, match="no task"):
+        backend.set_status("no-such-task", "failed")
+
+
+def test_a_heartbeat_of_an_unknown_worker_changes_nothing(backend) -> None:
+    backend.register_worker("w", ["q"])
+    backend.create_task(Task(name="t", project="p"), queue="q")
+    task = backend.claim(["q"], "w", lease_s=30)
+    lease = _lease(backend, task.id)
+    with pytest.raises(Exception, match="no worker 'stranger'"):
+        backend.heartbeat("stranger", {"cpu_pct": 1.0})
+    assert _lease(backend, task.id) == lease
+    assert "stranger" not in backend.get_worker_stats()
+
+
+def test_appends_to_one_task_at_once_keep_every_line_in_order(backend) -> None:
+    """Appenders of one task race for the same next seq: the one-statement append that
+    loses takes the locked transaction, and no line is lost or numbered twice."""
+    task = backend.create_task(Task(name="t", project="p"))
+    writers, batches = 6, 40
+
+    def write(n: int) -> None:
+        for b in range(batches):
+            backend.append_logs(task.id, [f"{n}:{b}:0", f"{n}:{b}:1"])
+
+    with ThreadPoolExecutor(writers) as pool:
+        list(pool.map(write, range(writers)))
+    lines = backend.get_logs(task.id)
+    assert [line.seq for line in lines] == list(range(1, writers * batches * 2 + 1))
+    for n in range(writers):
+        mine = [line.text for line in lines if line.text.startswith(f"{n}:")]
+        assert mine == [f"{n}:{b}:{i}" for b in range(batches) for i in (0, 1)]
+
+
+def test_a_claim_looks_past_a_top_priority_whose_heads_are_all_locked(backend) -> None:
+    """A concurrent claim holds the only top-priority entry (locked, not yet deleted): the
+    claim takes the next one in the same statement instead of coming back empty."""
+    top = backend.create_task(Task(name="top", project="p"), queue="q", priority=5)
+    low = backend.create_task(Task(name="low", project="p"), queue="q", priority=0)
+    with psycopg.connect(backend._pg_pool().conninfo) as holder:
+        holder.execute("SELECT id FROM queue_entries WHERE task_id = %s FOR UPDATE", (top.id,))
+        got = backend.claim(["q"], "w")
+        assert got is not None and got.id == low.id
+    again = backend.claim(["q"], "w")
+    assert again is not None and again.id == top.id

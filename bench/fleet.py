@@ -42,8 +42,10 @@ from control_plane import DEFAULT_PG, fresh_pg, pg_available, server  # noqa: E4
 from agent.daemon.loop import DEFAULT_CLAIM_TIMEOUT_S, DEFAULT_HEARTBEAT_S  # noqa: E402
 from agent.execution.runner import (  # noqa: E402
     MAX_SHIP_INTERVAL_S,
+    SHIP_AVERAGING,
     SHIP_BACKOFF,
     SHIP_INTERVAL_S,
+    SHIP_JITTER,
 )
 from agent.execution.stop_watch import LONG_POLL_S  # noqa: E402
 
@@ -192,6 +194,7 @@ class Agent:
         pending: list[str] = []
         next_line = time.monotonic()
         interval = SHIP_INTERVAL_S
+        average: float | None = None
         while time.monotonic() < end and not watch.done():
             await asyncio.wait([watch], timeout=interval)
             now = time.monotonic()
@@ -202,8 +205,12 @@ class Agent:
                 body = {"lines": pending}
                 began = time.monotonic()
                 await self.short_call("log append", "POST", f"{API}/tasks/{task_id}/logs", body)
-                took = time.monotonic() - began  # as TaskLog: a slow append, a longer wait
-                interval = max(SHIP_INTERVAL_S, min(SHIP_BACKOFF * took, MAX_SHIP_INTERVAL_S))
+                took = time.monotonic() - began  # as TaskLog: slow appends, a longer wait
+                average = took if average is None else average + SHIP_AVERAGING * (took - average)
+                interval = min(SHIP_BACKOFF * average, MAX_SHIP_INTERVAL_S)
+                if interval > SHIP_INTERVAL_S:
+                    interval *= random.uniform(1 - SHIP_JITTER, 1 + SHIP_JITTER)
+                interval = max(SHIP_INTERVAL_S, interval)
                 pending = []
         self.running = None
         if watch.done():

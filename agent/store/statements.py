@@ -447,6 +447,22 @@ def _append_logs() -> Insert:
     )
 
 
+def _stopped_among() -> Select:
+    """Those of the tasks ``:task_ids`` (a list) that are not in progress, with their
+    status (NULL: no such task). One array parameter, not one per id: the statement's
+    text stays the same whatever the ids (psycopg prepares it once), and only the tasks
+    that stopped come back, not a row per running task (the server's poller asks this
+    for every task its fleet watches, four times a second)."""
+    ids = (
+        func.unnest(cast(bindparam("task_ids"), ARRAY(Text))).table_valued("id").render_derived("w")
+    )
+    return (
+        select(ids.c.id, _tasks.c.status)
+        .select_from(ids.outerjoin(_tasks, _tasks.c.id == ids.c.id))
+        .where(_tasks.c.status.is_distinct_from(TaskStatus.in_progress.value))
+    )
+
+
 def _pg_only() -> dict[str, tuple[Executable, tuple[str, ...]]]:
     """The named statements only PostgreSQL has (see above)."""
     return {
@@ -457,6 +473,7 @@ def _pg_only() -> dict[str, tuple[Executable, tuple[str, ...]]]:
         "HEARTBEAT": (_heartbeat(with_stats=False), ()),
         "HEARTBEAT_WITH_STATS": (_heartbeat(with_stats=True), ()),
         "APPEND_LOGS": (_append_logs(), ()),
+        "STOPPED_AMONG": (_stopped_among(), ()),
     }
 
 

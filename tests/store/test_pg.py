@@ -275,3 +275,21 @@ def test_a_claim_looks_past_a_top_priority_whose_heads_are_all_locked(backend) -
         assert got is not None and got.id == low.id
     again = backend.claim(["q"], "w")
     assert again is not None and again.id == top.id
+
+
+def test_the_stop_poller_asks_for_any_number_of_tasks_in_one_query(backend, monkeypatch) -> None:
+    """The server's poller looks at every task its fleet watches, past a thousand: one
+    query, answering only the tasks that are not running (or do not exist)."""
+    backend.register_worker("w", ["q"])
+    running = []
+    for n in range(3):
+        backend.create_task(Task(name=f"r{n}", project="p"), queue="q")
+        running.append(backend.claim(["q"], "w").id)
+    backend.set_status(running[1], "stopped", "aborted")
+    missing = [f"gone-{n}" for n in range(1500)]
+    names = _statements_run(backend, monkeypatch)
+    assert backend.stopped_tasks([*running, *missing]) == {
+        running[1]: "stopped",
+        **dict.fromkeys(missing),
+    }
+    assert names == ["STOPPED_AMONG"]

@@ -73,6 +73,10 @@ SERVER_POLL_S = 0.5
 #: agents (bench/fleet.py) 32 threads answered 480 requests/s, p50 heartbeat 464 ms; 8
 #: threads 729 requests/s, 135 ms; 4 threads 783, 144 ms; 2 threads 492, 552 ms.
 STORE_THREADS = 8
+#: Of which at most this many append log lines at once: a fleet's appends come in bursts
+#: (every task ships every 0.5-2 s), and a burst holding every store thread would make
+#: the heartbeats, claims and status changes behind it wait their turn.
+LOG_THREADS = 2
 
 
 class FastPaths:
@@ -85,6 +89,7 @@ class FastPaths:
         # Not anyio's to_thread: its capacity limiter, cancel scope and context copy cost
         # more CPU than a short store call on PostgreSQL does.
         self._threads = None if self._inline else ThreadPoolExecutor(STORE_THREADS, "store")
+        self._log_threads = None if self._inline else ThreadPoolExecutor(LOG_THREADS, "logs")
         self._paths: dict[str, Handler] = {
             f"{API}/tasks": self._create_task,
             f"{API}/queues/claim": self._claim,
@@ -232,7 +237,12 @@ class FastPaths:
             line if isinstance(line, str) else line.model_dump(exclude_none=True)
             for line in request.lines
         ]
-        return self._quick(_last_seq, self.backend.append_logs, task_id, lines)
+        append = self.backend.append_logs
+
+        async def call(_receive: Receive) -> Any:
+            return _last_seq(await self._store(append, task_id, lines, pool=self._log_threads))
+
+        return call
 
     # -- running store calls --------------------------------------------------------------
     def _quick(self, answer: Callable[[Any], Any], method: Callable[..., Any], *args: Any) -> Call:
@@ -274,11 +284,13 @@ class FastPaths:
         finally:
             left.cancel()
 
-    async def _store(self, method: Callable[..., Any], *args: Any) -> Any:
+    async def _store(
+        self, method: Callable[..., Any], *args: Any, pool: ThreadPoolExecutor | None = None
+    ) -> Any:
         if self._threads is None:
             return method(*args)
         call = functools.partial(method, *args)
-        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+        return await asyncio.get_running_loop().run_in_executor(pool or self._threads, call)
 
 
 def _worker_dict(worker: Worker) -> dict[str, Any]:

@@ -1,0 +1,86 @@
+"""The server's log lane: on PostgreSQL, log appends run on threads of their own
+(``fast.LOG_THREADS``), so a burst of them never holds every store thread while a
+heartbeat, a claim or a status change waits behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+import pytest
+
+from agent.core.models import Task
+from agent.server import fast
+from agent.server.app import create_app
+from agent.store.sql import SqlBackend
+
+pytestmark = pytest.mark.postgres
+
+
+async def _post(app: Any, path: str, body: Any) -> tuple[int, Any]:
+    """One POST through the ASGI app, as uvicorn would hand it over."""
+    raw = json.dumps(body).encode()
+    scope = {
+        "type": "http", "method": "POST", "path": path, "raw_path": path.encode(),
+        "query_string": b"", "root_path": "", "scheme": "http", "http_version": "1.1",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())],
+        "server": ("127.0.0.1", 8008), "client": ("127.0.0.1", 50000),
+    }  # fmt: skip
+    messages = [{"type": "http.request", "body": raw, "more_body": False}]
+    left = asyncio.Event()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    body_bytes = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], json.loads(body_bytes)
+
+
+def test_a_burst_of_slow_log_appends_does_not_hold_back_a_status_change(
+    pg_database: str, monkeypatch
+) -> None:
+    backend = SqlBackend(pg_database)
+    try:
+        chatty = backend.create_task(Task(name="chatty", project="lane"))
+        backend.create_task(Task(name="done", project="lane"), queue="lane")
+        running = backend.claim(["lane"], "w")
+        release = threading.Event()
+        append = SqlBackend.append_logs
+
+        def slow_append(self, task_id, lines):
+            release.wait(30)  # the server is slow to take these lines in
+            return append(self, task_id, lines)
+
+        monkeypatch.setattr(SqlBackend, "append_logs", slow_append)
+        app = create_app(backend, ui=False)
+        logs = f"/api/v1/tasks/{chatty.id}/logs"
+
+        async def main() -> tuple[int, Any]:
+            burst = [
+                asyncio.ensure_future(_post(app, logs, {"lines": [f"line {n}"]}))
+                for n in range(fast.STORE_THREADS + 2)
+            ]
+            await asyncio.sleep(0.3)  # every append has reached the store and waits
+            try:
+                status = f"/api/v1/tasks/{running.id}/status"
+                return await asyncio.wait_for(_post(app, status, {"status": "completed"}), 10)
+            finally:
+                release.set()
+                answers = await asyncio.gather(*burst)
+                assert all(code == 200 for code, _ in answers)
+
+        code, task = asyncio.run(main())
+        assert (code, task["status"]) == (200, "completed")
+        assert len(backend.get_logs(chatty.id)) == fast.STORE_THREADS + 2
+    finally:
+        backend.close()

@@ -73,7 +73,7 @@ SERVER_POLL_S = 0.5
 #: agents (bench/fleet.py) 32 threads answered 480 requests/s, p50 heartbeat 464 ms; 8
 #: threads 729 requests/s, 135 ms; 4 threads 783, 144 ms; 2 threads 492, 552 ms.
 STORE_THREADS = 8
-#: Of which at most this many append log lines at once: a fleet's appends come in bursts
+#: Worker threads of log appends, a pool beside those: a fleet's appends come in bursts
 #: (every task ships every 0.5-2 s), and a burst holding every store thread would make
 #: the heartbeats, claims and status changes behind it wait their turn.
 LOG_THREADS = 2

@@ -17,6 +17,7 @@ refuses) rolls back and keeps the connection.
 
 from __future__ import annotations
 
+import select
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -38,6 +39,12 @@ MAX_CONNECTIONS = 20
 #: An idle connection older than this is pinged before use.
 PING_AFTER_IDLE_S = 1.0
 _DIALECT = postgresql.dialect(paramstyle="pyformat")
+#: The statements that commit themselves (autocommit) and must not run twice: a connection
+#: lost after one was sent, but before its answer came, may have committed it, so it is
+#: not sent again on a new connection (a log batch appended twice, a create refused as a
+#: duplicate of itself): the caller gets the error. A connection that PostgreSQL dropped
+#: while it sat idle is noticed before one is sent (it has input to read) and replaced.
+ONE_SHOT = frozenset({"CREATE_TASK", "CREATE_QUEUED_TASK", "FINISH_RUNNING", "APPEND_LOGS"})
 #: Connections a forked child inherited: never used, never closed there.
 _INHERITED: list[psycopg.Connection] = []
 
@@ -75,17 +82,23 @@ class PgTx:
         if self._started:
             return self.conn.execute(sql, values)
         self._started = True
+        if self._autocommit and name in ONE_SHOT and _has_input(self.conn):
+            self._replace_connection()  # dropped while idle: it never saw this statement
         try:
             return self.conn.execute(sql, values)
         except psycopg.OperationalError:
-            if not _lost(self.conn):
+            if not _lost(self.conn) or (self._autocommit and name in ONE_SHOT):
                 raise
-            # The first statement: nothing ran, so it may run again on a new connection.
-            self._pool.close_connection(self.conn)
-            self._pool.discard_idle()
-            self.conn = self._pool.connect()
-            self.conn.autocommit = self._autocommit
+            # The first statement of a transaction: nothing of it was committed, so it
+            # may run again on a new connection.
+            self._replace_connection()
             return self.conn.execute(sql, values)
+
+    def _replace_connection(self) -> None:
+        self._pool.close_connection(self.conn)
+        self._pool.discard_idle()
+        self.conn = self._pool.connect()
+        self.conn.autocommit = self._autocommit
 
     def first(self, name: str, params: Params) -> Row | None:
         cursor = self._execute(name, params)
@@ -138,6 +151,16 @@ def _bind(c: _Compiled, params: Params) -> tuple[str, Params]:
     return sql, values
 
 
+def _has_input(conn: psycopg.Connection) -> bool:
+    """Whether an idle connection has something to read: PostgreSQL's notice that it
+    ends the session, or the end of the stream (a pool connection listens to nothing)."""
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return True
+    return bool(readable)
+
+
 def _lost(conn: psycopg.Connection) -> bool:
     """True when the connection is gone (not merely in a failed transaction)."""
     return conn.closed or conn.info.transaction_status == psycopg.pq.TransactionStatus.UNKNOWN
@@ -186,22 +209,38 @@ class PgPool:
         BEGIN and no COMMIT, two round trips fewer."""
         with self._slots:
             conn = self._take()
-            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                conn.commit()  # the ping of an idle connection opened one
-            conn.autocommit = True
+            try:
+                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    conn.commit()  # the ping of an idle connection opened one
+                conn.autocommit = True
+            except psycopg.Error:
+                self._drop(conn)
+                raise
             tx = PgTx(conn, self, autocommit=True)
             try:
                 yield tx
             except BaseException:
-                if _lost(tx.conn):
-                    self.close_connection(tx.conn)
-                    self.discard_idle()
-                    raise
-                tx.conn.autocommit = False
-                self._give_back(tx.conn)
+                self._back_from_autocommit(tx.conn)
                 raise
-            tx.conn.autocommit = False
-            self._give_back(tx.conn)
+            self._back_from_autocommit(tx.conn)
+
+    def _back_from_autocommit(self, conn: psycopg.Connection) -> None:
+        """Keep the connection (autocommit off again), or close it if it is lost or in
+        the middle of something (a statement interrupted by a signal)."""
+        if not _lost(conn):
+            try:
+                conn.autocommit = False
+            except psycopg.Error:
+                pass
+            else:
+                self._give_back(conn)
+                return
+        self._drop(conn)
+
+    def _drop(self, conn: psycopg.Connection) -> None:
+        self.close_connection(conn)
+        if _lost(conn):
+            self.discard_idle()  # likely lost as well
 
     def _end_failed(self, conn: psycopg.Connection) -> None:
         """Roll back and keep the connection, or close it (and the idle ones) if lost."""

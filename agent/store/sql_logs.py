@@ -19,6 +19,8 @@ from agent.core.values import check_json, cut_log_line
 from agent.store.tx import Tx
 
 sa = LazyModule("sqlalchemy")
+#: The largest PostgreSQL integer (the type of a log line's seq).
+PG_INT_MAX = 2**31 - 1
 t = LazyModule("agent.store.schema")
 
 
@@ -54,7 +56,7 @@ class SqlLogs:
             "ts": [row["ts"] for row in rows],
             "levels": [row["level"] for row in rows],
             "texts": [row["text"] for row in rows],
-            "cap": cap,
+            "cap": min(cap, PG_INT_MAX),  # a larger cap is no cap for an integer seq
         }
         try:
             with self._pg_pool().autocommit() as tx:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import re
 import sqlite3
 import sys
@@ -30,6 +31,8 @@ from agent.store.base import UPDATABLE_FIELDS
 from agent.store.sql_queues import _validate_queue_name
 from agent.store.sqlite_catalog import STATEMENTS as CATALOG
 from agent.store.tx import NEW, Tx, query_name
+
+log = logging.getLogger("agent.store")
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -261,7 +264,13 @@ class SqlTasks:
         }
         with self._pg_pool().autocommit() as tx:
             row = tx.first("FINISH_RUNNING", params)
-            return None if row is None else self._with_artifacts(tx, row)
+            if row is None:
+                return None
+            try:
+                return self._with_artifacts(tx, row)
+            except Exception:  # the end is committed: read the task again, not fail it
+                log.warning("reading task %s's artifacts failed; reading it again", task_id)
+        return self.get_task(task_id)
 
     def _set_status(
         self,

@@ -118,8 +118,11 @@ def test_steps_of_a_killed_agent_host_run_again_on_the_other(fleet: Fleet, tmp_p
     assert lost and all(any(task_id in line for line in reaped) for task_id in lost), reaped
     assert any(a["end"] is None for t in lost for a in _attempts(by_id[t]))  # one was cut short
     for task_id in lost:
-        *killed, again = _attempts(by_id[task_id])  # killed before it recorded, maybe
-        assert all(a["host"] == victim.address and a["end"] is None for a in killed)
+        # Killed before it recorded, maybe; or after its step recorded its end, before its
+        # completion reached the server (the step then ran again: not at the same time,
+        # as the check of every step below says).
+        *killed, again = _attempts(by_id[task_id])
+        assert all(a["host"] == victim.address for a in killed)
         assert again["host"] == survivor.address and again["end"] is not None
         assert by_id[task_id].runtime["retries"] == 1
     for step in steps:

@@ -293,3 +293,55 @@ def test_the_stop_poller_asks_for_any_number_of_tasks_in_one_query(backend, monk
         **dict.fromkeys(missing),
     }
     assert names == ["STOPPED_AMONG"]
+
+
+def test_one_shot_writes_on_a_connection_dropped_while_idle_run_once(backend, monkeypatch) -> None:
+    """The one-statement writes commit themselves, so they are never sent twice; a
+    connection PostgreSQL dropped while it sat idle is found before one is sent."""
+    task = backend.create_task(Task(name="a", project="p"), queue="q")  # project, queue known
+    backend.register_worker("w", ["q"])
+    backend.claim(["q"], "w")
+    for write in (
+        lambda: backend.create_task(Task(name="b", project="p"), queue="q"),
+        lambda: backend.append_logs(task.id, ["one line"]),
+        lambda: backend.set_status(task.id, "completed"),
+    ):
+        pids = _idle_backend_pids(backend)
+        _terminate(backend, pids)
+        time.sleep(0.2)  # the notice of the end reaches the client's socket
+        names = _statements_run(backend, monkeypatch)
+        write()
+        assert names and names[0] in pg_module.ONE_SHOT
+        assert not set(_idle_backend_pids(backend)) & set(pids)
+    assert [t.name for t in backend.query_tasks(project="p")] == ["b", "a"]
+    assert [line.text for line in backend.get_logs(task.id)] == ["one line"]
+    assert backend.get_task(task.id).status == "completed"
+
+
+def test_one_shot_writes_are_not_sent_again_on_a_lost_connection(backend, monkeypatch) -> None:
+    """Lost while the statement was on its way: it may have been committed, so the
+    caller hears of the failure instead of a second run."""
+    task = backend.create_task(Task(name="a", project="p"))
+    original = psycopg.Connection.execute
+    sent: list[str] = []
+
+    def execute(self, query, params=None, **kwargs):
+        if "INSERT INTO logs" in str(query):
+            sent.append(query)
+            original(self, query, params, **kwargs)  # it ran, and then the link broke
+            self.close()
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return original(self, query, params, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", execute)
+    with pytest.raises(psycopg.OperationalError):
+        backend.append_logs(task.id, ["once"])
+    monkeypatch.undo()
+    assert len(sent) == 1
+    assert [line.text for line in backend.get_logs(task.id)] == ["once"]
+
+
+def test_a_log_cap_past_postgresql_integers_is_no_cap(backend) -> None:
+    backend.max_log_lines = 2**40
+    task = backend.create_task(Task(name="a", project="p"))
+    assert backend.append_logs(task.id, ["x", "y"]) == 2

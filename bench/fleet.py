@@ -40,13 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from control_plane import DEFAULT_PG, fresh_pg, pg_available, server  # noqa: E402
 
 from agent.daemon.loop import DEFAULT_CLAIM_TIMEOUT_S, DEFAULT_HEARTBEAT_S  # noqa: E402
-from agent.execution.runner import (  # noqa: E402
-    MAX_SHIP_INTERVAL_S,
-    SHIP_AVERAGING,
-    SHIP_BACKOFF,
-    SHIP_INTERVAL_S,
-    SHIP_JITTER,
-)
+from agent.execution.runner import SHIP_INTERVAL_S, averaged, next_ship_wait  # noqa: E402
 from agent.execution.stop_watch import LONG_POLL_S  # noqa: E402
 
 API = "/api/v1"
@@ -205,12 +199,9 @@ class Agent:
                 body = {"lines": pending}
                 began = time.monotonic()
                 await self.short_call("log append", "POST", f"{API}/tasks/{task_id}/logs", body)
-                took = time.monotonic() - began  # as TaskLog: slow appends, a longer wait
-                average = took if average is None else average + SHIP_AVERAGING * (took - average)
-                interval = min(SHIP_BACKOFF * average, MAX_SHIP_INTERVAL_S)
-                if interval > SHIP_INTERVAL_S:
-                    interval *= random.uniform(1 - SHIP_JITTER, 1 + SHIP_JITTER)
-                interval = max(SHIP_INTERVAL_S, interval)
+                # As TaskLog: slow appends, a longer wait.
+                average = averaged(average, time.monotonic() - began)
+                interval = next_ship_wait(SHIP_INTERVAL_S, average)
                 pending = []
         self.running = None
         if watch.done():

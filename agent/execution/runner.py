@@ -142,15 +142,23 @@ class TaskLog:
             self.store.append_logs(self.task_id, lines)
         except Exception:  # the log is best effort; the run must go on
             logger.exception("cannot store %d log line(s) of task %s", len(lines), self.task_id)
-        took = time.monotonic() - began
-        if self._took is None:
-            self._took = took
-        else:
-            self._took += SHIP_AVERAGING * (took - self._took)
-        backoff = min(SHIP_BACKOFF * self._took, MAX_SHIP_INTERVAL_S)
-        if backoff > self.ship_interval:
-            backoff *= random.uniform(1 - SHIP_JITTER, 1 + SHIP_JITTER)
-        self._next_ship = began + max(self.ship_interval, backoff)
+        self._took = averaged(self._took, time.monotonic() - began)
+        self._next_ship = began + next_ship_wait(self.ship_interval, self._took)
+
+
+def averaged(average: float | None, took: float) -> float:
+    """The moving average of the appends' durations after one that ``took`` seconds."""
+    return took if average is None else average + SHIP_AVERAGING * (took - average)
+
+
+def next_ship_wait(ship_interval: float, average: float) -> float:
+    """Seconds from the start of an append to the next: ``ship_interval``, or
+    :data:`SHIP_BACKOFF` times the appends' ``average`` duration when that is longer (at
+    most :data:`MAX_SHIP_INTERVAL_S`, give or take :data:`SHIP_JITTER`)."""
+    backoff = min(SHIP_BACKOFF * average, MAX_SHIP_INTERVAL_S)
+    if backoff > ship_interval:
+        backoff *= random.uniform(1 - SHIP_JITTER, 1 + SHIP_JITTER)
+    return max(ship_interval, backoff)
 
 
 @dataclasses.dataclass

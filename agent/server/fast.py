@@ -237,19 +237,23 @@ class FastPaths:
             line if isinstance(line, str) else line.model_dump(exclude_none=True)
             for line in request.lines
         ]
-        append = self.backend.append_logs
-
-        async def call(_receive: Receive) -> Any:
-            return _last_seq(await self._store(append, task_id, lines, pool=self._log_threads))
-
-        return call
+        return self._quick(
+            _last_seq, self.backend.append_logs, task_id, lines, pool=self._log_threads
+        )
 
     # -- running store calls --------------------------------------------------------------
-    def _quick(self, answer: Callable[[Any], Any], method: Callable[..., Any], *args: Any) -> Call:
-        """The Call of a store call that never waits: ``answer(method(*args))``."""
+    def _quick(
+        self,
+        answer: Callable[[Any], Any],
+        method: Callable[..., Any],
+        *args: Any,
+        pool: ThreadPoolExecutor | None = None,
+    ) -> Call:
+        """The Call of a store call that never waits: ``answer(method(*args))``, on
+        ``pool``'s threads (None: the store threads)."""
 
         async def call(_receive: Receive) -> Any:
-            return answer(await self._store(method, *args))
+            return answer(await self._store(method, *args, pool=pool))
 
         return call
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import select
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -151,6 +151,10 @@ def _bind(c: _Compiled, params: Params) -> tuple[str, Params]:
     return sql, values
 
 
+def _autocommit_off(conn: psycopg.Connection) -> None:
+    conn.autocommit = False
+
+
 def _has_input(conn: psycopg.Connection) -> bool:
     """Whether an idle connection has something to read: PostgreSQL's notice that it
     ends the session, or the end of the stream (a pool connection listens to nothing)."""
@@ -214,44 +218,37 @@ class PgPool:
                     conn.commit()  # the ping of an idle connection opened one
                 conn.autocommit = True
             except psycopg.Error:
-                self._drop(conn)
+                self._close_with_idle(conn)
                 raise
             tx = PgTx(conn, self, autocommit=True)
             try:
                 yield tx
             except BaseException:
-                self._back_from_autocommit(tx.conn)
+                self._keep_or_close(tx.conn, _autocommit_off)
                 raise
-            self._back_from_autocommit(tx.conn)
-
-    def _back_from_autocommit(self, conn: psycopg.Connection) -> None:
-        """Keep the connection (autocommit off again), or close it if it is lost or in
-        the middle of something (a statement interrupted by a signal)."""
-        if not _lost(conn):
-            try:
-                conn.autocommit = False
-            except psycopg.Error:
-                pass
-            else:
-                self._give_back(conn)
-                return
-        self._drop(conn)
-
-    def _drop(self, conn: psycopg.Connection) -> None:
-        self.close_connection(conn)
-        if _lost(conn):
-            self.discard_idle()  # likely lost as well
+            self._keep_or_close(tx.conn, _autocommit_off)
 
     def _end_failed(self, conn: psycopg.Connection) -> None:
         """Roll back and keep the connection, or close it (and the idle ones) if lost."""
+        self._keep_or_close(conn, psycopg.Connection.rollback)
+
+    def _keep_or_close(
+        self, conn: psycopg.Connection, reset: Callable[[psycopg.Connection], None]
+    ) -> None:
+        """``reset`` the connection and keep it; or close it, and the idle ones with it
+        (likely lost as well), when it is lost or cannot be reset (a statement interrupted
+        by a signal leaves it in the middle of something)."""
         if not _lost(conn):
             try:
-                conn.rollback()
+                reset(conn)
             except psycopg.Error:
                 pass  # the caller's error is the one to report
             else:
                 self._give_back(conn)
                 return
+        self._close_with_idle(conn)
+
+    def _close_with_idle(self, conn: psycopg.Connection) -> None:
         self.close_connection(conn)
         self.discard_idle()
 

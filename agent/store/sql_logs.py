@@ -19,9 +19,9 @@ from agent.core.values import check_json, cut_log_line
 from agent.store.tx import Tx
 
 sa = LazyModule("sqlalchemy")
+t = LazyModule("agent.store.schema")
 #: The largest PostgreSQL integer (the type of a log line's seq).
 PG_INT_MAX = 2**31 - 1
-t = LazyModule("agent.store.schema")
 
 
 class SqlLogs:

@@ -119,8 +119,8 @@ class SqlTasks:
         if queue is not None and queue not in self._known_queues:
             return False
         params = {NEW + k: v for k, v in row.items()}
-        params["tags"] = sorted({str(tag) for tag in row["tags"]})
-        props = [(str(k), _prop(v)) for k, v in row["runtime"].items()]
+        params["tags"] = _unique_tags(row["tags"])
+        props = _props(row["runtime"])
         params["prop_keys"] = [k for k, _ in props]
         params["prop_values"] = [v for _, v in props]
         name = "CREATE_TASK"
@@ -213,7 +213,7 @@ class SqlTasks:
     def _write_tags(self, tx: Tx, task_id: str, tags: Iterable[str], new: bool = False) -> None:
         if not new:
             tx.run("DELETE_TAGS_OF_TASK", {"task_id": task_id})
-        unique = sorted({str(tag) for tag in tags})
+        unique = _unique_tags(tags)
         if unique:
             tx.run("INSERT_TAGS", [{"task_id": task_id, "tag": tag} for tag in unique])
 
@@ -222,7 +222,7 @@ class SqlTasks:
     ) -> None:
         if not new:
             tx.run("DELETE_PROPS_OF_TASK", {"task_id": task_id})
-        rows = [{"task_id": task_id, "key": str(k), "value": _prop(v)} for k, v in runtime.items()]
+        rows = [{"task_id": task_id, "key": k, "value": v} for k, v in _props(runtime)]
         if rows:
             tx.run("INSERT_PROPS", rows)
 
@@ -519,6 +519,16 @@ def _row_to_task(row: Any) -> Task:
     data = {k: row[k] for k in row.keys() if k not in _NOT_TASK_FIELDS}
     data["script"] = _script(data["script"])
     return Task.from_dict(data)
+
+
+def _unique_tags(tags: Iterable[Any]) -> list[str]:
+    """A task's tags as its tag rows hold them: each once, sorted."""
+    return sorted({str(tag) for tag in tags})
+
+
+def _props(runtime: dict[str, Any]) -> list[tuple[str, str]]:
+    """A task's runtime as its property rows hold it: (key, value as stored)."""
+    return [(str(k), _prop(v)) for k, v in runtime.items()]
 
 
 #: A controller moving to one of these stops its queued and running steps.

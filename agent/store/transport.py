@@ -1,11 +1,18 @@
-"""Keep-alive JSON requests to ``agent server`` over the standard library's http.client.
+"""Keep-alive JSON requests to ``agent server``: HTTP/1.1 on the standard library's sockets.
 
 HttpBackend sends many small requests (claims, status changes, log batches) to one
-server. A requests Session spends about 0.4 ms of CPU on each and urllib3 about 0.25 ms,
-against 0.12 ms for http.client: on a 2-core machine running the server and its
-clients, that is the difference between 350 and 500 task cycles a second. So the API
-calls use this small pool of http.client connections; requests still serves file
+server. A requests Session spends about 0.4 ms of CPU on each and urllib3 about 0.25 ms;
+http.client 0.15 ms, most of it parsing the answer's headers with the email package.
+On a 2-core machine running the server and its clients, every tenth of a millisecond is
+tens of task cycles a second. So the API calls use this small pool of connections:
+http.client opens them (TLS, a proxy's tunnel), and the request and its answer are
+written and read here (:func:`_exchange`), at about 0.06 ms. requests still serves file
 transfers and StorageManager, and tenacity the retries (see :mod:`agent.store.http`).
+
+The answers read are HTTP/1.1's: a ``Content-Length`` body, a chunked one, or one that
+ends with the connection; informational (1xx) answers are skipped; the connection is
+kept unless the answer says ``Connection: close``, is HTTP/1.0 without keep-alive, or
+brings bytes nobody asked for.
 
 What the pool must get right, and does:
 
@@ -46,6 +53,11 @@ POOL_SIZE = 32
 #: Seconds an idle connection is reused for: under uvicorn's keep-alive (5 s).
 MAX_IDLE_S = 4.0
 
+
+#: The longest status line plus headers of an answer read (bytes).
+MAX_HEAD_BYTES = 64 * 1024
+#: Bytes asked of the socket at a time.
+_READ_BYTES = 64 * 1024
 
 #: Sockets a forked child inherited: never used, never closed there.
 _INHERITED: list[http.client.HTTPConnection] = []
@@ -111,6 +123,14 @@ class JsonTransport:
         if self._proxy is not None and not self.https:
             self._prefix = f"http://{self.host}:{self.port}"
             self.headers.update(_proxy_auth(self._proxy))
+        #: The header lines every request carries, Host first (as http.client writes it).
+        default_port = 443 if self.https else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port != default_port:
+            host = f"{host}:{self.port}"
+        lines = [f"Host: {host}", "Accept-Encoding: identity"]
+        lines += [f"{name}: {value}" for name, value in self.headers.items()]
+        self._header_block = ("\r\n".join(lines) + "\r\n").encode("latin-1")
         #: Idle connections, each with when it was last used.
         self._idle: list[tuple[http.client.HTTPConnection, float]] = []
         #: Connections of interruptible requests waiting for their answers, and how
@@ -146,9 +166,7 @@ class JsonTransport:
                         raise TransportError("interrupted", sent=False, interrupted=True)
                     self._polling.add(conn)
             try:
-                conn.request(method, self._prefix + path, body=body, headers=self.headers)
-                response = conn.getresponse()
-                data = response.read()
+                answer, keep = _exchange(conn.sock, self._request(method, path, body), method)
             finally:
                 if interrupts is not None:
                     with self._lock:
@@ -161,11 +179,19 @@ class JsonTransport:
             interrupted = interrupts is not None and interrupts != self.interrupts
             reason = "interrupted" if interrupted else f"connection lost ({exc.__class__.__name__})"
             raise TransportError(reason, sent=True, interrupted=interrupted) from exc
-        if response.will_close:
-            conn.close()
-        else:
+        if keep:
             self._give_back(conn)
-        return Answer(response.status, data, response.reason or "")
+        else:
+            conn.close()
+        return answer
+
+    def _request(self, method: str, path: str, body: bytes | None) -> bytes:
+        """The request's bytes: its line, the headers, the length of its body, the body."""
+        line = f"{method} {self._prefix}{path} HTTP/1.1\r\n".encode("ascii")
+        if body is None and method not in ("POST", "PUT", "PATCH"):
+            return line + self._header_block + b"\r\n"
+        body = body or b""
+        return b"".join((line, self._header_block, b"Content-Length: %d\r\n\r\n" % len(body), body))
 
     def interrupt(self) -> None:
         """End the interruptible requests waiting for their answers now (any thread)."""
@@ -238,6 +264,121 @@ class JsonTransport:
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             raise TransportError(f"cannot connect ({exc})", sent=False) from exc
+
+
+def _exchange(sock: socket.socket, request: bytes, method: str) -> tuple[Answer, bool]:
+    """Send ``request`` and read its answer: the answer, and whether the connection may
+    carry another request. A broken or truncated answer raises http.client's errors."""
+    sock.sendall(request)
+    buffer = bytearray()
+    while True:  # past informational answers (100 Continue, 103 Early Hints)
+        status, reason, version, headers = _read_head(sock, buffer)
+        if status >= 200:
+            break
+    keep = _keeps_alive(version, headers.get("connection", ""))
+    if method == "HEAD" or status in (204, 304):
+        data = b""
+    elif "chunked" in headers.get("transfer-encoding", "").lower():
+        data = _read_chunked(sock, buffer)
+    elif "content-length" in headers:
+        try:
+            length = int(headers["content-length"])
+        except ValueError:
+            raise http.client.HTTPException("bad Content-Length in the answer") from None
+        if length < 0:
+            raise http.client.HTTPException("bad Content-Length in the answer")
+        data = _read_exactly(sock, buffer, length)
+    else:  # the body ends with the connection
+        while chunk := sock.recv(_READ_BYTES):
+            buffer += chunk
+        data, keep = bytes(buffer), False
+        buffer.clear()
+    if buffer:  # bytes nobody asked for: this connection's answers can't be told apart
+        keep = False
+    return Answer(status, data, reason), keep
+
+
+def _read_head(sock: socket.socket, buffer: bytearray) -> tuple[int, str, str, dict[str, str]]:
+    """An answer's status line and headers (names in lower case), taken off ``buffer``."""
+    start = 0
+    while (end := buffer.find(b"\r\n\r\n", start)) < 0 and len(buffer) <= MAX_HEAD_BYTES:
+        start = max(0, len(buffer) - 3)
+        chunk = sock.recv(_READ_BYTES)
+        if not chunk:
+            raise http.client.RemoteDisconnected("the server closed the connection")
+        buffer += chunk
+    if end < 0 or end > MAX_HEAD_BYTES:
+        raise http.client.HTTPException("the answer's headers are too long")
+    lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
+    del buffer[: end + 4]
+    version, _, rest = lines[0].partition(" ")
+    code, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/") or len(code) != 3 or not code.isdigit():
+        raise http.client.BadStatusLine(lines[0])
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise http.client.HTTPException(f"bad header line in the answer: {line!r}")
+        name = name.strip().lower()
+        value = value.strip()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return int(code), reason.strip(), version, headers
+
+
+def _keeps_alive(version: str, connection: str) -> bool:
+    tokens = {token.strip().lower() for token in connection.split(",")}
+    if "close" in tokens:
+        return False
+    return version != "HTTP/1.0" or "keep-alive" in tokens
+
+
+def _read_exactly(sock: socket.socket, buffer: bytearray, length: int) -> bytes:
+    if len(buffer) >= length:
+        data = bytes(buffer[:length])
+        del buffer[:length]
+        return data
+    body = bytearray(length)  # read into place: a large answer is not copied chunk by chunk
+    view = memoryview(body)
+    got = len(buffer)
+    view[:got] = buffer
+    buffer.clear()
+    while got < length:
+        n = sock.recv_into(view[got:])
+        if not n:
+            raise http.client.IncompleteRead(bytes(body[:got]), length - got)
+        got += n
+    return bytes(body)
+
+
+def _read_line(sock: socket.socket, buffer: bytearray) -> bytes:
+    while (end := buffer.find(b"\r\n")) < 0:
+        if len(buffer) > MAX_HEAD_BYTES:
+            raise http.client.HTTPException("a chunk's size line is too long")
+        chunk = sock.recv(_READ_BYTES)
+        if not chunk:
+            raise http.client.IncompleteRead(bytes(buffer))
+        buffer += chunk
+    line = bytes(buffer[:end])
+    del buffer[: end + 2]
+    return line
+
+
+def _read_chunked(sock: socket.socket, buffer: bytearray) -> bytes:
+    parts = []
+    while True:
+        size_line = _read_line(sock, buffer).split(b";", 1)[0].strip()
+        try:
+            size = int(size_line, 16)
+        except ValueError:
+            raise http.client.HTTPException(f"bad chunk size {size_line!r}") from None
+        if size == 0:
+            while _read_line(sock, buffer):  # trailers, up to the empty line
+                pass
+            return b"".join(parts)
+        parts.append(_read_exactly(sock, buffer, size))
+        if _read_exactly(sock, buffer, 2) != b"\r\n":
+            raise http.client.HTTPException("a chunk does not end where its size says")
 
 
 def _dropped(sock: socket.socket | None) -> bool:

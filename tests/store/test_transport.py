@@ -244,3 +244,155 @@ def test_https_verifies_against_the_ca_bundle_requests_would_use(tmp_path, monke
         monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
         with pytest.raises(ServerUnavailable, match="cannot connect"):
             HttpBackend(server.url, retries=1).list_queues()  # the default bundle lacks it
+
+
+# -- reading answers: the forms HTTP/1.1 allows, and broken ones ------------------------
+def _raw(*answers: bytes):
+    """A behaviour sending answer n (raw bytes) to request n; past them, a plain one."""
+
+    def behaviour(conn: socket.socket, n: int) -> bool:
+        if n > len(answers):
+            _answer(conn)
+            return True
+        conn.sendall(answers[n - 1])
+        return True
+
+    return behaviour
+
+
+def _exchange(*answers: bytes, requests: int = 2) -> tuple[list, _Server]:
+    with serving(_raw(*answers)) as server:
+        transport = JsonTransport(server.url, {"X-Test": "1"}, connect_timeout=2)
+        got = [transport.request("GET", f"/{i}", None, read_timeout=2) for i in range(requests)]
+    return got, server
+
+
+def test_a_chunked_answer_is_read_whole_and_the_connection_kept() -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n"
+        b'5;ext=1\r\n{"a":\r\n4\r\n 12}\r\n0\r\nX-Trailer: t\r\n\r\n'
+    )
+    (first, second), server = _exchange(chunked)
+    assert first.status == 200 and first.json() == {"a": 12}
+    assert second.json() == {"queues": []}
+    assert server.connections == 1
+
+
+def test_informational_answers_are_skipped() -> None:
+    body = b'{"ok": true}'
+    answer = (
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(body), body)
+    )
+    (first, _), server = _exchange(answer)
+    assert (first.status, first.reason, first.json()) == (201, "Created", {"ok": True})
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}junk",  # bytes nobody asked for
+    ],
+    ids=["connection-close", "http-1.0", "extra-bytes"],
+)
+def test_an_answer_that_ends_its_connection_is_not_reused(answer: bytes) -> None:
+    (first, second), server = _exchange(answer)
+    assert first.data == b"{}" and second.json() == {"queues": []}
+    assert server.connections == 2
+
+
+def test_an_answer_without_a_length_ends_with_its_connection() -> None:
+    def until_close(conn: socket.socket, n: int) -> bool:
+        if n == 1:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n[1, 2]")
+            conn.shutdown(socket.SHUT_RDWR)
+            return False
+        _answer(conn)
+        return True
+
+    with serving(until_close) as server:
+        transport = JsonTransport(server.url, {}, connect_timeout=2)
+        assert transport.request("GET", "/a", None, read_timeout=2).json() == [1, 2]
+        assert transport.request("GET", "/b", None, read_timeout=2).json() == {"queues": []}
+        assert server.connections == 2
+
+
+def test_a_head_and_a_204_have_no_body() -> None:
+    answers = (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 120\r\n\r\n",  # HEAD: the length of a GET's body
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+    )
+    with serving(_raw(*answers)) as server:
+        transport = JsonTransport(server.url, {}, connect_timeout=2)
+        head = transport.request("HEAD", "/a", None, read_timeout=2)
+        empty = transport.request("DELETE", "/b", None, read_timeout=2)
+        assert (head.status, head.data, empty.status, empty.data) == (200, b"", 204, b"")
+        assert transport.request("GET", "/c", None, read_timeout=2).json() == {"queues": []}
+        assert server.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        (b'HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{"cut": ', "IncompleteRead"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nab", "IncompleteRead"),
+        (b"HTTP/1.1 200 OK\r\nContent-Le", "RemoteDisconnected"),
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "BadStatusLine"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n{}", "HTTPException"),
+    ],
+    ids=["short-body", "short-chunk", "short-head", "not-http", "bad-length"],
+)
+def test_a_broken_answer_is_a_lost_connection_that_may_have_been_applied(answer, reason) -> None:
+    def broken(conn: socket.socket, n: int) -> bool:
+        conn.sendall(answer)
+        conn.shutdown(socket.SHUT_RDWR)
+        return False
+
+    with serving(broken) as server:
+        transport = JsonTransport(server.url, {}, connect_timeout=2)
+        with pytest.raises(TransportError) as caught:
+            transport.request("POST", "/api/v1/tasks", b"{}", read_timeout=2)
+        assert caught.value.sent is True and caught.value.reason == f"connection lost ({reason})"
+        assert server.requests == ["POST /api/v1/tasks HTTP/1.1"]
+
+
+def test_headers_past_the_limit_are_refused(monkeypatch) -> None:
+    monkeypatch.setattr(transport_module, "MAX_HEAD_BYTES", 1024)
+    answer = b"HTTP/1.1 200 OK\r\n" + b"X-Big: " + b"a" * 4096 + b"\r\n\r\n"
+    with serving(_raw(answer)) as server:
+        transport = JsonTransport(server.url, {}, connect_timeout=2)
+        with pytest.raises(TransportError, match="HTTPException"):
+            transport.request("GET", "/a", None, read_timeout=2)
+
+
+def test_the_request_carries_host_its_headers_and_the_length_of_its_body() -> None:
+    seen: list[bytes] = []
+
+    def record(conn: socket.socket, n: int) -> bool:
+        _answer(conn)
+        return True
+
+    with serving(record) as server:
+        original = transport_module._exchange
+
+        def spy(sock, request, method):
+            seen.append(request)
+            return original(sock, request, method)
+
+        transport = JsonTransport(server.url, {"Authorization": "Bearer t"}, connect_timeout=2)
+        try:
+            transport_module._exchange = spy
+            transport.request("POST", "/api/v1/tasks?queue=q", b'{"name": "n"}', read_timeout=2)
+            transport.request("GET", "/api/v1/queues", None, read_timeout=2)
+        finally:
+            transport_module._exchange = original
+    post, get = seen
+    assert post == (
+        b"POST /api/v1/tasks?queue=q HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+        b"Accept-Encoding: identity\r\nAuthorization: Bearer t\r\n"
+        b'Content-Length: 13\r\n\r\n{"name": "n"}' % server.port
+    )
+    assert get.startswith(b"GET /api/v1/queues HTTP/1.1\r\n") and b"Content-Length" not in get

@@ -18,8 +18,10 @@ and on a busy machine every handoff can stall the loop (a write by another proce
 same database file makes the loop wait its turn, as any writer waits). A claim that has to wait for a
 task waits as a coroutine, woken by the enqueue (:mod:`agent.store.wakeups`), so a
 thousand idle daemons hold no thread. On PostgreSQL a call mostly waits on the network,
-so calls run side by side in a few worker threads (:data:`STORE_THREADS`); a waiting
-claim waits as a coroutine there too, and only its looks at the queues use a thread.
+so calls run side by side on the loop too, each in a greenlet whose waits on PostgreSQL
+the loop awaits (:mod:`agent.store.on_loop`): no thread and no hand-off per call. Log
+appends keep a lane of their own (:data:`LOG_THREADS`), and where greenlet is missing
+the store calls run in a few worker threads (:data:`STORE_THREADS`).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from agent.server.errors import (
     unstorable_response,
 )
 from agent.server.routes import task_from_body
-from agent.store import wakeups
+from agent.store import on_loop, wakeups
 from agent.store.sql import SqlBackend
 from agent.store.sql_queues import check_stop_ids
 from agent.store.wakeups import PollBackoff
@@ -67,11 +69,10 @@ _INT32 = re.compile(r"-?[0-9]{1,10}")
 #: enqueue through the server wakes at once: the looks are for enqueues that bypass it
 #: (a thousand idle daemons looking every 5 to 50 ms were over 10,000 queries a second).
 SERVER_POLL_S = 0.5
-#: Worker threads of the store calls on PostgreSQL (each holds a pooled connection while
-#: it runs; a waiting claim holds none, see :meth:`FastPaths._wait_and_claim`). Few: each
-#: call is short, and more threads fight the event loop for the GIL. With 1,000 simulated
-#: agents (bench/fleet.py) 32 threads answered 480 requests/s, p50 heartbeat 464 ms; 8
-#: threads 729 requests/s, 135 ms; 4 threads 783, 144 ms; 2 threads 492, 552 ms.
+#: Worker threads of the store calls on PostgreSQL where they cannot run on the loop
+#: (no greenlet). Few: each call is short, and more threads fight the event loop for the
+#: GIL. With 1,000 simulated agents (bench/fleet.py) 32 threads answered 480 requests/s,
+#: p50 heartbeat 464 ms; 8 threads 729 requests/s, 135 ms; 4 threads 783, 144 ms.
 STORE_THREADS = 8
 #: Worker threads of log appends, a pool beside those: a fleet's appends come in bursts
 #: (every task ships every 0.5-2 s), and a burst holding every store thread would make
@@ -86,9 +87,12 @@ class FastPaths:
         self.app = app
         self.backend = backend
         self._inline = backend.is_sqlite  # see the module doc
+        self._on_loop = not self._inline and on_loop.available()
         # Not anyio's to_thread: its capacity limiter, cancel scope and context copy cost
         # more CPU than a short store call on PostgreSQL does.
-        self._threads = None if self._inline else ThreadPoolExecutor(STORE_THREADS, "store")
+        self._threads = (
+            None if self._inline or self._on_loop else ThreadPoolExecutor(STORE_THREADS, "store")
+        )
         self._log_threads = None if self._inline else ThreadPoolExecutor(LOG_THREADS, "logs")
         self._paths: dict[str, Handler] = {
             f"{API}/tasks": self._create_task,
@@ -267,19 +271,33 @@ class FastPaths:
         (for enqueues that bypass the server), or :data:`LISTENING_POLL_S` while it hears
         the other processes.
 
+        While it hears every enqueue, a claim on queues a look found empty a moment ago
+        (:meth:`~agent.store.wakeups.ClaimSignals.known_empty`) waits at once, without a
+        look of its own: a daemon back for its next task, while its peers wait already.
+
         A client that leaves (a daemon stopping, or killed, while it long-polls) ends the
         wait: no task is taken for a claim nobody reads."""
-        poll = wakeups.LISTENING_POLL_S if self.backend.hears_enqueues() else SERVER_POLL_S
+        listening = self.backend.hears_enqueues()
+        poll = wakeups.LISTENING_POLL_S if listening else SERVER_POLL_S
         backoff = PollBackoff(deadline, poll, poll)
         look = self.backend.claim_look
+        signals = self.backend.claim_signals
         left = asyncio.ensure_future(_client_left(receive))
         try:
-            with self.backend.claim_signals.waiting_async(queues) as waiter:
+            with signals.waiting_async(queues) as waiter:
+                queues = list(waiter.queues)
+                skip = listening and signals.known_empty(queues)
                 while not left.done():
-                    task, unused = await self._store(look, queues, worker, lease, waiter.take())
-                    waiter.hand_on(unused)
-                    if task is not None:
-                        return task
+                    given = waiter.take()
+                    if given or not skip:
+                        before = signals.signalled(queues)
+                        task, unused = await self._store(look, queues, worker, lease, given)
+                        waiter.hand_on(unused)
+                        if task is not None:
+                            return task
+                        if listening:
+                            signals.seen_empty(queues, before)
+                    skip = False
                     pause = backoff.next_pause()
                     if pause is None:
                         return None
@@ -291,10 +309,13 @@ class FastPaths:
     async def _store(
         self, method: Callable[..., Any], *args: Any, pool: ThreadPoolExecutor | None = None
     ) -> Any:
-        if self._threads is None:
+        if self._inline:
             return method(*args)
+        pool = pool or self._threads
+        if pool is None:
+            return await on_loop.run(method, *args)
         call = functools.partial(method, *args)
-        return await asyncio.get_running_loop().run_in_executor(pool or self._threads, call)
+        return await asyncio.get_running_loop().run_in_executor(pool, call)
 
 
 def _worker_dict(worker: Worker) -> dict[str, Any]:

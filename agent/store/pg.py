@@ -13,13 +13,20 @@ use, and a transaction whose first statement finds its connection gone reconnect
 runs it again (nothing of it ran). A connection found lost is closed, with the idle ones
 (likely lost as well); any other error (a deadlock, a timeout, a value PostgreSQL
 refuses) rolls back and keeps the connection.
+
+Inside a store call that ``agent server`` runs on its event loop
+(:mod:`agent.store.on_loop`) the pool gives psycopg async connections instead, from
+idle connections and slots of their own per loop, and every wait on them goes through
+:func:`~agent.store.on_loop.resolve`: the same code, its waits awaited by the loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import select
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
@@ -31,11 +38,16 @@ from sqlalchemy.dialects import postgresql
 
 from agent.core.children import call_in_forked_children
 from agent.store import statements as q
+from agent.store.on_loop import active as _on_loop
+from agent.store.on_loop import resolve as _io
 from agent.store.tx import Params, Row
 
 #: Connections open at most (in use and idle): the server runs store calls in up to 40
 #: worker threads, and several servers may share one PostgreSQL (100 connections).
 MAX_CONNECTIONS = 20
+#: Connections open at most per event loop, for the store calls the server runs on it
+#: (see agent.store.on_loop): a call holds one only while its statements run.
+LOOP_CONNECTIONS = 8
 #: An idle connection older than this is pinged before use.
 PING_AFTER_IDLE_S = 1.0
 _DIALECT = postgresql.dialect(paramstyle="pyformat")
@@ -80,35 +92,35 @@ class PgTx:
     def _execute(self, name: str, params: Params) -> psycopg.Cursor:
         sql, values = _bind(self._statements[name], params)
         if self._started:
-            return self.conn.execute(sql, values)
+            return _io(self.conn.execute(sql, values))
         self._started = True
         if self._autocommit and name in ONE_SHOT and _has_input(self.conn):
             self._replace_connection()  # dropped while idle: it never saw this statement
         try:
-            return self.conn.execute(sql, values)
+            return _io(self.conn.execute(sql, values))
         except psycopg.OperationalError:
             if not _lost(self.conn) or (self._autocommit and name in ONE_SHOT):
                 raise
             # The first statement of a transaction: nothing of it was committed, so it
             # may run again on a new connection.
             self._replace_connection()
-            return self.conn.execute(sql, values)
+            return _io(self.conn.execute(sql, values))
 
     def _replace_connection(self) -> None:
         self._pool.close_connection(self.conn)
         self._pool.discard_idle()
         self.conn = self._pool.connect()
-        self.conn.autocommit = self._autocommit
+        _io(self.conn.set_autocommit(self._autocommit))
 
     def first(self, name: str, params: Params) -> Row | None:
         cursor = self._execute(name, params)
-        row = cursor.fetchone()
+        row = _io(cursor.fetchone())
         return None if row is None else dict(zip(self._names(name, cursor), row, strict=True))
 
     def all(self, name: str, params: Params) -> list[Row]:
         cursor = self._execute(name, params)
         names = self._names(name, cursor)
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        return [dict(zip(names, row, strict=True)) for row in _io(cursor.fetchall())]
 
     def _names(self, name: str, cursor: psycopg.Cursor) -> tuple[str, ...]:
         """The column names of statement ``name``'s rows, read once per pool: psycopg
@@ -120,7 +132,7 @@ class PgTx:
         return names
 
     def scalar(self, name: str, params: Params) -> Any:
-        row = self._execute(name, params).fetchone()
+        row = _io(self._execute(name, params).fetchone())
         return None if row is None else row[0]
 
     def run(self, name: str, params: Params | Sequence[Params]) -> None:
@@ -130,12 +142,15 @@ class PgTx:
         batch = [_bind(self._statements[name], p) for p in params]
         if not batch:
             return
-        with self.conn.cursor() as cursor:
+        cursor = self.conn.cursor()
+        try:
             if self._statements[name].expanding:
                 for sql, values in batch:
-                    cursor.execute(sql, values)
+                    _io(cursor.execute(sql, values))
             else:
-                cursor.executemany(batch[0][0], [values for _, values in batch])
+                _io(cursor.executemany(batch[0][0], [values for _, values in batch]))
+        finally:
+            _io(cursor.close())
 
 
 def _bind(c: _Compiled, params: Params) -> tuple[str, Params]:
@@ -152,7 +167,11 @@ def _bind(c: _Compiled, params: Params) -> tuple[str, Params]:
 
 
 def _autocommit_off(conn: psycopg.Connection) -> None:
-    conn.autocommit = False
+    _io(conn.set_autocommit(False))
+
+
+def _rollback(conn: psycopg.Connection) -> None:
+    _io(conn.rollback())
 
 
 def _has_input(conn: psycopg.Connection) -> bool:
@@ -170,6 +189,19 @@ def _lost(conn: psycopg.Connection) -> bool:
     return conn.closed or conn.info.transaction_status == psycopg.pq.TransactionStatus.UNKNOWN
 
 
+class _Side:
+    """The idle connections of one kind (blocking, or async on one event loop), and the
+    slots that bound how many are open."""
+
+    def __init__(self, slots: threading.BoundedSemaphore | asyncio.Semaphore):
+        self.idle: list[tuple[psycopg.Connection, float]] = []
+        self.slots = slots
+
+    @property
+    def on_loop(self) -> bool:
+        return isinstance(self.slots, asyncio.Semaphore)
+
+
 class PgPool:
     """Raw psycopg connections to one database, with SqlBackend's named statements.
 
@@ -184,23 +216,46 @@ class PgPool:
         }
         #: The column names of each statement's rows (see PgTx._names).
         self.row_names: dict[str, tuple[str, ...]] = {}
-        self._idle: list[tuple[psycopg.Connection, float]] = []
         self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._threads = _Side(threading.BoundedSemaphore(MAX_CONNECTIONS))
+        #: Per event loop: the async connections of store calls run on it (on_loop).
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Side] = (
+            weakref.WeakKeyDictionary()
+        )
         #: The server processes (backend pids) of this pool's open connections: an
         #: enqueue notification from one of them was made here (agent.store.pg_notify).
         self.backend_pids: set[int] = set()
         self._pid_of: dict[int, int] = {}  # id(connection) -> its backend pid
         call_in_forked_children(self, "forget")
 
+    def _side(self) -> _Side:
+        """The connections of the caller: its event loop's inside a store call run on
+        the loop, else the blocking ones."""
+        if not _on_loop():
+            return self._threads
+        loop = asyncio.get_running_loop()
+        side = self._loops.get(loop)
+        if side is None:
+            side = self._loops[loop] = _Side(asyncio.Semaphore(LOOP_CONNECTIONS))
+        return side
+
+    @contextmanager
+    def _slot(self) -> Iterator[_Side]:
+        side = self._side()
+        _io(side.slots.acquire())
+        try:
+            yield side
+        finally:
+            side.slots.release()
+
     @contextmanager
     def transaction(self) -> Iterator[PgTx]:
         """One transaction, committed on leaving (rolled back on an error)."""
-        with self._slots:
-            tx = PgTx(self._take(), self)
+        with self._slot() as side:
+            tx = PgTx(self._take(side), self)
             try:
                 yield tx
-                tx.conn.commit()
+                _io(tx.conn.commit())
             except BaseException:
                 self._end_failed(tx.conn)
                 raise
@@ -211,12 +266,12 @@ class PgPool:
         """Statements each committed by itself (autocommit), for work whose statements
         each stand alone, as a claim's (it takes a head and claims its task in one): no
         BEGIN and no COMMIT, two round trips fewer."""
-        with self._slots:
-            conn = self._take()
+        with self._slot() as side:
+            conn = self._take(side)
             try:
                 if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                    conn.commit()  # the ping of an idle connection opened one
-                conn.autocommit = True
+                    _io(conn.commit())  # the ping of an idle connection opened one
+                _io(conn.set_autocommit(True))
             except psycopg.Error:
                 self._close_with_idle(conn)
                 raise
@@ -230,7 +285,7 @@ class PgPool:
 
     def _end_failed(self, conn: psycopg.Connection) -> None:
         """Roll back and keep the connection, or close it (and the idle ones) if lost."""
-        self._keep_or_close(conn, psycopg.Connection.rollback)
+        self._keep_or_close(conn, _rollback)
 
     def _keep_or_close(
         self, conn: psycopg.Connection, reset: Callable[[psycopg.Connection], None]
@@ -253,53 +308,76 @@ class PgPool:
         self.discard_idle()
 
     def connect(self) -> psycopg.Connection:
-        conn = psycopg.connect(self.conninfo, autocommit=False)
+        if _on_loop():
+            conn = _io(psycopg.AsyncConnection.connect(self.conninfo, autocommit=False))
+        else:
+            conn = psycopg.connect(self.conninfo, autocommit=False)
         self._pid_of[id(conn)] = pid = conn.info.backend_pid
         self.backend_pids.add(pid)
         return conn
 
     def close_connection(self, conn: psycopg.Connection) -> None:
         self.backend_pids.discard(self._pid_of.pop(id(conn), -1))
-        conn.close()
+        closing = conn.close()
+        if closing is not None:  # an async connection's: it closes without waiting
+            _close_now(closing)
 
-    def _take(self) -> psycopg.Connection:
+    def _take(self, side: _Side) -> psycopg.Connection:
         stale = time.monotonic() - PING_AFTER_IDLE_S
         while True:
             with self._lock:
-                if not self._idle:
+                if not side.idle:
                     break
-                conn, used = self._idle.pop()
+                conn, used = side.idle.pop()
             if conn.closed:
                 self.close_connection(conn)
                 continue
             if used > stale:
                 return conn
             try:
-                conn.execute("SELECT 1")  # opens the transaction the caller goes on with
+                _io(conn.execute("SELECT 1"))  # opens the transaction the caller goes on with
                 return conn
             except psycopg.Error:
                 self.close_connection(conn)
         return self.connect()
 
     def _give_back(self, conn: psycopg.Connection) -> None:
+        side = self._side()
         with self._lock:
-            self._idle.append((conn, time.monotonic()))
+            side.idle.append((conn, time.monotonic()))
 
     def discard_idle(self) -> None:
-        """Close the idle connections (after one was found lost: so are they, likely)."""
+        """Close the caller's idle connections (after one was found lost: so are they,
+        likely)."""
+        self._discard(self._side())
+
+    def _discard(self, side: _Side) -> None:
         with self._lock:
-            idle, self._idle = self._idle, []
+            idle, side.idle = side.idle, []
         for conn, _ in idle:
             self.close_connection(conn)
 
     def close(self) -> None:
-        self.discard_idle()
+        """Close every idle connection, the event loops' too."""
+        for side in [self._threads, *list(self._loops.values())]:
+            self._discard(side)
 
     def forget(self) -> None:
         """In a forked child: drop the parent's connections without touching them."""
-        _INHERITED.extend(conn for conn, _ in self._idle)
-        self._idle = []
+        for side in [self._threads, *self._loops.values()]:
+            _INHERITED.extend(conn for conn, _ in side.idle)
         self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._threads = _Side(threading.BoundedSemaphore(MAX_CONNECTIONS))
+        self._loops = weakref.WeakKeyDictionary()
         self.backend_pids = set()
         self._pid_of = {}
+
+
+def _close_now(closing: Any) -> None:
+    """Run an async connection's ``close()``, which never waits (it ends the libpq
+    connection), outside the loop too."""
+    try:
+        closing.send(None)
+    except StopIteration:
+        return
+    closing.close()  # pragma: no cover - a psycopg whose close waits: leave it to the GC

@@ -27,6 +27,9 @@ POLL_MIN_S, POLL_MAX_S = 0.005, 0.05
 #: LISTEN/NOTIFY): polling then only covers what a notification could miss.
 #: ``AGENT_LISTENING_POLL_S`` sets it (seconds).
 LISTENING_POLL_S = float(os.environ.get("AGENT_LISTENING_POLL_S") or 2.0)
+#: How long a look that found queues empty is believed, while every enqueue is heard
+#: (:meth:`ClaimSignals.known_empty`): a bound on anything a notification could miss.
+EMPTY_TRUST_S = 1.0
 
 
 def add_waiter(waiting: dict[str, list[Any]], keys: Sequence[str], waiter: Any) -> None:
@@ -164,6 +167,13 @@ class ClaimSignals:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiting: dict[str, list[ClaimWaiter]] = {}
+        #: Per queue, the enqueues signalled so far that no waiter was woken for (see
+        #: :meth:`seen_empty`); and the times every queue was (:meth:`wake_all`).
+        self._unheeded: dict[str, int] = {}
+        self._all_unheeded = 0
+        #: Queues a look found empty, and when, with no task since that no waiter will
+        #: look for.
+        self._empty: dict[str, float] = {}
 
     @contextmanager
     def waiting(self, queues: Sequence[str], listener: Any = None) -> Iterator[ThreadClaimWaiter]:
@@ -187,10 +197,41 @@ class ClaimSignals:
         with self._lock:
             self._wake_one(queue)
 
+    def signalled(self, queues: Sequence[str]) -> tuple[int, ...]:
+        """Where the enqueues on ``queues`` that woke nobody stand: taken before a look,
+        for :meth:`seen_empty` after it."""
+        with self._lock:
+            return (self._all_unheeded, *(self._unheeded.get(name, 0) for name in queues))
+
+    def seen_empty(self, queues: Sequence[str], before: tuple[int, ...]) -> None:
+        """A look at ``queues`` took nothing; ``before`` is :meth:`signalled` from just
+        before it. A queue is then empty as far as this process knows, but for tasks
+        whose wake-ups waiting claimers hold (they will look): unless an enqueue on it
+        woke nobody since."""
+        stamp = time.monotonic()
+        with self._lock:
+            if before[0] != self._all_unheeded:
+                return
+            for name, count in zip(queues, before[1:], strict=True):
+                if self._unheeded.get(name, 0) == count:
+                    self._empty[name] = stamp
+
+    def known_empty(self, queues: Sequence[str]) -> bool:
+        """Whether every one of ``queues`` was found empty by a look in the last
+        :data:`EMPTY_TRUST_S`, every task enqueued since woke a waiting claimer (which
+        looks for it, and hands its wake-up on if it leaves without): a new claim on
+        them can wait at once, with no look of its own. Only for a process that hears
+        every enqueue (PostgreSQL's notifications)."""
+        trusted = time.monotonic() - EMPTY_TRUST_S
+        with self._lock:
+            return all(self._empty.get(name, 0.0) > trusted for name in queues)
+
     def wake_all(self) -> None:
         """Wake every waiting claimer, to look at all its queues (enqueues may have gone
         unheard: a listener that just connected)."""
         with self._lock:
+            self._empty.clear()
+            self._all_unheeded += 1
             for waiter in {id(w): w for ws in self._waiting.values() for w in ws}.values():
                 for name in waiter.queues:
                     if name not in waiter._wakeups:
@@ -212,7 +253,10 @@ class ClaimSignals:
     def _wake_one(self, queue: str) -> None:  # the lock is held
         waiters = self._waiting.get(queue)
         if not waiters:
-            return  # the next claim looks at the database first
+            # The next claim looks at the database first: the queue is not known empty.
+            self._unheeded[queue] = self._unheeded.get(queue, 0) + 1
+            self._empty.pop(queue, None)
+            return
         # The longest-waiting claimer without a wake-up to use; else the first one,
         # which hands the extra wake-up on when it stops waiting.
         idle = next((w for w in waiters if not w._wakeups), waiters[0])

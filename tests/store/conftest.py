@@ -19,7 +19,9 @@ import pytest
 
 from agent.store.base import Backend
 from agent.store.factory import backend_for_url
+from agent.store.sql import SqlBackend
 from tests.server.live_server import LiveServer
+from tests.services import drop_pg_database, fresh_pg_database, postgres_url, require
 
 KINDS = ("sqlite", "postgres", "http-sqlite", "http-postgres")
 
@@ -72,3 +74,15 @@ def backend(target: StoreTarget) -> Iterator[Backend]:
 def uid() -> str:
     """A short unique suffix for names of projects, queues and workers."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def pg_store() -> Iterator[SqlBackend]:
+    """SqlBackend on a fresh PostgreSQL database of its own (the test's alone)."""
+    base = postgres_url()
+    require("PostgreSQL", base is not None)
+    url = fresh_pg_database(base)
+    store = SqlBackend(url)
+    yield store
+    store.close()
+    drop_pg_database(url)

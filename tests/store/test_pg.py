@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
@@ -21,24 +20,17 @@ from agent.store import statements as q
 from agent.store import wakeups
 from agent.store.sql import SqlBackend
 from agent.store.tx import AlchemyTx
-from tests.services import drop_pg_database, fresh_pg_database, postgres_url, require
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def backend() -> Iterator[SqlBackend]:
-    base = postgres_url()
-    require("PostgreSQL", base is not None)
-    url = fresh_pg_database(base)
-    store = SqlBackend(url)
-    yield store
-    store.close()
-    drop_pg_database(url)
+def backend(pg_store: SqlBackend) -> SqlBackend:
+    return pg_store
 
 
 def _idle_backend_pids(store: SqlBackend) -> list[int]:
-    return [conn.info.backend_pid for conn, _ in store._pg._idle]
+    return [conn.info.backend_pid for conn, _ in store._pg._threads.idle]
 
 
 def _terminate(store: SqlBackend, pids: list[int]) -> None:
@@ -70,7 +62,7 @@ def test_a_connection_dropped_just_after_use_is_replaced_unnoticed(backend) -> N
 def test_other_database_errors_keep_the_connection(backend) -> None:
     task = backend.create_task(Task(name="a", project="p"))
     pids = _idle_backend_pids(backend)
-    for conn, _ in backend._pg._idle:  # wait a moment for a row lock, then fail
+    for conn, _ in backend._pg._threads.idle:  # wait a moment for a row lock, then fail
         conn.execute("SET lock_timeout = '100ms'")
         conn.commit()
     with psycopg.connect(backend._pg.conninfo) as holder:

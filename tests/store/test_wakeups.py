@@ -90,3 +90,52 @@ def test_a_listening_claim_polls_at_the_slow_pace(monkeypatch) -> None:
     assert [PollBackoff(deadline, listening=True).next_pause() for _ in range(2)] == [7.0, 7.0]
     polling = PollBackoff(deadline)
     assert [polling.next_pause() for _ in range(5)] == [0.005, 0.01, 0.02, 0.04, 0.05]
+
+
+def test_queues_a_look_found_empty_are_known_empty_until_an_enqueue() -> None:
+    signals = ClaimSignals()
+    assert not signals.known_empty(["q"])  # nothing looked yet
+    signals.seen_empty(["q", "r"], signals.signalled(["q", "r"]))
+    assert signals.known_empty(["q"]) and signals.known_empty(["q", "r"])
+    assert not signals.known_empty(["q", "other"])  # every queue must be known
+    signals.notify("q")
+    assert not signals.known_empty(["q"]) and signals.known_empty(["r"])
+
+
+def test_an_enqueue_during_the_look_keeps_its_queue_unknown() -> None:
+    signals = ClaimSignals()
+    before = signals.signalled(["q", "r"])
+    signals.notify("q")  # committed while the look ran: the look may have missed it
+    signals.seen_empty(["q", "r"], before)
+    assert not signals.known_empty(["q"]) and signals.known_empty(["r"])
+
+
+def test_a_listener_reconnecting_forgets_what_was_known_empty() -> None:
+    signals = ClaimSignals()
+    signals.seen_empty(["q"], signals.signalled(["q"]))
+    before = signals.signalled(["q"])
+    signals.wake_all()  # enqueues may have gone unheard
+    assert not signals.known_empty(["q"])
+    signals.seen_empty(["q"], before)  # a look that began before it
+    assert not signals.known_empty(["q"])
+
+
+def test_an_empty_queue_is_believed_for_a_moment_only(monkeypatch) -> None:
+    monkeypatch.setattr(wakeups, "EMPTY_TRUST_S", 0.05)
+    signals = ClaimSignals()
+    signals.seen_empty(["q"], signals.signalled(["q"]))
+    assert signals.known_empty(["q"])
+    time.sleep(0.1)
+    assert not signals.known_empty(["q"])
+
+
+def test_a_task_a_waiter_was_woken_for_keeps_its_queue_known_empty() -> None:
+    signals = ClaimSignals()
+    leaving_cm = signals.waiting(["q"])
+    waiter = leaving_cm.__enter__()
+    signals.seen_empty(["q"], signals.signalled(["q"]))
+    signals.notify("q")  # the waiter will look for it: a new claim need not
+    assert signals.known_empty(["q"])
+    leaving_cm.__exit__(None, None, None)  # leaves with its wake-up unused, nobody to take it
+    assert not signals.known_empty(["q"])
+    assert waiter.take() == []

@@ -20,7 +20,7 @@ task waits as a coroutine, woken by the enqueue (:mod:`agent.store.wakeups`), so
 thousand idle daemons hold no thread. On PostgreSQL a call mostly waits on the network,
 so calls run side by side on the loop too, each in a greenlet whose waits on PostgreSQL
 the loop awaits (:mod:`agent.store.on_loop`): no thread and no hand-off per call. Log
-appends keep a lane of their own (:data:`LOG_THREADS`), and where greenlet is missing
+appends keep a lane of their own (:data:`LOG_LANE`), and where greenlet is missing
 the store calls run in a few worker threads (:data:`STORE_THREADS`).
 """
 
@@ -74,10 +74,11 @@ SERVER_POLL_S = 0.5
 #: GIL. With 1,000 simulated agents (bench/fleet.py) 32 threads answered 480 requests/s,
 #: p50 heartbeat 464 ms; 8 threads 729 requests/s, 135 ms; 4 threads 783, 144 ms.
 STORE_THREADS = 8
-#: Worker threads of log appends, a pool beside those: a fleet's appends come in bursts
-#: (every task ships every 0.5-2 s), and a burst holding every store thread would make
-#: the heartbeats, claims and status changes behind it wait their turn.
-LOG_THREADS = 2
+#: Log appends at once (on the loop, or worker threads of their own beside the store
+#: threads): a fleet's appends come in bursts (every task ships every 0.5-2 s), and a
+#: burst holding every database connection (or store thread) would make the heartbeats,
+#: claims and status changes behind it wait their turn.
+LOG_LANE = 2
 
 
 class FastPaths:
@@ -93,7 +94,10 @@ class FastPaths:
         self._threads = (
             None if self._inline or self._on_loop else ThreadPoolExecutor(STORE_THREADS, "store")
         )
-        self._log_threads = None if self._inline else ThreadPoolExecutor(LOG_THREADS, "logs")
+        self._log_threads = (
+            None if self._inline or self._on_loop else ThreadPoolExecutor(LOG_LANE, "logs")
+        )
+        self._log_lane: asyncio.Semaphore | None = None  # made on the loop, on first use
         self._paths: dict[str, Handler] = {
             f"{API}/tasks": self._create_task,
             f"{API}/queues/claim": self._claim,
@@ -241,9 +245,7 @@ class FastPaths:
             line if isinstance(line, str) else line.model_dump(exclude_none=True)
             for line in request.lines
         ]
-        return self._quick(
-            _last_seq, self.backend.append_logs, task_id, lines, pool=self._log_threads
-        )
+        return self._quick(_last_seq, self.backend.append_logs, task_id, lines, logs=True)
 
     # -- running store calls --------------------------------------------------------------
     def _quick(
@@ -251,13 +253,13 @@ class FastPaths:
         answer: Callable[[Any], Any],
         method: Callable[..., Any],
         *args: Any,
-        pool: ThreadPoolExecutor | None = None,
+        logs: bool = False,
     ) -> Call:
-        """The Call of a store call that never waits: ``answer(method(*args))``, on
-        ``pool``'s threads (None: the store threads)."""
+        """The Call of a store call that never waits: ``answer(method(*args))``; in the
+        log lane with ``logs``."""
 
         async def call(_receive: Receive) -> Any:
-            return answer(await self._store(method, *args, pool=pool))
+            return answer(await self._store(method, *args, logs=logs))
 
         return call
 
@@ -306,15 +308,20 @@ class FastPaths:
         finally:
             left.cancel()
 
-    async def _store(
-        self, method: Callable[..., Any], *args: Any, pool: ThreadPoolExecutor | None = None
-    ) -> Any:
+    async def _store(self, method: Callable[..., Any], *args: Any, logs: bool = False) -> Any:
+        """``method(*args)``: inline on SQLite, else on the loop (or a worker thread);
+        with ``logs``, at most :data:`LOG_LANE` of them at once."""
         if self._inline:
             return method(*args)
-        pool = pool or self._threads
-        if pool is None:
-            return await on_loop.run(method, *args)
+        if self._on_loop:
+            if not logs:
+                return await on_loop.run(method, *args)
+            if self._log_lane is None:
+                self._log_lane = asyncio.Semaphore(LOG_LANE)
+            async with self._log_lane:
+                return await on_loop.run(method, *args)
         call = functools.partial(method, *args)
+        pool = self._log_threads if logs else self._threads
         return await asyncio.get_running_loop().run_in_executor(pool, call)
 
 

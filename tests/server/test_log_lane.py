@@ -1,19 +1,21 @@
-"""The server's log lane: on PostgreSQL, log appends run on threads of their own
-(``fast.LOG_THREADS``), so a burst of them never holds every store thread while a
+"""The server's log lane: on PostgreSQL, at most ``fast.LOG_LANE`` log appends run at
+once (on the event loop, or on threads of their own where store calls use threads), so
+a burst of them never holds every database connection (or store thread) while a
 heartbeat, a claim or a status change waits behind it."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from typing import Any
 
+import psycopg
 import pytest
 
 from agent.core.models import Task
 from agent.server import fast
 from agent.server.app import create_app
+from agent.store import pg
 from agent.store.sql import SqlBackend
 
 pytestmark = pytest.mark.postgres
@@ -46,41 +48,43 @@ async def _post(app: Any, path: str, body: Any) -> tuple[int, Any]:
     return sent[0]["status"], json.loads(body_bytes)
 
 
+@pytest.mark.parametrize("on_loop", [True, False], ids=["on-loop", "threads"])
 def test_a_burst_of_slow_log_appends_does_not_hold_back_a_status_change(
-    pg_database: str, monkeypatch
+    pg_database: str, monkeypatch, on_loop: bool
 ) -> None:
+    if not on_loop:  # as where greenlet is missing: store calls on worker threads
+        monkeypatch.setattr(fast.on_loop, "available", lambda: False)
     backend = SqlBackend(pg_database)
+    holder = None
     try:
         chatty = backend.create_task(Task(name="chatty", project="lane"))
         backend.create_task(Task(name="done", project="lane"), queue="lane")
         running = backend.claim(["lane"], "w")
-        release = threading.Event()
-        append = SqlBackend.append_logs
-
-        def slow_append(self, task_id, lines):
-            release.wait(30)  # the server is slow to take these lines in
-            return append(self, task_id, lines)
-
-        monkeypatch.setattr(SqlBackend, "append_logs", slow_append)
+        # The database is slow to take these lines in: their task's row is locked.
+        holder = psycopg.connect(backend._pg_pool().conninfo)
+        holder.execute("SELECT 1 FROM tasks WHERE id = %s FOR UPDATE", (chatty.id,))
         app = create_app(backend, ui=False)
         logs = f"/api/v1/tasks/{chatty.id}/logs"
+        burst_size = max(pg.LOOP_CONNECTIONS, fast.STORE_THREADS) + 2
 
         async def main() -> tuple[int, Any]:
             burst = [
                 asyncio.ensure_future(_post(app, logs, {"lines": [f"line {n}"]}))
-                for n in range(fast.STORE_THREADS + 2)
+                for n in range(burst_size)
             ]
             await asyncio.sleep(0.3)  # every append has reached the store and waits
             try:
                 status = f"/api/v1/tasks/{running.id}/status"
                 return await asyncio.wait_for(_post(app, status, {"status": "completed"}), 10)
             finally:
-                release.set()
+                await asyncio.get_running_loop().run_in_executor(None, holder.rollback)
                 answers = await asyncio.gather(*burst)
                 assert all(code == 200 for code, _ in answers)
 
         code, task = asyncio.run(main())
         assert (code, task["status"]) == (200, "completed")
-        assert len(backend.get_logs(chatty.id)) == fast.STORE_THREADS + 2
+        assert len(backend.get_logs(chatty.id)) == burst_size
     finally:
+        if holder is not None:
+            holder.close()
         backend.close()

@@ -288,21 +288,27 @@ class FastPaths:
         try:
             with signals.waiting_async(queues) as waiter:
                 queues = list(waiter.queues)
-                skip = listening and signals.known_empty(queues)
+                skip = signals.known_empty(queues) if listening else 0.0
                 while not left.done():
                     given = waiter.take()
                     if given or not skip:
                         before = signals.signalled(queues)
-                        task, unused = await self._store(look, queues, worker, lease, given)
+                        try:
+                            task, unused = await self._store(look, queues, worker, lease, given)
+                        except BaseException:
+                            waiter.hand_on(given)  # for another claimer to look
+                            signals.forget_empty(queues)
+                            raise
                         waiter.hand_on(unused)
                         if task is not None:
                             return task
-                        if listening:
+                        if listening and not given:  # a woken look may have met a locked head
                             signals.seen_empty(queues, before)
-                    skip = False
                     pause = backoff.next_pause()
                     if pause is None:
                         return None
+                    if skip:  # no look of its own: only as long as the queues are known empty
+                        pause, skip = min(pause, skip), 0.0
                     await waiter.wait(pause, left)
                 return None
         finally:

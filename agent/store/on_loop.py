@@ -44,7 +44,10 @@ def available() -> bool:
 if greenlet is not None:
 
     class _StoreCall(greenlet.greenlet):
-        """The greenlet of one store call run by :func:`run`."""
+        """The greenlet of one store call run by :func:`run`; ``abandoned`` once the loop
+        gave up on it (its coroutine was closed, not cancelled)."""
+
+        abandoned = False
 
 else:  # pragma: no cover
     _StoreCall = None  # type: ignore[assignment,misc]
@@ -55,15 +58,28 @@ def active() -> bool:
     return greenlet is not None and isinstance(greenlet.getcurrent(), _StoreCall)
 
 
+class Abandoned(BaseException):
+    """Raised inside a store call whose coroutine was closed while it waited (a loop torn
+    down without cancelling its tasks): its clean-up runs, but nothing is awaited."""
+
+
 async def run(fn: Callable[..., Any], *args: Any) -> Any:
     """``fn(*args)``, run on this event loop's thread: its waits on PostgreSQL are
     awaited on the loop, which goes on serving meanwhile. Its result or error is this
-    coroutine's; a cancellation is raised inside it where it waits."""
+    coroutine's; a cancellation is raised inside it where it waits (the pool closes a
+    connection left in the middle of something)."""
     call = _StoreCall(fn, greenlet.getcurrent())
     pending = call.switch(*args)
     while not call.dead:
         try:
             result = await pending
+        except GeneratorExit:
+            call.abandoned = True
+            try:  # its clean-up, as far as it goes without waiting
+                call.throw(Abandoned())
+            except BaseException:  # noqa: BLE001, S110 - the loop gave up on its outcome
+                pass
+            raise
         except BaseException as exc:  # noqa: BLE001 - every error belongs to the call
             pending = call.throw(exc)
         else:
@@ -80,4 +96,7 @@ def resolve(value: Any) -> Any:
     if not isinstance(current, _StoreCall):
         value.close()
         raise RuntimeError("an async database call outside a store call run on the loop")
+    if current.abandoned:
+        value.close()
+        raise Abandoned()
     return current.parent.switch(value)

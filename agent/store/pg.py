@@ -236,6 +236,10 @@ class PgPool:
         loop = asyncio.get_running_loop()
         side = self._loops.get(loop)
         if side is None:
+            for old, dead in list(self._loops.items()):  # a semaphore keeps its loop alive
+                if old.is_closed():
+                    self._loops.pop(old, None)
+                    self._discard(dead)
             side = self._loops[loop] = _Side(asyncio.Semaphore(LOOP_CONNECTIONS))
         return side
 
@@ -275,6 +279,9 @@ class PgPool:
             except psycopg.Error:
                 self._close_with_idle(conn)
                 raise
+            except BaseException:  # interrupted (a cancelled call on the loop): unusable
+                self.close_connection(conn)
+                raise
             tx = PgTx(conn, self, autocommit=True)
             try:
                 yield tx
@@ -298,6 +305,9 @@ class PgPool:
                 reset(conn)
             except psycopg.Error:
                 pass  # the caller's error is the one to report
+            except BaseException:  # interrupted (a cancelled call on the loop): unusable
+                self.close_connection(conn)
+                raise
             else:
                 self._give_back(conn)
                 return
@@ -339,6 +349,9 @@ class PgPool:
                 return conn
             except psycopg.Error:
                 self.close_connection(conn)
+            except BaseException:  # interrupted (a cancelled call on the loop)
+                self.close_connection(conn)
+                raise
         return self.connect()
 
     def _give_back(self, conn: psycopg.Connection) -> None:

@@ -37,6 +37,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import select
 import socket
 import ssl
@@ -58,6 +59,10 @@ MAX_IDLE_S = 4.0
 MAX_HEAD_BYTES = 64 * 1024
 #: Bytes asked of the socket at a time.
 _READ_BYTES = 64 * 1024
+#: What a header cannot carry (it would end the line), and what a request path must
+#: have quoted.
+_UNSENDABLE = re.compile(r"[\r\n\x00]")
+_UNQUOTED = re.compile(r"[\x00-\x20\x7f]")
 
 #: Sockets a forked child inherited: never used, never closed there.
 _INHERITED: list[http.client.HTTPConnection] = []
@@ -118,18 +123,21 @@ class JsonTransport:
         self.connect_timeout = connect_timeout
         self._context = _tls_context(ca_bundle) if self.https else None
         self._proxy = _proxy(proxy) if proxy else None
+        host = self.host.encode("idna").decode("ascii") if not self.host.isascii() else self.host
+        host = f"[{host}]" if ":" in host else host  # IPv6
         #: Through a plain-http proxy a request names the whole URL.
         self._prefix = ""
         if self._proxy is not None and not self.https:
-            self._prefix = f"http://{self.host}:{self.port}"
+            self._prefix = f"http://{host}:{self.port}"
             self.headers.update(_proxy_auth(self._proxy))
         #: The header lines every request carries, Host first (as http.client writes it).
-        default_port = 443 if self.https else 80
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        if self.port != default_port:
+        if self.port != (443 if self.https else 80):
             host = f"{host}:{self.port}"
         lines = [f"Host: {host}", "Accept-Encoding: identity"]
-        lines += [f"{name}: {value}" for name, value in self.headers.items()]
+        for name, value in self.headers.items():
+            if _UNSENDABLE.search(f"{name}{value}") or not name.isascii():
+                raise InvalidInput(f"header {name!r} has characters HTTP cannot carry")
+            lines.append(f"{name}: {value}")
         self._header_block = ("\r\n".join(lines) + "\r\n").encode("latin-1")
         #: Idle connections, each with when it was last used.
         self._idle: list[tuple[http.client.HTTPConnection, float]] = []
@@ -154,6 +162,7 @@ class JsonTransport:
         when it chose to wait. An :meth:`interrupt` since then ends the request with a
         TransportError (``interrupted``): before it is sent, or by shutting its
         connection down, which the server hears as the client leaving."""
+        request = self._request(method, path, body)
         conn = self._take()
         try:
             if conn.sock is None:
@@ -166,7 +175,7 @@ class JsonTransport:
                         raise TransportError("interrupted", sent=False, interrupted=True)
                     self._polling.add(conn)
             try:
-                answer, keep = _exchange(conn.sock, self._request(method, path, body), method)
+                answer, keep = _exchange(conn.sock, request, method)
             finally:
                 if interrupts is not None:
                     with self._lock:
@@ -187,6 +196,8 @@ class JsonTransport:
 
     def _request(self, method: str, path: str, body: bytes | None) -> bytes:
         """The request's bytes: its line, the headers, the length of its body, the body."""
+        if _UNQUOTED.search(path) or not path.isascii():
+            raise InvalidInput(f"cannot send a request for {path!r}: quote its URL first")
         line = f"{method} {self._prefix}{path} HTTP/1.1\r\n".encode("ascii")
         if body is None and method not in ("POST", "PUT", "PATCH"):
             return line + self._header_block + b"\r\n"
@@ -281,13 +292,7 @@ def _exchange(sock: socket.socket, request: bytes, method: str) -> tuple[Answer,
     elif "chunked" in headers.get("transfer-encoding", "").lower():
         data = _read_chunked(sock, buffer)
     elif "content-length" in headers:
-        try:
-            length = int(headers["content-length"])
-        except ValueError:
-            raise http.client.HTTPException("bad Content-Length in the answer") from None
-        if length < 0:
-            raise http.client.HTTPException("bad Content-Length in the answer")
-        data = _read_exactly(sock, buffer, length)
+        data = _read_exactly(sock, buffer, _content_length(headers["content-length"]))
     else:  # the body ends with the connection
         while chunk := sock.recv(_READ_BYTES):
             buffer += chunk
@@ -299,24 +304,33 @@ def _exchange(sock: socket.socket, request: bytes, method: str) -> tuple[Answer,
 
 
 def _read_head(sock: socket.socket, buffer: bytearray) -> tuple[int, str, str, dict[str, str]]:
-    """An answer's status line and headers (names in lower case), taken off ``buffer``."""
-    start = 0
-    while (end := buffer.find(b"\r\n\r\n", start)) < 0 and len(buffer) <= MAX_HEAD_BYTES:
-        start = max(0, len(buffer) - 3)
+    """An answer's status line and headers (names in lower case), taken off ``buffer``.
+    As http.client reads them: lines may end in a bare LF, a line starting with a space
+    continues the one before (obsolete folding), a repeated header's values are joined."""
+    while True:
+        end, body = _head_end(buffer)
+        if end >= 0 or len(buffer) > MAX_HEAD_BYTES:
+            break
         chunk = sock.recv(_READ_BYTES)
         if not chunk:
             raise http.client.RemoteDisconnected("the server closed the connection")
         buffer += chunk
     if end < 0 or end > MAX_HEAD_BYTES:
         raise http.client.HTTPException("the answer's headers are too long")
-    lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
-    del buffer[: end + 4]
-    version, _, rest = lines[0].partition(" ")
+    lines = bytes(buffer[:end]).decode("latin-1").split("\n")
+    del buffer[:body]
+    status_line = lines[0].rstrip("\r")
+    version, _, rest = status_line.partition(" ")
     code, _, reason = rest.partition(" ")
     if not version.startswith("HTTP/") or len(code) != 3 or not code.isdigit():
-        raise http.client.BadStatusLine(lines[0])
+        raise http.client.BadStatusLine(status_line)
     headers: dict[str, str] = {}
+    name = ""
     for line in lines[1:]:
+        line = line.rstrip("\r")
+        if line[:1] in (" ", "\t") and name:  # folded: more of the header before
+            headers[name] = f"{headers[name]} {line.strip()}"
+            continue
         name, sep, value = line.partition(":")
         if not sep:
             raise http.client.HTTPException(f"bad header line in the answer: {line!r}")
@@ -324,6 +338,27 @@ def _read_head(sock: socket.socket, buffer: bytearray) -> tuple[int, str, str, d
         value = value.strip()
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     return int(code), reason.strip(), version, headers
+
+
+def _head_end(buffer: bytearray) -> tuple[int, int]:
+    """Where the head in ``buffer`` ends and the body starts; (-1, -1) if not in yet."""
+    crlf, lf = buffer.find(b"\r\n\r\n"), buffer.find(b"\n\n")
+    if lf >= 0 and (crlf < 0 or lf < crlf):
+        return lf, lf + 2
+    if crlf >= 0:
+        return crlf, crlf + 4
+    return -1, -1
+
+
+def _content_length(value: str) -> int:
+    """A Content-Length's value: a number, or the same number repeated (a proxy may join
+    two identical headers), never negative."""
+    values = {v.strip() for v in value.split(",")}
+    if len(values) == 1:
+        (only,) = values
+        if only.isdigit():
+            return int(only)
+    raise http.client.HTTPException(f"bad Content-Length in the answer: {value!r}")
 
 
 def _keeps_alive(version: str, connection: str) -> bool:
@@ -352,7 +387,8 @@ def _read_exactly(sock: socket.socket, buffer: bytearray, length: int) -> bytes:
 
 
 def _read_line(sock: socket.socket, buffer: bytearray) -> bytes:
-    while (end := buffer.find(b"\r\n")) < 0:
+    """A line of a chunked body (its LF, and a CR before it, taken off)."""
+    while (end := buffer.find(b"\n")) < 0:
         if len(buffer) > MAX_HEAD_BYTES:
             raise http.client.HTTPException("a chunk's size line is too long")
         chunk = sock.recv(_READ_BYTES)
@@ -360,8 +396,8 @@ def _read_line(sock: socket.socket, buffer: bytearray) -> bytes:
             raise http.client.IncompleteRead(bytes(buffer))
         buffer += chunk
     line = bytes(buffer[:end])
-    del buffer[: end + 2]
-    return line
+    del buffer[: end + 1]
+    return line.removesuffix(b"\r")
 
 
 def _read_chunked(sock: socket.socket, buffer: bytearray) -> bytes:
@@ -377,7 +413,7 @@ def _read_chunked(sock: socket.socket, buffer: bytearray) -> bytes:
                 pass
             return b"".join(parts)
         parts.append(_read_exactly(sock, buffer, size))
-        if _read_exactly(sock, buffer, 2) != b"\r\n":
+        if _read_line(sock, buffer):
             raise http.client.HTTPException("a chunk does not end where its size says")
 
 

@@ -216,15 +216,23 @@ class ClaimSignals:
                 if self._unheeded.get(name, 0) == count:
                     self._empty[name] = stamp
 
-    def known_empty(self, queues: Sequence[str]) -> bool:
-        """Whether every one of ``queues`` was found empty by a look in the last
-        :data:`EMPTY_TRUST_S`, every task enqueued since woke a waiting claimer (which
-        looks for it, and hands its wake-up on if it leaves without): a new claim on
-        them can wait at once, with no look of its own. Only for a process that hears
-        every enqueue (PostgreSQL's notifications)."""
+    def known_empty(self, queues: Sequence[str]) -> float:
+        """For how many more seconds every one of ``queues`` is known empty (0: not
+        known): each was found empty by a look in the last :data:`EMPTY_TRUST_S`, and
+        every task enqueued on it since woke a waiting claimer (which looks for it, and
+        hands its wake-up on if it leaves without). A new claim on them can wait that
+        long without a look of its own. Only for a process that hears every enqueue
+        (PostgreSQL's notifications)."""
         trusted = time.monotonic() - EMPTY_TRUST_S
         with self._lock:
-            return all(self._empty.get(name, 0.0) > trusted for name in queues)
+            oldest = min((self._empty.get(name, 0.0) for name in queues), default=0.0)
+        return max(0.0, oldest - trusted)
+
+    def forget_empty(self, queues: Sequence[str]) -> None:
+        """The queues are not known empty any more (a look at them failed)."""
+        with self._lock:
+            for name in queues:
+                self._empty.pop(name, None)
 
     def wake_all(self) -> None:
         """Wake every waiting claimer, to look at all its queues (enqueues may have gone

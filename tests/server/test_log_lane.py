@@ -6,7 +6,6 @@ heartbeat, a claim or a status change waits behind it."""
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import psycopg
@@ -17,35 +16,9 @@ from agent.server import fast
 from agent.server.app import create_app
 from agent.store import pg
 from agent.store.sql import SqlBackend
+from tests.server.asgi import post
 
 pytestmark = pytest.mark.postgres
-
-
-async def _post(app: Any, path: str, body: Any) -> tuple[int, Any]:
-    """One POST through the ASGI app, as uvicorn would hand it over."""
-    raw = json.dumps(body).encode()
-    scope = {
-        "type": "http", "method": "POST", "path": path, "raw_path": path.encode(),
-        "query_string": b"", "root_path": "", "scheme": "http", "http_version": "1.1",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())],
-        "server": ("127.0.0.1", 8008), "client": ("127.0.0.1", 50000),
-    }  # fmt: skip
-    messages = [{"type": "http.request", "body": raw, "more_body": False}]
-    left = asyncio.Event()
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop(0)
-        await left.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    body_bytes = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return sent[0]["status"], json.loads(body_bytes)
 
 
 @pytest.mark.parametrize("on_loop", [True, False], ids=["on-loop", "threads"])
@@ -69,13 +42,13 @@ def test_a_burst_of_slow_log_appends_does_not_hold_back_a_status_change(
 
         async def main() -> tuple[int, Any]:
             burst = [
-                asyncio.ensure_future(_post(app, logs, {"lines": [f"line {n}"]}))
+                asyncio.ensure_future(post(app, logs, {"lines": [f"line {n}"]}))
                 for n in range(burst_size)
             ]
             await asyncio.sleep(0.3)  # every append has reached the store and waits
             try:
                 status = f"/api/v1/tasks/{running.id}/status"
-                return await asyncio.wait_for(_post(app, status, {"status": "completed"}), 10)
+                return await asyncio.wait_for(post(app, status, {"status": "completed"}), 10)
             finally:
                 await asyncio.get_running_loop().run_in_executor(None, holder.rollback)
                 answers = await asyncio.gather(*burst)

@@ -240,3 +240,84 @@ def test_closing_the_store_closes_the_loops_connections(backend, loop) -> None:
     backend.close()
     assert all(conn.closed for conn in conns)
     assert backend.get_task(task.id).name == "a"  # a later call opens new ones
+
+
+class _Pause:
+    """An awaitable that suspends once: a coroutine driven by hand stops at it."""
+
+    def __await__(self):
+        yield
+        return 1
+
+
+async def _paused() -> int:
+    return await _Pause()
+
+
+def test_a_call_whose_coroutine_is_closed_cleans_up_without_waiting() -> None:
+    cleanup = []
+
+    def call() -> None:
+        try:
+            on_loop.resolve(_paused())
+        finally:
+            try:
+                on_loop.resolve(_paused())  # a rollback, say: not awaited any more
+            except on_loop.Abandoned:
+                cleanup.append("abandoned")
+
+    coroutine = on_loop.run(call)
+    coroutine.send(None)  # suspended in the first wait
+    coroutine.close()  # a loop torn down without cancelling: no "ignored GeneratorExit"
+    assert cleanup == ["abandoned"]
+
+
+@pg
+def test_a_cancelled_call_gives_back_its_slot_and_leaves_no_connection_behind(
+    backend, loop, monkeypatch
+) -> None:
+    monkeypatch.setattr(pg_module, "LOOP_CONNECTIONS", 1)
+    backend.create_project("p")
+    locked = backend.create_task(Task(name="locked", project="p"))
+    holder = psycopg.connect(backend._pg.conninfo)
+    holder.execute("SELECT 1 FROM tasks WHERE id = %s FOR UPDATE", (locked.id,))
+
+    async def main() -> str:
+        waiting = asyncio.ensure_future(on_loop.run(backend.set_status, locked.id, "queued"))
+        await asyncio.sleep(0.2)  # in the middle of its statement, waiting for the lock
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        return (await on_loop.run(backend.get_task, locked.id)).status  # the one slot is free
+
+    try:
+        assert loop.run_until_complete(main()) == "created"
+    finally:
+        holder.close()
+    idle = _loop_side(backend, loop).idle + backend._pg._threads.idle
+    open_pids = {conn.info.backend_pid for conn, _ in idle}
+    assert backend._pg.backend_pids == open_pids  # none of a closed connection
+
+
+@pg
+def test_the_connections_of_a_closed_loop_are_closed_when_another_loop_comes(
+    backend, monkeypatch
+) -> None:
+    monkeypatch.setattr(pg_module, "LOOP_CONNECTIONS", 1)
+    backend.create_project("p")
+    task = backend.create_task(Task(name="a", project="p"))
+
+    async def contended() -> None:  # the semaphore waits once: it holds on to its loop
+        await asyncio.gather(*(on_loop.run(backend.get_task, task.id) for _ in range(2)))
+
+    first = asyncio.new_event_loop()
+    first.run_until_complete(contended())
+    conns = [conn for conn, _ in _loop_side(backend, first).idle]
+    first.close()
+    second = asyncio.new_event_loop()
+    try:
+        assert _on(second, backend.get_task, task.id).name == "a"
+        assert list(backend._pg._loops) == [second]
+        assert conns and all(conn.closed for conn in conns)
+    finally:
+        second.close()

@@ -396,3 +396,35 @@ def test_the_request_carries_host_its_headers_and_the_length_of_its_body() -> No
         b'Content-Length: 13\r\n\r\n{"name": "n"}' % server.port
     )
     assert get.startswith(b"GET /api/v1/queues HTTP/1.1\r\n") and b"Content-Length" not in get
+
+
+def test_answers_as_http_client_reads_them_from_servers_and_proxies() -> None:
+    answers = (
+        b"HTTP/1.1 200 OK\nContent-Length: 2\n\n{}",  # bare LF line ends
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\n[]",  # a proxy joined two headers
+        b'HTTP/1.1 200 OK\r\nX-Folded: one\r\n two\r\nContent-Length: 4\r\n\r\n"ok"',
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\n{}\n0\n\n",
+    )
+    got, server = _exchange(*answers, requests=5)
+    assert [answer.json() for answer in got] == [{}, [], "ok", {}, {"queues": []}]
+    assert server.connections == 1
+
+
+def test_what_http_cannot_carry_is_refused_before_anything_is_sent() -> None:
+    with pytest.raises(InvalidInput, match="Authorization"):
+        JsonTransport("http://server:8008", {"Authorization": "Bearer t\n"}, connect_timeout=1)
+    with serving(_keep_answering) as server:
+        transport = JsonTransport(server.url, {}, connect_timeout=2)
+        for path in ("/api/v1/tasks/a b", "/api/v1/tasks/é"):
+            with pytest.raises(InvalidInput, match="quote its URL"):
+                transport.request("GET", path, None, read_timeout=2)
+        assert transport.request("GET", "/ok", None, read_timeout=2).status == 200
+        assert server.requests == ["GET /ok HTTP/1.1"]
+
+
+def test_hosts_go_out_as_idna_and_ipv6_in_brackets() -> None:
+    idna = JsonTransport("http://bücher.example:8008", {}, connect_timeout=1)
+    assert idna._header_block.startswith(b"Host: xn--bcher-kva.example:8008\r\n")
+    proxied = JsonTransport("http://[::1]:8008", {}, connect_timeout=1, proxy="proxy.corp:3128")
+    assert proxied._prefix == "http://[::1]:8008"
+    assert proxied._header_block.startswith(b"Host: [::1]:8008\r\n")

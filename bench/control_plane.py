@@ -1,7 +1,8 @@
 """Control-plane benchmark: task cycles per second and claim latency, per backend.
 
 A cycle is create + enqueue (one ``create_task(task, queue=...)`` call) + claim +
-complete. Backends: SqlBackend on SQLite,
+complete, timed from the moment every process is ready to the last cycle's completion.
+Backends: SqlBackend on SQLite,
 SqlBackend on PostgreSQL (when reachable), and HttpBackend against a real
 ``agent server`` subprocess on each of them.
 

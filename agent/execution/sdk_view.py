@@ -36,10 +36,13 @@ logger = logging.getLogger(__name__)
 
 #: Distributions the SDK imports in a task process (the store, the HTTP client, files on
 #: S3, resource stats, retries). The daemon's and server's own dependencies (FastAPI,
-#: uvicorn, click, rich, uv, and Jinja2 for the web UI) are not part of a task's world.
+#: uvicorn, click, rich, uv, Jinja2 for the web UI, and greenlet for the server's store
+#: calls on its event loop) are not part of a task's world.
 SDK_REQUIREMENTS = ("sqlalchemy", "psycopg[binary]", "requests", "tenacity", "psutil", "boto3")
 #: Runtime dependencies of the distribution that tasks do not see (see SDK_REQUIREMENTS).
-DAEMON_ONLY_REQUIREMENTS = frozenset({"fastapi", "uvicorn", "click", "rich", "uv", "jinja2"})
+DAEMON_ONLY_REQUIREMENTS = frozenset(
+    {"fastapi", "uvicorn", "click", "rich", "uv", "jinja2", "greenlet"}
+)
 #: The agent's own import packages, always in the view.
 AGENT_PACKAGES = ("agent", "services_mode")
 DISTRIBUTION = "pipeline-agent"

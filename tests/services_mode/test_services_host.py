@@ -33,16 +33,18 @@ def test_runs_n_at_once_survives_a_crash_and_waits_on_warm_stop(store, start_dae
     crash = make_task(
         store, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", "services"
     )
+    host = start_daemon("--queue", "services", "--services-mode", "2")
+    # The crash builds the tasks' environment: the services after it reuse it, and so
+    # start warm (a task whose environment was just built starts cold, whichever of two
+    # tasks claimed at once gets to build it).
+    wait_for(lambda: store.get_task(crash.id).status == "failed", what="the crash to fail")
+    assert "killed by signal SIGKILL" in store.get_task(crash.id).status_message
     first = make_task(store, _meet_code(a, b, go), "services", name="first")
     second = make_task(store, _meet_code(b, a, go), "services", name="second")
     later = make_task(store, "print('later')", "services", name="later")
-    host = start_daemon("--queue", "services", "--services-mode", "2")
 
     # Both wait for each other: they can only both start if they run at the same time.
     wait_for(lambda: a.exists() and b.exists(), what="both services to run at once")
-    crashed = store.get_task(crash.id)
-    assert crashed.status == "failed"
-    assert "killed by signal SIGKILL" in crashed.status_message
     assert store.get_task(later.id).status == "queued"  # two running: no room
     # Each service is a process of its own, forked from the host's warm zygote.
     wait_for(lambda: "parent " in log_text(store, second.id), what="the parent lines")

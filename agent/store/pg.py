@@ -197,10 +197,6 @@ class _Side:
         self.idle: list[tuple[psycopg.Connection, float]] = []
         self.slots = slots
 
-    @property
-    def on_loop(self) -> bool:
-        return isinstance(self.slots, asyncio.Semaphore)
-
 
 class PgPool:
     """Raw psycopg connections to one database, with SqlBackend's named statements.

@@ -20,7 +20,8 @@ task waits as a coroutine, woken by the enqueue (:mod:`agent.store.wakeups`), so
 thousand idle daemons hold no thread. On PostgreSQL a call mostly waits on the network,
 so calls run side by side on the loop too, each in a greenlet whose waits on PostgreSQL
 the loop awaits (:mod:`agent.store.on_loop`): no thread and no hand-off per call. Log
-appends keep a lane of their own (:data:`LOG_LANE`), and where greenlet is missing
+appends keep a lane of their own, which stores those that wait together
+(:mod:`agent.server.log_lane`), and where greenlet is missing
 the store calls run in a few worker threads (:data:`STORE_THREADS`).
 """
 
@@ -43,6 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.core.errors import AgentError
 from agent.core.models import Task, Worker
+from agent.server import log_lane
 from agent.server import schemas as s
 from agent.server.errors import (
     UNSTORABLE,
@@ -74,11 +76,9 @@ SERVER_POLL_S = 0.5
 #: GIL. With 1,000 simulated agents (bench/fleet.py) 32 threads answered 480 requests/s,
 #: p50 heartbeat 464 ms; 8 threads 729 requests/s, 135 ms; 4 threads 783, 144 ms.
 STORE_THREADS = 8
-#: Log appends at once (on the loop, or worker threads of their own beside the store
-#: threads): a fleet's appends come in bursts (every task ships every 0.5-2 s), and a
-#: burst holding every database connection (or store thread) would make the heartbeats,
-#: claims and status changes behind it wait their turn.
-LOG_LANE = 2
+#: Store calls of log appends at once, each a batch of the appends waiting
+#: (:mod:`agent.server.log_lane`): on the loop, or on worker threads of their own.
+LOG_LANE = log_lane.LANES
 
 
 class FastPaths:
@@ -97,7 +97,7 @@ class FastPaths:
         self._log_threads = (
             None if self._inline or self._on_loop else ThreadPoolExecutor(LOG_LANE, "logs")
         )
-        self._log_lane: asyncio.Semaphore | None = None  # made on the loop, on first use
+        self._log_lane: log_lane.LogLane | None = None  # made on the loop, on first use
         self._paths: dict[str, Handler] = {
             f"{API}/tasks": self._create_task,
             f"{API}/queues/claim": self._claim,
@@ -245,23 +245,31 @@ class FastPaths:
             line if isinstance(line, str) else line.model_dump(exclude_none=True)
             for line in request.lines
         ]
-        return self._quick(_last_seq, self.backend.append_logs, task_id, lines, logs=True)
+        if self._inline:  # SQLite: each append is a fraction of a millisecond
+            return self._quick(_last_seq, self.backend.append_logs, task_id, lines)
+
+        async def append(_receive: Receive) -> dict[str, Any]:
+            if self._log_lane is None:
+                self._log_lane = log_lane.LogLane(self._append_many, LOG_LANE)
+            return _last_seq(await self._log_lane.append(task_id, lines))
+
+        return append
 
     # -- running store calls --------------------------------------------------------------
-    def _quick(
-        self,
-        answer: Callable[[Any], Any],
-        method: Callable[..., Any],
-        *args: Any,
-        logs: bool = False,
-    ) -> Call:
-        """The Call of a store call that never waits: ``answer(method(*args))``; in the
-        log lane with ``logs``."""
+    def _quick(self, answer: Callable[[Any], Any], method: Callable[..., Any], *args: Any) -> Call:
+        """The Call of a store call that never waits: ``answer(method(*args))``."""
 
         async def call(_receive: Receive) -> Any:
-            return answer(await self._store(method, *args, logs=logs))
+            return answer(await self._store(method, *args))
 
         return call
+
+    async def _append_many(self, appends: list[tuple[str, Any]]) -> list[int | Exception]:
+        """The log lane's store call: on the loop, or on a log thread."""
+        if self._on_loop:
+            return await on_loop.run(self.backend.append_logs_many, appends)
+        call = functools.partial(self.backend.append_logs_many, appends)
+        return await asyncio.get_running_loop().run_in_executor(self._log_threads, call)
 
     async def _wait_and_claim(
         self, queues: list[str], worker: str, deadline: float, lease: float, receive: Receive
@@ -314,21 +322,14 @@ class FastPaths:
         finally:
             left.cancel()
 
-    async def _store(self, method: Callable[..., Any], *args: Any, logs: bool = False) -> Any:
-        """``method(*args)``: inline on SQLite, else on the loop (or a worker thread);
-        with ``logs``, at most :data:`LOG_LANE` of them at once."""
+    async def _store(self, method: Callable[..., Any], *args: Any) -> Any:
+        """``method(*args)``: inline on SQLite, else on the loop (or a worker thread)."""
         if self._inline:
             return method(*args)
         if self._on_loop:
-            if not logs:
-                return await on_loop.run(method, *args)
-            if self._log_lane is None:
-                self._log_lane = asyncio.Semaphore(LOG_LANE)
-            async with self._log_lane:
-                return await on_loop.run(method, *args)
+            return await on_loop.run(method, *args)
         call = functools.partial(method, *args)
-        pool = self._log_threads if logs else self._threads
-        return await asyncio.get_running_loop().run_in_executor(pool, call)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
 
 
 def _worker_dict(worker: Worker) -> dict[str, Any]:

@@ -8,6 +8,7 @@ module does not know it. ``python -m agent.server --port 8008 ...`` (see
 from __future__ import annotations
 
 import dataclasses
+import gc
 import ipaddress
 import json
 import logging
@@ -32,6 +33,13 @@ log = logging.getLogger("agent.server")
 EXIT_USAGE = 2
 #: Seconds uvicorn waits for running requests (long-polling claims) at shutdown.
 GRACEFUL_SHUTDOWN_S = 5
+#: Allocations between two young collections of the server's garbage collector (Python's
+#: default is 700). A fleet's long-polls keep thousands of requests open, so each young
+#: collection finds many alive and moves them to the old generation, and the old
+#: generation's full collections came every 4 s, each stopping the event loop for 110 to
+#: 200 ms: the p99 of every request of 1,000 agents (bench/fleet.py). Collected 30 times
+#: less often, they move 30 times fewer.
+GC_YOUNG_THRESHOLD = 20_000
 
 
 def run_server(
@@ -95,6 +103,7 @@ def run_server(
         uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, **serving)
         return
     app, backend = build_app(config)
+    tune_gc()
     try:
         uvicorn.run(app, **serving)
     finally:
@@ -151,7 +160,21 @@ def worker_app() -> ASGIApp:
     store closes when the process ends."""
     setup_redacted_logging(logging.INFO)
     app, _backend = build_app(AppConfig(**json.loads(os.environ[WORKER_CONFIG_ENV])))
+    tune_gc()
     return app
+
+
+def tune_gc() -> None:
+    """Set the garbage collector for a long-running server, once its app is built:
+    what start-up made (modules, the app, the store's statements: most of the heap) is
+    frozen out of every later collection, which then looks only at what serving makes;
+    and young collections come every :data:`GC_YOUNG_THRESHOLD` allocations. A full
+    collection of 1,000 agents' server looked at 244,000 objects, 143,000 of them from
+    start-up."""
+    gc.collect()  # start-up's garbage, before the rest is frozen for good
+    gc.freeze()
+    young, middle, old = gc.get_threshold()
+    gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), middle, old)
 
 
 def workers_problem(workers: int, db_url: str) -> str | None:

@@ -56,7 +56,9 @@ _DIALECT = postgresql.dialect(paramstyle="pyformat")
 #: not sent again on a new connection (a log batch appended twice, a create refused as a
 #: duplicate of itself): the caller gets the error. A connection that PostgreSQL dropped
 #: while it sat idle is noticed before one is sent (it has input to read) and replaced.
-ONE_SHOT = frozenset({"CREATE_TASK", "CREATE_QUEUED_TASK", "FINISH_RUNNING", "APPEND_LOGS"})
+ONE_SHOT = frozenset(
+    {"CREATE_TASK", "CREATE_QUEUED_TASK", "FINISH_RUNNING", "APPEND_LOGS", "APPEND_LOGS_MANY"}
+)
 #: Connections a forked child inherited: never used, never closed there.
 _INHERITED: list[psycopg.Connection] = []
 

@@ -8,7 +8,7 @@ import dataclasses
 import math
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from agent.core.errors import InvalidInput, NotFound
@@ -22,6 +22,8 @@ sa = LazyModule("sqlalchemy")
 t = LazyModule("agent.store.schema")
 #: The largest PostgreSQL integer (the type of a log line's seq).
 PG_INT_MAX = 2**31 - 1
+#: A log line as an append takes it: its text, ``(ts, level, text)``, or a dict of those.
+LogInput = str | tuple[float, str, str] | dict[str, Any]
 
 
 class SqlLogs:
@@ -46,6 +48,80 @@ class SqlLogs:
                 )
                 return last + len(rows)
             return self._append_past_cap(tx, task_id, rows, last, cap)
+
+    def append_logs_many(
+        self, appends: Sequence[tuple[str, Sequence[LogInput]]]
+    ) -> list[int | Exception]:
+        """Several appends (``(task_id, lines)`` each), as :meth:`append_logs` would make
+        them one after another: for each, the last seq of its task's log after it, or
+        the error it met. On PostgreSQL they go in as one statement
+        (``statements.APPEND_LOGS_MANY``): one round trip and one commit for all (the
+        server's log lane gathers the appends that arrive while it is busy); those the
+        statement leaves (a task missing, a log at its cap, an empty append, another
+        append of one of the tasks at the same moment) take the general path, each in
+        turn."""
+        answers: list[int | Exception | None] = [None] * len(appends)
+        if not self.is_sqlite and len(appends) > 1:
+            self._append_many_in_one(appends, answers)
+        for i, (task_id, lines) in enumerate(appends):
+            if answers[i] is None:
+                try:
+                    answers[i] = self.append_logs(task_id, lines)
+                except Exception as exc:  # this append's error: the others' stand
+                    answers[i] = exc
+        return answers  # type: ignore[return-value]  # every one answered above
+
+    def _append_many_in_one(
+        self,
+        appends: Sequence[tuple[str, Sequence[LogInput]]],
+        answers: list[int | Exception | None],
+    ) -> None:
+        """PostgreSQL: the appends in one statement; fills ``answers`` for those in it."""
+        task_ids: list[str] = []
+        ts: list[float] = []
+        levels: list[str] = []
+        texts: list[str] = []
+        counts: list[int] = []
+        for task_id, lines in appends:
+            try:
+                rows = [_log_row(line) for line in lines]
+            except Exception:  # left for the general path, which reports it
+                rows = []
+            counts.append(len(rows))
+            for row in rows:
+                task_ids.append(task_id)
+                ts.append(row["ts"])
+                levels.append(row["level"])
+                texts.append(row["text"])
+        params = {
+            "task_ids": task_ids,
+            "ts": ts,
+            "levels": levels,
+            "texts": texts,
+            "cap": min(self.max_log_lines, PG_INT_MAX),
+        }
+        try:
+            with self._pg_pool().autocommit() as tx:
+                new = tx.all("APPEND_LOGS_MANY", params)
+        except Exception as exc:
+            from psycopg.errors import UniqueViolation  # PostgreSQL's path: psycopg is loaded
+
+            if not isinstance(exc, UniqueViolation):
+                raise
+            return  # all on the general path
+        last: dict[str, int] = {}
+        added: dict[str, int] = {}
+        for row in new:
+            task_id = row["task_id"]
+            last[task_id] = max(last.get(task_id, 0), row["seq"])
+            added[task_id] = added.get(task_id, 0) + 1
+        # Each task's lines went in in the order of the appends: each append's last
+        # seq counts up from the one before the first.
+        seq = {task_id: last[task_id] - added[task_id] for task_id in last}
+        for i, ((task_id, _lines), count) in enumerate(zip(appends, counts, strict=True)):
+            if task_id in seq and count:
+                seq[task_id] += count
+                answers[i] = seq[task_id]
 
     def _append_in_one(self, task_id: str, rows: list[dict[str, Any]], cap: int) -> int | None:
         """PostgreSQL: the lines in one statement (``statements.APPEND_LOGS``); the last

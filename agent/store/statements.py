@@ -448,6 +448,56 @@ def _append_logs() -> Insert:
     )
 
 
+def _append_logs_many() -> Insert:
+    """Append lines to the logs of several tasks at once: line ``i`` of the lists
+    ``:task_ids``, ``:ts``, ``:levels`` and ``:texts`` goes to the log of task
+    ``:task_ids[i]``, after its last line, in the lists' order; answers the new lines'
+    ``task_id`` and ``seq``. The tasks' rows are locked in the order of their ids (two
+    of these never wait on each other in a cycle). A task gets its lines only when they
+    all fit under ``:cap``; a task without rows in the answer (no such task, or its
+    lines do not fit) is for the caller's general path. The last lines are read in the
+    statement's snapshot, as in :func:`_append_logs`: an append of one of the tasks at
+    the same moment makes the whole statement fail on the key."""
+    unnested = (
+        func.unnest(
+            cast(bindparam("task_ids"), ARRAY(Text)),
+            cast(bindparam("ts"), ARRAY(_logs.c.ts.type)),
+            cast(bindparam("levels"), ARRAY(Text)),
+            cast(bindparam("texts"), ARRAY(Text)),
+        )
+        .table_valued("task_id", "ts", "level", "text", with_ordinality="n")
+        .render_derived("line")
+    )
+    lines = select(unnested).cte("lines")
+    wanted = (
+        select(lines.c.task_id, func.count().label("lines")).group_by(lines.c.task_id).cte("wanted")
+    )
+    locked = (
+        select(_tasks.c.id)
+        .where(_tasks.c.id.in_(select(wanted.c.task_id)))
+        .order_by(_tasks.c.id)
+        .with_for_update(of=_tasks)
+        .cte("locked")
+    )
+    last_seq = select(func.coalesce(func.max(_logs.c.seq), 0)).where(_logs.c.task_id == locked.c.id)
+    last = select(locked.c.id, last_seq.scalar_subquery().label("seq")).cte("last")
+    seq = last.c.seq + func.row_number().over(partition_by=lines.c.task_id, order_by=lines.c.n)
+    rows = (
+        select(lines.c.task_id, seq, lines.c.ts, lines.c.level, lines.c.text)
+        .select_from(
+            lines.join(last, last.c.id == lines.c.task_id).join(
+                wanted, wanted.c.task_id == lines.c.task_id
+            )
+        )
+        .where(last.c.seq + wanted.c.lines < bindparam("cap"))
+    )
+    return (
+        insert(_logs)
+        .from_select(["task_id", "seq", "ts", "level", "text"], rows)
+        .returning(_logs.c.task_id, _logs.c.seq)
+    )
+
+
 def _stopped_among() -> Select:
     """Those of the tasks ``:task_ids`` (a list) that are not in progress, with their
     status (NULL: no such task). One array parameter, not one per id: the statement's
@@ -474,6 +524,7 @@ def _pg_only() -> dict[str, tuple[Executable, tuple[str, ...]]]:
         "HEARTBEAT": (_heartbeat(with_stats=False), ()),
         "HEARTBEAT_WITH_STATS": (_heartbeat(with_stats=True), ()),
         "APPEND_LOGS": (_append_logs(), ()),
+        "APPEND_LOGS_MANY": (_append_logs_many(), ()),
         "STOPPED_AMONG": (_stopped_among(), ()),
     }
 

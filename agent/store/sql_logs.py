@@ -104,9 +104,14 @@ class SqlLogs:
             with self._pg_pool().autocommit() as tx:
                 new = tx.all("APPEND_LOGS_MANY", params)
         except Exception as exc:
-            from psycopg.errors import UniqueViolation  # PostgreSQL's path: psycopg is loaded
+            import psycopg  # PostgreSQL's path: psycopg is loaded
 
-            if not isinstance(exc, UniqueViolation):
+            # Refused, and so not committed: a key taken meanwhile (see above), a deadlock
+            # with a write that locks tasks in another order, a value PostgreSQL refuses.
+            # Each append then goes alone, and hears its own error if it has one. A lost
+            # connection may have committed the batch: that is every append's error.
+            rolled_back = (getattr(exc, "sqlstate", None) or "").startswith("40")  # class 40
+            if not (isinstance(exc, psycopg.IntegrityError | psycopg.DataError) or rolled_back):
                 raise
             return  # all on the general path
         last: dict[str, int] = {}

@@ -12,6 +12,7 @@ import pytest
 
 from agent.core.errors import NotFound
 from agent.core.models import Task
+from agent.store import pg as pg_module
 from agent.store.sql import SqlBackend
 from tests.store.test_pg import _statements_run
 
@@ -101,3 +102,47 @@ def test_an_append_of_a_task_at_the_same_moment_sends_the_batch_one_by_one(
     assert names[0] == "APPEND_LOGS_MANY" and len(names) > 1
     assert _texts(pg_store, a) == [(1, "a1"), (2, "a2")]
     assert _texts(pg_store, b) == [(1, "b1")]
+
+
+@pytest.mark.postgres
+def test_a_batch_refused_as_a_deadlock_goes_in_one_by_one(
+    pg_store: SqlBackend, monkeypatch
+) -> None:
+    """PostgreSQL picked the batch as a deadlock's victim (a write locking the same
+    tasks in another order): nothing of it was committed, so each append goes alone."""
+    a = pg_store.create_task(Task(name="a", project="p")).id
+    b = pg_store.create_task(Task(name="b", project="p")).id
+    original = pg_module.PgTx._execute
+
+    def execute(self, name, params):
+        if name == "APPEND_LOGS_MANY":
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        return original(self, name, params)
+
+    monkeypatch.setattr(pg_module.PgTx, "_execute", execute)
+    assert pg_store.append_logs_many([(a, ["a1"]), ("gone", ["x"]), (b, ["b1", "b2"])])[::2] == [
+        1,
+        2,
+    ]
+    assert _texts(pg_store, a) == [(1, "a1")] and _texts(pg_store, b) == [(1, "b1"), (2, "b2")]
+
+
+@pytest.mark.postgres
+def test_a_batch_whose_connection_was_lost_is_not_sent_again(
+    pg_store: SqlBackend, monkeypatch
+) -> None:
+    """Lost after it was sent, the batch may have been committed: every append hears
+    the error, none is sent a second time."""
+    a = pg_store.create_task(Task(name="a", project="p")).id
+    original = pg_module.PgTx._execute
+
+    def execute(self, name, params):
+        if name == "APPEND_LOGS_MANY":
+            original(self, name, params)
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return original(self, name, params)
+
+    monkeypatch.setattr(pg_module.PgTx, "_execute", execute)
+    with pytest.raises(psycopg.OperationalError):
+        pg_store.append_logs_many([(a, ["once"]), (a, ["twice"])])
+    assert _texts(pg_store, a) == [(1, "once"), (2, "twice")]

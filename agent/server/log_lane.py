@@ -52,9 +52,9 @@ class LogLane:
         self._batch_lines = batch_lines
         self._waiting: list[_Append] = []
         self._busy: set[str] = set()  # tasks with an append in a batch being stored
-        self._draining = (
-            0  # drains running, counted down as each ends (not when its task's callbacks run)
-        )
+        # Drains running, counted down as each ends: its task stays in _drains until its
+        # done callbacks run, a moment later, when an append may already have come.
+        self._draining = 0
         self._drains: set[asyncio.Task[None]] = set()  # their tasks, kept from the collector
 
     async def append(self, task_id: str, lines: Sequence[Any]) -> int:

@@ -114,15 +114,12 @@ class SqlLogs:
             if not (isinstance(exc, psycopg.IntegrityError | psycopg.DataError) or rolled_back):
                 raise
             return  # all on the general path
-        last: dict[str, int] = {}
-        added: dict[str, int] = {}
+        # Each task's lines went in after its last one, in the order of the appends: each
+        # append's last seq counts up from the one before the task's first new line.
+        seq: dict[str, int] = {}
         for row in new:
             task_id = row["task_id"]
-            last[task_id] = max(last.get(task_id, 0), row["seq"])
-            added[task_id] = added.get(task_id, 0) + 1
-        # Each task's lines went in in the order of the appends: each append's last
-        # seq counts up from the one before the first.
-        seq = {task_id: last[task_id] - added[task_id] for task_id in last}
+            seq[task_id] = min(seq.get(task_id, row["seq"]), row["seq"] - 1)
         for i, ((task_id, _lines), count) in enumerate(zip(appends, counts, strict=True)):
             if task_id in seq and count:
                 seq[task_id] += count
